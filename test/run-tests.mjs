@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // Runs the node:test suites. Test files are TypeScript (`*.test.ts`) under test/, loaded through tsx.
-//   node scripts/run-tests.mjs            the CPU suite (what CI and `npm test` run)
-//   node scripts/run-tests.mjs --gpu      the GPU suite (test/gpu/, needs the CUDA addon and a GPU)
-//   node scripts/run-tests.mjs FILE...    just these files
+//   node test/run-tests.mjs            the CPU suite (what CI and `npm test` run)
+//   node test/run-tests.mjs --gpu      the GPU suite (test/gpu/, needs the CUDA addon and a GPU)
+//   node test/run-tests.mjs FILE...    just these files
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
