@@ -1,0 +1,89 @@
+/**
+ * The one schema of every server option. Every source (config/default.json, a --config file,
+ * ZAMBA2_* env vars, CLI flags) is merged into one object and validated here, so a bad value stops
+ * start-up with a message that names the option, whatever source it came from.
+ *
+ * Who reads it: src/main.ts (start-up), src/engine/index.ts (which engine), src/app.ts (HTTP).
+ */
+import { z } from 'zod';
+
+const positiveInt = z.number().int().positive();
+
+export const serverConfigSchema = z
+  .object({
+    /** Local Hugging Face checkpoint folder or a hub id ("Zyphra/Zamba2-1.2B-instruct"). */
+    model: z.string().min(1),
+    /** Model id clients send and /v1/models lists; default: the folder or hub id's last part. */
+    servedModelName: z.string().min(1).nullable(),
+    device: z.enum(['cpu', 'cuda', 'fake']),
+    host: z.string().min(1),
+    port: z.number().int().min(0).max(65535),
+    /** Most sequences running at once. */
+    maxNumSeqs: positiveInt,
+    /** Token budget of one engine step (decodes + prefill chunks). */
+    maxNumBatchedTokens: positiveInt,
+    /** Longest prompt + output; null = the model's own limit. */
+    maxModelLen: positiveInt.nullable(),
+    /** Requests allowed to wait for admission; more get 429 with Retry-After. */
+    maxWaiting: z.number().int().min(0),
+    /** Fraction of the engine's cache budget given to state slots + KV pages. */
+    cacheFraction: z.number().gt(0).max(1),
+    /** Bearer keys accepted on /v1/*; empty = no auth. */
+    apiKey: z.array(z.string().min(1)),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    /** Log prompt and completion text (off by default: prompts are user data). */
+    logRequests: z.boolean(),
+    /** Largest accepted request body. */
+    bodyLimitBytes: positiveInt,
+    /** Seconds to let running requests finish on SIGTERM/SIGINT before aborting them. */
+    shutdownGraceSeconds: z.number().min(0),
+    /** Engine RNG seed (requests without their own seed). */
+    seed: z.number().int().min(0),
+    /** Fake engine only: wall time of one step. */
+    fakeStepLatencyMs: z.number().min(0),
+    /** Where hub downloads are cached; null = the model loader's default. */
+    downloadDir: z.string().min(1).nullable(),
+    /** Allowed CORS origins; empty = CORS off. */
+    corsOrigins: z.array(z.string().min(1)),
+  })
+  .strict();
+
+export type ServerConfig = z.infer<typeof serverConfigSchema>;
+export type ServerConfigKey = keyof ServerConfig;
+
+export const CONFIG_KEYS = Object.keys(serverConfigSchema.shape) as ServerConfigKey[];
+
+/** How a string from an env var or CLI flag becomes the option's type. */
+export type OptionKind = 'string' | 'nullable-string' | 'int' | 'nullable-int' | 'number' | 'boolean' | 'list' | 'enum';
+
+export const OPTION_KINDS: Record<ServerConfigKey, OptionKind> = {
+  model: 'string',
+  servedModelName: 'nullable-string',
+  device: 'enum',
+  host: 'string',
+  port: 'int',
+  maxNumSeqs: 'int',
+  maxNumBatchedTokens: 'int',
+  maxModelLen: 'nullable-int',
+  maxWaiting: 'int',
+  cacheFraction: 'number',
+  apiKey: 'list',
+  logLevel: 'enum',
+  logRequests: 'boolean',
+  bodyLimitBytes: 'int',
+  shutdownGraceSeconds: 'number',
+  seed: 'int',
+  fakeStepLatencyMs: 'number',
+  downloadDir: 'nullable-string',
+  corsOrigins: 'list',
+};
+
+/** camelCase option → kebab-case CLI flag ("maxNumSeqs" → "max-num-seqs"). */
+export function flagName(key: ServerConfigKey): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/** camelCase option → env var ("maxNumSeqs" → "ZAMBA2_MAX_NUM_SEQS"). */
+export function envName(key: ServerConfigKey): string {
+  return `ZAMBA2_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+}
