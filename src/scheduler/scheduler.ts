@@ -1,0 +1,544 @@
+/**
+ * Scheduler: continuous batching over the engine seam, in the manner of vLLM v1.
+ *
+ * Every sequence carries `tokens` (prompt + output known so far) and `computed` (positions in its
+ * state slot and KV pages); each step only closes that gap, so there are no prefill/decode modes:
+ * a decode is a gap of one, a prefill chunk a larger gap, a preempted sequence recomputes from 0.
+ * One step = schedule() (synchronous; builds the StepPlan) → await engine.step(plan) → update()
+ * (emit tokens, stop checks, n > 1 forks). Only this loop touches the cache and the engine; submit,
+ * abort and finish run on the same thread between steps and only mark, free and wake.
+ *
+ * Scheduling order: every running decode gets 1 token, then running prefill chunks, then (if
+ * nothing was preempted this step) waiting sequences in FCFS order while a state slot, the KV
+ * pages of their first chunk and the token budget allow. When KV pages run out, the newest running
+ * sequence is preempted: its slot and pages are freed and it goes back to the front of the waiting
+ * queue to recompute prompt + output so far; its stream continues where it stopped.
+ *
+ * n > 1: the first sequence prefills the prompt up to the last page boundary before its end, then
+ * each sibling gets a fresh slot (engine.copySlot) and shares those full pages by reference; every
+ * sibling computes the short tail (< 16 tokens + 1) in pages of its own and samples on its own, so no
+ * page is ever written by two live sequences and no page copy is needed.
+ */
+import type { Engine, EngineDescription, ScheduledSequence, StepPlan, StepResult } from '../engine/engine.js';
+import { EngineError } from '../engine/engine.js';
+import { HybridCache, planCacheSizes } from '../cache/index.js';
+import { RequestState, Sequence } from './request-state.js';
+import {
+  SchedulerRejection,
+  type FinishReason,
+  type GenerationHandle,
+  type GenerationRequest,
+  type GenerationScheduler,
+  type SchedulerObserver,
+  type SchedulerOptions,
+  type SchedulerStats,
+} from './types.js';
+
+/** pino-compatible subset. */
+export interface SchedulerLogger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface SchedulerDeps {
+  logger?: SchedulerLogger;
+  observer?: SchedulerObserver;
+}
+
+const silentLogger: SchedulerLogger = { debug() {}, info() {}, warn() {}, error() {} };
+
+interface ScheduledChunk {
+  seq: Sequence;
+  start: number;
+  count: number;
+  sample: boolean;
+  wantsPromptLogprobs: boolean;
+  isDecode: boolean;
+}
+
+type LoopState = 'new' | 'serving' | 'draining' | 'closed' | 'failed';
+
+export class Scheduler implements GenerationScheduler {
+  private readonly logger: SchedulerLogger;
+  private readonly observer: SchedulerObserver | undefined;
+  private description: EngineDescription | null = null;
+  private cache: HybridCache | null = null;
+  private state: LoopState = 'new';
+  private readonly waiting: Sequence[] = [];
+  /** In admission order: the last one is the newest (first to be preempted). */
+  private readonly running: Sequence[] = [];
+  private readonly requests = new Set<RequestState>();
+  /** seqIds the engine must forget in the next plan (finished, aborted, failed, preempted). */
+  private released: number[] = [];
+  private nextSeqId = 0;
+  private stepId = 0;
+  private preemptedTotal = 0;
+  private wakeUp: (() => void) | null = null;
+  /** Set by wake() when the loop was not sleeping, so a wake during schedule() is not lost. */
+  private wakePending = false;
+  private idleWaiters: Array<() => void> = [];
+  private loopDone: Promise<void> | null = null;
+  /** Moving average of a request's life, for Retry-After. */
+  private requestSecondsEma = 1;
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly options: SchedulerOptions,
+    deps: SchedulerDeps = {},
+  ) {
+    for (const key of ['maxNumSeqs', 'maxNumBatchedTokens', 'maxModelLen'] as const) {
+      if (!(Number.isInteger(options[key]) && options[key] > 0)) throw new RangeError(`SchedulerOptions.${key} must be a positive integer`);
+    }
+    if (!(Number.isInteger(options.maxWaiting) && options.maxWaiting >= 0)) throw new RangeError('SchedulerOptions.maxWaiting must be an integer ≥ 0');
+    this.logger = deps.logger ?? silentLogger;
+    this.observer = deps.observer;
+  }
+
+  /** Describe the engine, size and allocate the cache pools, start the loop. Call once. */
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new Error('Scheduler.start called twice');
+    const description = this.engine.describe();
+    const sizes = planCacheSizes(description, { maxNumSeqs: this.options.maxNumSeqs, cacheFraction: this.options.cacheFraction });
+    await this.engine.initCache(sizes);
+    this.description = description;
+    this.cache = new HybridCache(sizes, description.tokensPerPage);
+    this.state = 'serving';
+    this.logger.info(
+      {
+        slotCount: sizes.slotCount,
+        pageCount: sizes.pageCount,
+        kvTokens: sizes.pageCount * description.tokensPerPage,
+        stepTokenBudget: this.tokenBudget,
+        maxModelLen: this.maxModelLen,
+      },
+      'scheduler capacity',
+    );
+    this.loopDone = this.loop().catch((err: unknown) => {
+      this.logger.error({ err }, 'scheduler loop crashed');
+      this.failEverything(err instanceof Error ? err : new Error(String(err)));
+    });
+  }
+
+  /** Stop the loop after the current step; every unfinished request ends with 'abort'. The engine stays open (its owner closes it). */
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    const wasStarted = this.state !== 'new';
+    this.state = 'closed';
+    for (const request of [...this.requests]) this.abortRequest(request);
+    this.wake();
+    if (wasStarted) await this.loopDone;
+    this.notifyIdle();
+  }
+
+  async drain(deadlineMs: number): Promise<void> {
+    if (this.state === 'serving') this.state = 'draining';
+    if (this.requests.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const idle = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    const deadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), Math.max(0, deadlineMs))));
+    const outcome = await Promise.race([idle, deadline]);
+    clearTimeout(timer);
+    if (outcome === 'deadline') {
+      this.logger.warn({ unfinished: this.requests.size }, 'drain deadline passed, aborting the rest');
+      for (const request of [...this.requests]) this.abortRequest(request);
+    }
+  }
+
+  stats(): SchedulerStats {
+    const cache = this.cache;
+    return {
+      running: this.running.length,
+      waiting: this.waiting.length,
+      preemptedTotal: this.preemptedTotal,
+      slotsUsed: cache?.slots.usedCount ?? 0,
+      slotsTotal: cache?.slots.slotCount ?? 0,
+      pagesUsed: cache?.pages.usedCount ?? 0,
+      pagesTotal: cache?.pages.pageCount ?? 0,
+    };
+  }
+
+  /** Sequences still holding cache memory (tests: zero after the load). */
+  get liveSequenceMemory(): number {
+    return this.cache?.sequenceCount ?? 0;
+  }
+
+  submit(request: GenerationRequest): GenerationHandle {
+    if (this.state === 'new') throw new Error('Scheduler.submit before start()');
+    if (this.state !== 'serving') throw new SchedulerRejection('server is shutting down', 'shutting_down');
+    const cache = this.cache!;
+    const promptLength = request.promptTokens.length;
+    if (!(Number.isInteger(request.n) && request.n >= 1)) throw new RangeError(`n must be a positive integer, got ${request.n}`);
+    if (!(Number.isInteger(request.maxTokens) && request.maxTokens >= 0)) throw new RangeError(`maxTokens must be an integer ≥ 0, got ${request.maxTokens}`);
+    if (promptLength === 0) throw new SchedulerRejection('the prompt must contain at least one token', 'too_long');
+    if (promptLength > this.maxModelLen) {
+      throw new SchedulerRejection(`the prompt has ${promptLength} tokens, more than max_model_len (${this.maxModelLen})`, 'too_long');
+    }
+    const promptPages = cache.pages.pagesFor(promptLength);
+    if (promptPages > cache.pages.pageCount) {
+      throw new SchedulerRejection(
+        `the prompt needs ${promptPages} KV pages (${promptLength} tokens), the KV cache holds ${cache.pages.pageCount} pages (${cache.pages.pageCount * cache.tokensPerPage} tokens)`,
+        'too_long',
+      );
+    }
+    if (this.waiting.length >= this.options.maxWaiting) {
+      const perSlot = this.waiting.length / Math.max(1, cache.slots.slotCount);
+      const retryAfterSeconds = Math.min(60, Math.max(1, Math.ceil(perSlot * this.requestSecondsEma)));
+      throw new SchedulerRejection(`too many waiting requests (${this.waiting.length}, max_waiting is ${this.options.maxWaiting})`, 'overloaded', retryAfterSeconds);
+    }
+
+    const state = new RequestState(request, this.description!.eosTokenIds, {
+      onAbort: (s) => this.abortRequest(s),
+      onFinishIndex: (s, index) => {
+        const seq = s.sequences[index];
+        if (seq) this.finishSequence(seq, 'stop');
+      },
+    });
+    // Fork at the last page boundary strictly before the prompt's end, so every sibling still has
+    // 1..16 prompt tokens of its own to compute (and sample from) in a page nobody else writes.
+    const forkAt = Math.floor((promptLength - 1) / cache.tokensPerPage) * cache.tokensPerPage;
+    const fork = request.n > 1 && (forkAt > 0 || request.maxTokens === 0);
+    for (let index = 0; index < request.n; index++) {
+      const seq = new Sequence(this.nextSeqId++, index, state, index === 0 || !fork ? 'waiting' : 'pending-fork');
+      state.sequences.push(seq);
+      if (seq.status === 'waiting') this.waiting.push(seq);
+    }
+    if (fork && request.maxTokens > 0) state.sequences[0]!.forkAt = forkAt;
+    this.requests.add(state);
+    this.wake();
+    return state;
+  }
+
+  private get maxModelLen(): number {
+    return Math.min(this.options.maxModelLen, this.description!.maxModelLen);
+  }
+
+  private get tokenBudget(): number {
+    return Math.min(this.options.maxNumBatchedTokens, this.description!.maxTokensPerStep);
+  }
+
+  private wake(): void {
+    const w = this.wakeUp;
+    this.wakeUp = null;
+    if (w) w();
+    else this.wakePending = true;
+  }
+
+  /** Idle until submit/abort/finish/close calls wake(); no polling. */
+  private async sleep(): Promise<void> {
+    if (this.wakePending) {
+      this.wakePending = false;
+      return;
+    }
+    await new Promise<void>((resolve) => (this.wakeUp = resolve));
+  }
+
+  private notifyIdle(): void {
+    if (this.requests.size > 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  private async loop(): Promise<void> {
+    while (this.state === 'serving' || this.state === 'draining') {
+      this.wakePending = false;
+      const chunks = this.running.length > 0 || this.waiting.length > 0 ? this.schedule() : [];
+      if (chunks.length === 0) {
+        await this.sleep();
+        continue;
+      }
+      const plan = this.buildPlan(chunks);
+      const startedMs = performance.now();
+      let result: StepResult;
+      try {
+        result = await this.engine.step(plan);
+        if (result.outputs.length !== plan.sequences.length) {
+          throw new EngineError(`engine returned ${result.outputs.length} outputs for ${plan.sequences.length} sequences`, 'ENGINE_BAD_RESULT');
+        }
+      } catch (err) {
+        this.failStep(chunks, err);
+        continue;
+      }
+      this.reportStep(plan, chunks, performance.now() - startedMs);
+      await this.update(chunks, result);
+    }
+  }
+
+  /** Pick this step's chunks. Mutates running/waiting and the cache (admission, growth, preemption). */
+  private schedule(): ScheduledChunk[] {
+    const cache = this.cache!;
+    let budget = this.tokenBudget;
+    const chunks = new Map<Sequence, ScheduledChunk>();
+    let preempted = 0;
+
+    // Grow `seq`'s pages to `end` positions, preempting the newest running sequences as needed.
+    // False when `seq` itself had to go (preempted, or finished when it alone overflows the pool).
+    const grow = (seq: Sequence, end: number): boolean => {
+      while (!cache.grow(seq.seqId, end)) {
+        const victim = this.running[this.running.length - 1]!;
+        if (victim === seq && this.running.length === 1) {
+          // Alone and still short: the pool cannot hold this sequence any longer; recompute would loop.
+          this.logger.warn({ seqId: seq.seqId, tokens: end, pageCount: cache.pages.pageCount }, 'sequence outgrew the KV cache');
+          this.finishSequence(seq, 'length');
+          return false;
+        }
+        const victimChunk = chunks.get(victim);
+        if (victimChunk) {
+          chunks.delete(victim);
+          budget += victimChunk.count;
+        }
+        this.preempt(victim);
+        preempted++;
+        if (victim === seq) return false;
+      }
+      return true;
+    };
+
+    const add = (seq: Sequence, count: number, isDecode: boolean): void => {
+      const start = seq.computed;
+      const end = start + count;
+      chunks.set(seq, {
+        seq,
+        start,
+        count,
+        sample: end === seq.tokens.length && seq.request.request.maxTokens > 0,
+        wantsPromptLogprobs: seq.request.wantsPromptLogprobs(start),
+        isDecode,
+      });
+      budget -= count;
+    };
+
+    // 1. Running decodes, oldest first: one token each.
+    for (let i = 0; i < this.running.length && budget > 0; i++) {
+      const seq = this.running[i]!;
+      if (seq.tokens.length - seq.computed !== 1) continue;
+      if (grow(seq, seq.computed + 1)) add(seq, 1, seq.computed >= seq.promptLength);
+    }
+    // 2. Running prefill chunks (incl. recompute), oldest first, filling the remaining budget.
+    for (let i = 0; i < this.running.length && budget > 0; i++) {
+      const seq = this.running[i]!;
+      if (chunks.has(seq)) continue;
+      const count = this.chunkLength(seq, budget);
+      if (count <= 0) continue;
+      if (grow(seq, seq.computed + count)) add(seq, count, false);
+    }
+    // 3. Waiting sequences, FCFS, unless this step already had to preempt.
+    if (preempted === 0) {
+      while (this.waiting.length > 0 && budget > 0 && this.running.length < cache.slots.slotCount) {
+        const seq = this.waiting[0]!;
+        let count = this.chunkLength(seq, budget);
+        // Nothing running: shrink the chunk to the free pages so a long recompute always progresses.
+        if (this.running.length === 0) count = Math.min(count, cache.pages.freeCount * cache.tokensPerPage);
+        if (count <= 0 || cache.admit(seq.seqId, count) === null) break;
+        this.waiting.shift();
+        seq.status = 'running';
+        seq.computed = 0;
+        this.running.push(seq);
+        add(seq, count, false);
+      }
+    }
+    if (preempted > 0) this.observer?.onPreempt?.(preempted);
+    return [...chunks.values()];
+  }
+
+  /** Tokens `seq` may compute in a chunk now: its gap, capped by the budget and a pending fork point. */
+  private chunkLength(seq: Sequence, budget: number): number {
+    let end = seq.tokens.length;
+    if (seq.forkAt > seq.computed) end = Math.min(end, seq.forkAt);
+    return Math.min(end - seq.computed, budget);
+  }
+
+  private buildPlan(chunks: ScheduledChunk[]): StepPlan {
+    const cache = this.cache!;
+    const sequences: ScheduledSequence[] = chunks.map((c) => {
+      const seq = c.seq;
+      const request = seq.request.request;
+      seq.engineKnown = true;
+      const masked = seq.request.minTokensSampling !== null && seq.outputCount < (request.minTokens ?? 0);
+      return {
+        seqId: seq.seqId,
+        slot: cache.slotOf(seq.seqId)!,
+        pageTable: cache.blockTable(seq.seqId),
+        startPosition: c.start,
+        tokens: Int32Array.from(seq.tokens.slice(c.start, c.start + c.count)),
+        promptLength: seq.promptLength,
+        sample: c.sample,
+        sampling: masked ? seq.request.minTokensSampling! : request.sampling,
+        promptLogprobs: c.wantsPromptLogprobs ? request.promptLogprobs : null,
+      };
+    });
+    const released = this.released;
+    this.released = [];
+    return { stepId: ++this.stepId, sequences, resetSlots: cache.takePendingResets(), releasedSeqIds: released };
+  }
+
+  private reportStep(plan: StepPlan, chunks: ScheduledChunk[], durationMs: number): void {
+    let tokens = 0;
+    let decodeTokens = 0;
+    for (const c of chunks) {
+      tokens += c.count;
+      if (c.isDecode) decodeTokens += c.count;
+    }
+    const cache = this.cache!;
+    this.observer?.onStep({ durationMs, sequences: chunks.length, tokens, prefillTokens: tokens - decodeTokens, decodeTokens });
+    this.logger.debug(
+      {
+        stepId: plan.stepId,
+        running: this.running.length,
+        waiting: this.waiting.length,
+        slotsFree: cache.slots.freeCount,
+        pagesFree: cache.pages.freeCount,
+        sequences: chunks.length,
+        tokens,
+        decodeTokens,
+        durationMs: Math.round(durationMs * 1000) / 1000,
+      },
+      'step',
+    );
+  }
+
+  /** Apply a step's outputs: advance positions, gather prompt logprobs, fork, emit tokens, stop. */
+  private async update(chunks: ScheduledChunk[], result: StepResult): Promise<void> {
+    const live = (c: ScheduledChunk): boolean => c.seq.status === 'running';
+    for (let i = 0; i < chunks.length; i++) {
+      const c = chunks[i]!;
+      if (!live(c)) continue; // aborted or finished while the step ran
+      c.seq.computed = c.start + c.count;
+      const promptLogprobs = result.outputs[i]!.promptLogprobs;
+      if (c.wantsPromptLogprobs && promptLogprobs) c.seq.request.recordPromptLogprobs(c.start, promptLogprobs);
+    }
+    for (const c of chunks) if (live(c) && c.seq.forkAt > 0 && c.seq.computed === c.seq.forkAt) await this.forkSiblings(c.seq);
+    for (let i = 0; i < chunks.length; i++) {
+      const c = chunks[i]!;
+      const seq = c.seq;
+      if (!live(c)) continue;
+      if (c.sample) this.acceptToken(seq, result.outputs[i]!);
+      else if (seq.computed === seq.tokens.length && seq.request.request.maxTokens === 0) {
+        seq.request.flushPromptLogprobs();
+        this.finishSequence(seq, 'length');
+      }
+    }
+  }
+
+  private acceptToken(seq: Sequence, output: StepResult['outputs'][number]): void {
+    const request = seq.request.request;
+    const token = output.token;
+    seq.request.flushPromptLogprobs();
+    if (seq.outputCount >= (request.minTokens ?? 0)) {
+      const isEos = !request.ignoreEos && this.description!.eosTokenIds.includes(token);
+      if (isEos || (request.stopTokenIds?.includes(token) ?? false)) {
+        this.finishSequence(seq, 'stop', token);
+        return;
+      }
+    }
+    seq.tokens.push(token);
+    seq.outputCount++;
+    seq.request.push({ kind: 'token', index: seq.index, tokenId: token, logprob: output.logprobs });
+    if (seq.outputCount >= request.maxTokens || seq.tokens.length >= this.maxModelLen) this.finishSequence(seq, 'length');
+  }
+
+  /** The parent reached its fork point: give each pending sibling a copy of its state and its full pages. */
+  private async forkSiblings(parent: Sequence): Promise<void> {
+    const cache = this.cache!;
+    parent.forkAt = -1;
+    const parentSlot = cache.slotOf(parent.seqId)!;
+    for (const child of parent.request.sequences) {
+      if (child.status !== 'pending-fork') continue;
+      const slot = cache.fork(parent.seqId, child.seqId, parent.computed);
+      if (slot === null) {
+        // No slot free now: the sibling recomputes the prompt on its own when admitted.
+        this.toWaitingFront(child);
+        continue;
+      }
+      child.status = 'running';
+      child.computed = parent.computed;
+      this.running.push(child);
+      try {
+        await this.engine.copySlot(parentSlot, slot);
+      } catch (err) {
+        this.finishSequence(child, 'error', undefined, err instanceof Error ? err : new Error(String(err)));
+      }
+    }
+  }
+
+  private toWaitingFront(seq: Sequence): void {
+    seq.status = 'waiting';
+    seq.computed = 0;
+    this.waiting.unshift(seq);
+  }
+
+  private preempt(seq: Sequence): void {
+    const at = this.running.lastIndexOf(seq);
+    if (at >= 0) this.running.splice(at, 1);
+    this.cache!.free(seq.seqId);
+    this.forget(seq);
+    this.preemptedTotal++;
+    this.toWaitingFront(seq);
+    this.logger.debug({ seqId: seq.seqId, requestId: seq.request.requestId, tokens: seq.tokens.length }, 'preempted');
+  }
+
+  private forget(seq: Sequence): void {
+    if (!seq.engineKnown) return;
+    seq.engineKnown = false;
+    this.released.push(seq.seqId);
+  }
+
+  /** End one sequence for any reason: free its memory, emit 'finished', settle its pending siblings. Idempotent. */
+  private finishSequence(seq: Sequence, reason: FinishReason, stopTokenId?: number, error?: Error): void {
+    if (seq.status === 'finished') return;
+    const previous = seq.status;
+    seq.status = 'finished';
+    if (previous === 'running') {
+      this.running.splice(this.running.indexOf(seq), 1);
+    } else if (previous === 'waiting') {
+      this.waiting.splice(this.waiting.indexOf(seq), 1);
+    }
+    this.cache?.free(seq.seqId);
+    this.forget(seq);
+    const state = seq.request;
+    if (reason !== 'abort' && reason !== 'error') state.flushPromptLogprobsIfComplete();
+    const event: { kind: 'finished'; index: number; reason: FinishReason; stopTokenId?: number; error?: Error } = { kind: 'finished', index: seq.index, reason };
+    if (stopTokenId !== undefined) event.stopTokenId = stopTokenId;
+    if (error) event.error = error;
+    state.push(event);
+
+    if (seq.index === 0) {
+      // The parent left before forking: its siblings share its fate on error/abort or when no
+      // tokens were asked for (maxTokens 0), else they go on alone (recomputing the prompt).
+      seq.forkAt = -1;
+      for (const sibling of state.sequences) {
+        if (sibling.status !== 'pending-fork') continue;
+        if (reason === 'error' || reason === 'abort') this.finishSequence(sibling, reason, undefined, error);
+        else if (state.request.maxTokens === 0) this.finishSequence(sibling, 'length');
+        else this.toWaitingFront(sibling);
+      }
+    }
+    if (state.done) {
+      this.requests.delete(state);
+      const seconds = (performance.now() - state.submittedAtMs) / 1000;
+      this.requestSecondsEma = 0.9 * this.requestSecondsEma + 0.1 * seconds;
+      this.notifyIdle();
+    }
+    this.wake();
+  }
+
+  private abortRequest(state: RequestState): void {
+    for (const seq of state.sequences) this.finishSequence(seq, 'abort');
+  }
+
+  private failStep(chunks: ScheduledChunk[], err: unknown): void {
+    const error = err instanceof Error ? err : new Error(String(err));
+    this.logger.error({ err: error, sequences: chunks.length }, 'engine step failed');
+    for (const c of chunks) this.finishSequence(c.seq, 'error', undefined, error);
+    if (err instanceof EngineError && !err.retryable) this.failEverything(error);
+  }
+
+  /** A non-retryable engine error: nothing can run any more. */
+  private failEverything(error: Error): void {
+    if (this.state !== 'closed') this.state = 'failed';
+    for (const state of [...this.requests]) for (const seq of state.sequences) this.finishSequence(seq, 'error', undefined, error);
+    this.wake();
+  }
+}
