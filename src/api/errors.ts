@@ -5,6 +5,7 @@
  * thrown value into that body, and never lets a stack trace or internal message out of a 500.
  */
 import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import { ServingError, type ServingErrorReason } from '../serving/errors.js';
 
 export interface ErrorDef {
   status: number;
@@ -86,9 +87,23 @@ function fromFastifyError(err: FastifyError): ApiError | null {
   return null;
 }
 
+const SERVING_ERRORS: Record<ServingErrorReason, ErrorName> = {
+  invalid: 'ZMB_ERR_INVALID_FIELD',
+  context_length: 'ZMB_ERR_CONTEXT_LENGTH',
+  no_chat_template: 'ZMB_ERR_NO_CHAT_TEMPLATE',
+  chat_template: 'ZMB_ERR_CHAT_TEMPLATE',
+  overloaded: 'ZMB_ERR_OVERLOADED',
+  shutting_down: 'ZMB_ERR_SHUTTING_DOWN',
+  generation_failed: 'ZMB_ERR_GENERATION_FAILED',
+};
+
 /** Any thrown value → the ApiError to send. Unknown errors become a generic 500. */
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
+  if (err instanceof ServingError) {
+    // generation_failed keeps its generic message: the cause (engine detail) is only logged.
+    return new ApiError(SERVING_ERRORS[err.reason], err.message, err.param, err.retryAfterSeconds);
+  }
   if (typeof err === 'object' && err !== null && 'statusCode' in err) {
     const mapped = fromFastifyError(err as FastifyError);
     if (mapped) return mapped;

@@ -65,15 +65,24 @@ export class GenerationService {
       if (err instanceof SchedulerRejection) throw rejectionToServingError(err);
       throw err;
     }
-    const events = this.run(handle, params, startedAt);
+    const cancel = { requested: false };
+    const events = this.run(handle, params, startedAt, cancel);
     return {
       requestId: params.requestId,
-      abort: () => handle.abort(),
+      abort: () => {
+        cancel.requested = true;
+        handle.abort();
+      },
       [Symbol.asyncIterator]: () => events,
     };
   }
 
-  private async *run(handle: GenerationHandle, params: GenerateParams, startedAt: number): AsyncGenerator<ServingEvent> {
+  private async *run(
+    handle: GenerationHandle,
+    params: GenerateParams,
+    startedAt: number,
+    cancel: { requested: boolean },
+  ): AsyncGenerator<ServingEvent> {
     const { tokenizer, observer } = this.deps;
     const endTokenIds = new Set<number>([...(params.ignoreEos ? [] : tokenizer.eosTokenIds), ...params.stopTokenIds]);
     const userStopIds = new Set(params.stopTokenIds);
@@ -107,7 +116,7 @@ export class GenerationService {
       let finished = 0;
       while (finished < params.n) {
         const next = await iterator.next();
-        if (next.done) break;
+        if (next.done || cancel.requested) break;
         const event: SequenceEvent = next.value;
         if (event.kind === 'prompt-logprobs') {
           yield { kind: 'prompt-logprobs', entries: [null, ...event.logprobs.map((lp) => logprobInfo(tokenizer, lp))] };
@@ -141,6 +150,7 @@ export class GenerationService {
           throw new ServingError('generation_failed', 'the engine failed while generating this request', null, undefined, { cause: event.error });
         }
         if (event.reason === 'abort') {
+          if (cancel.requested) break; // our own abort (client gone): end quietly
           throw new ServingError('shutting_down', 'the request was cancelled by the server (shutting down)');
         }
         proc.done = true;

@@ -1,0 +1,92 @@
+/**
+ * buildApp(deps): the whole HTTP surface as a Fastify instance that never listens (main.ts
+ * listens; tests use app.inject). Wires api/ routes over serving/ over the given scheduler.
+ *
+ * deps.readiness is shared with main.ts, which flips it to false when shutdown begins.
+ */
+import cors from '@fastify/cors';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { installApiKeyAuth } from './api/auth.js';
+import { registerChatCompletionsRoute } from './api/chat-completions/route.js';
+import { registerCompletionsRoute } from './api/completions/route.js';
+import { installErrorHandler } from './api/errors.js';
+import { registerHealthRoutes } from './api/health/route.js';
+import { registerMetricsRoute } from './api/metrics/route.js';
+import { ServerMetrics } from './api/metrics/server-metrics.js';
+import { registerModelsRoutes } from './api/models/route.js';
+import type { ApiContext, Readiness } from './api/shared/context.js';
+import { servedModelId } from './config/load-config.js';
+import type { ServerConfig } from './config/schema.js';
+import type { EngineDescription } from './engine/engine.js';
+import type { GenerationScheduler } from './scheduler/types.js';
+import { GenerationService, InputProcessor } from './serving/index.js';
+import type { TextTokenizer } from './tokenizer/index.js';
+
+export interface AppDeps {
+  config: ServerConfig;
+  scheduler: GenerationScheduler;
+  tokenizer: TextTokenizer;
+  engineDescription: EngineDescription;
+  /** Pass the one the scheduler observes; a fresh one is made when absent. */
+  metrics?: ServerMetrics;
+  /** A pino logger; without one the app logs nothing (tests). */
+  logger?: FastifyBaseLogger;
+  readiness?: Readiness;
+}
+
+export function buildApp(deps: AppDeps): FastifyInstance {
+  const { config, scheduler, tokenizer, engineDescription } = deps;
+  const metrics = deps.metrics ?? new ServerMetrics();
+  metrics.bindScheduler(() => scheduler.stats());
+  const maxModelLen = Math.min(config.maxModelLen ?? engineDescription.maxModelLen, engineDescription.maxModelLen);
+  const ctx: ApiContext = {
+    config,
+    modelId: config.servedModelName ?? (engineDescription.modelId || servedModelId(config)),
+    maxModelLen,
+    tokenizer,
+    input: new InputProcessor(tokenizer, maxModelLen),
+    service: new GenerationService({ scheduler, tokenizer, observer: metrics }),
+    metrics,
+    readiness: deps.readiness ?? { ready: true },
+  };
+
+  const app: FastifyInstance = Fastify({
+    ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
+    bodyLimit: config.bodyLimitBytes,
+    disableRequestLogging: !config.logRequests,
+    requestIdHeader: 'x-request-id',
+    // Behind a proxy the client address comes from X-Forwarded-For.
+    trustProxy: true,
+    return503OnClosing: true,
+  });
+  // Any Content-Type is read as JSON (as vLLM does), so `curl -d '{...}'` works without -H.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(text));
+    } catch (err) {
+      const e = err as Error & { statusCode?: number };
+      e.statusCode = 400;
+      done(e, undefined);
+    }
+  });
+  installErrorHandler(app);
+  if (config.corsOrigins.length > 0) void app.register(cors, { origin: config.corsOrigins.includes('*') ? true : config.corsOrigins });
+  installApiKeyAuth(app, config.apiKey);
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    // Streams count themselves when they end (their reply is hijacked).
+    if (!reply.sent || reply.statusCode !== 200 || !reply.raw.getHeader('content-type')?.toString().startsWith('text/event-stream')) {
+      metrics.countRequest(route, reply.statusCode);
+    }
+  });
+
+  registerHealthRoutes(app, ctx);
+  registerMetricsRoute(app, ctx);
+  registerModelsRoutes(app, ctx, Math.floor(Date.now() / 1000));
+  registerChatCompletionsRoute(app, ctx);
+  registerCompletionsRoute(app, ctx);
+  return app;
+}
