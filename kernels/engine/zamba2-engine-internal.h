@@ -1,0 +1,76 @@
+// Internal layout of zamba2_engine, shared by zamba2-engine.cc (weights, pools) and
+// zamba2-forward.cc (the step). Not part of the public surface.
+#pragma once
+
+#include <unordered_map>
+
+#include "../include/zamba2-gemm.h"
+#include "../include/zamba2-kernels.h"
+#include "zamba2-engine.h"
+
+struct zamba2_tensor {
+    void * ptr = nullptr;
+    size_t numel = 0;
+    bool f32 = false;
+    bool loaded = false;
+};
+
+struct zamba2_layer_ptrs {
+    const bf16 *input_norm, *in_proj, *conv_w, *conv_b, *norm, *out_proj, *linear;
+    const float *dt_bias, *a_log, *d;
+};
+
+struct zamba2_block_ptrs {
+    const bf16 *input_norm, *q, *k, *v, *o, *pre_ff_norm, *gate_up, *down;
+};
+
+struct zamba2_adapter_ptrs {
+    const bf16 *q0, *q1, *k0, *k1, *v0, *v1, *gu0, *gu1;  // nullptr when absent
+};
+
+// Scratch activations, sized for cfg.max_tokens tokens.
+struct zamba2_scratch {
+    bf16 *x, *e, *u, *u2, *zx, *xbc, *v, *q, *k, *vv, *att, *a, *vn, *gu, *act, *m, *tr, *lora;
+    float *y;
+    bf16 *hl, *hn;     // [max_tokens, H] rows picked for logits, normalized
+    float *logits;     // [max_tokens, V]
+    int32_t *argmax;   // [max_tokens]
+    float *max_logit, *lse;
+    int32_t *packed;   // device copy of the packed step input
+    size_t packed_cap;
+};
+
+struct zamba2_engine {
+    zamba2_config cfg;
+    std::vector<zamba2_weight_spec> specs;
+    std::unordered_map<std::string, zamba2_tensor> weights;
+    std::vector<zamba2_layer_ptrs> layers;
+    std::vector<zamba2_block_ptrs> blocks;
+    std::vector<zamba2_adapter_ptrs> adapters;
+    const bf16 *embed = nullptr, *final_norm = nullptr, *lm_head = nullptr;
+    bool resolved = false;
+
+    // pools
+    int slot_count = 0, page_count = 0;
+    bf16 * conv_pool = nullptr;   // [layers, slots, 3, conv_dim]
+    float * ssm_pool = nullptr;   // [layers, slots, nh, P, N]
+    bf16 * kv_pool = nullptr;     // [n_hybrid, 2, pages, heads, 16, D]
+
+    zamba2_scratch s{};
+    cudaStream_t stream = nullptr;
+    cudaEvent_t ev_start = nullptr, ev_stop = nullptr;
+    gemm_context * gemm = nullptr;
+    // pinned host staging for the step input and outputs
+    int32_t * h_packed = nullptr;
+    size_t h_packed_cap = 0;
+    void * h_out = nullptr;
+    size_t device_bytes = 0;
+
+    size_t conv_layer_elems() const { return (size_t) slot_count * 3 * cfg.conv_dim(); }
+    size_t ssm_layer_elems() const {
+        return (size_t) slot_count * cfg.n_mamba_heads * cfg.mamba_head_dim * cfg.d_state;
+    }
+    size_t kv_layer_elems() const { return (size_t) page_count * cfg.heads * 16 * cfg.head_dim; }
+};
+
+std::string zamba2_resolve_weights(zamba2_engine * e);

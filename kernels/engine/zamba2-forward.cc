@@ -1,0 +1,221 @@
+// One engine step: the Zamba2 forward pass (spec §3) over a packed varlen batch, then logits and
+// greedy picks for the requested rows. All work is enqueued on the engine's stream; the call
+// returns after the outputs are on the host.
+#include <cmath>
+#include <cstring>
+
+#include "zamba2-engine-internal.h"
+
+#define ZF_CUDA(call)                                                                              \
+    do {                                                                                           \
+        cudaError_t err_ = (call);                                                                 \
+        if (err_ != cudaSuccess) return std::string(#call ": ") + cudaGetErrorString(err_);        \
+    } while (0)
+
+#define ZF_GEMM(...)                                                                               \
+    do {                                                                                           \
+        if (gemm_bf16(e->gemm, __VA_ARGS__) != 0) return std::string("gemm: ") + gemm_last_error(e->gemm); \
+    } while (0)
+
+struct step_view {
+    int S, T, O, R, want_logits, W;
+    const int32_t *tokens, *positions, *token_seq, *kv_index, *cu_seqlens, *seq_slot, *block_tables, *out_rows,
+        *reset_slots;
+};
+
+// Offsets of the packed arrays (same order on host and device).
+static size_t step_layout(const int32_t * hdr, size_t off[9]) {
+    const size_t S = hdr[0], T = hdr[1], O = hdr[2], R = hdr[3], W = hdr[5];
+    const size_t len[9] = {T, T, T, T, S + 1, S, S * W, O, R};
+    size_t at = 8;
+    for (int i = 0; i < 9; ++i) { off[i] = at; at += len[i]; }
+    return at;
+}
+
+static step_view make_view(const int32_t * base, const int32_t * hdr, const size_t off[9]) {
+    return {hdr[0], hdr[1], hdr[2], hdr[3], hdr[4], hdr[5],
+            base + off[0], base + off[1], base + off[2], base + off[3], base + off[4],
+            base + off[5], base + off[6], base + off[7], base + off[8]};
+}
+
+static std::string check_step(const zamba2_engine * e, const int32_t * p, size_t len, size_t need) {
+    const zamba2_config & c = e->cfg;
+    if (len < 8 || need != len) return "step: packed input has the wrong length";
+    const int S = p[0], T = p[1], O = p[2], R = p[3], W = p[5];
+    if (S < 0 || S > c.max_seqs) return "step: too many sequences";
+    if (T < 0 || T > c.max_tokens) return "step: too many tokens";
+    if (O < 0 || O > c.max_tokens || R < 0 || R > e->slot_count) return "step: bad output/reset counts";
+    if (W < 0 || W > c.max_pages_per_seq()) return "step: block table too wide";
+    size_t off[9];
+    step_layout(p, off);
+    const step_view v = make_view(p, p, off);
+    if (v.cu_seqlens[0] != 0 || v.cu_seqlens[S] != T) return "step: cu_seqlens do not cover the tokens";
+    for (int s = 0; s < S; ++s) {
+        if (v.cu_seqlens[s + 1] < v.cu_seqlens[s]) return "step: cu_seqlens not ascending";
+        if (v.seq_slot[s] < 0 || v.seq_slot[s] >= e->slot_count) return "step: slot out of range";
+    }
+    const long long kv_cap = (long long) e->page_count * 16;
+    for (int t = 0; t < T; ++t) {
+        if (v.tokens[t] < 0 || v.tokens[t] >= c.vocab) return "step: token id out of range";
+        if (v.positions[t] < 0 || v.positions[t] >= c.max_model_len) return "step: position out of range";
+        if (v.token_seq[t] < 0 || v.token_seq[t] >= S) return "step: token_seq out of range";
+        if (!c.hybrid_layer_ids.empty() && (v.kv_index[t] < 0 || v.kv_index[t] >= kv_cap)) return "step: kv index out of range";
+        if (v.positions[t] / 16 >= W && !c.hybrid_layer_ids.empty()) return "step: position beyond block table";
+    }
+    if (!c.hybrid_layer_ids.empty()) {
+        for (size_t i = 0; i < (size_t) S * W; ++i) {
+            if (v.block_tables[i] < -1 || v.block_tables[i] >= e->page_count) return "step: page id out of range";
+        }
+    }
+    for (int i = 0; i < O; ++i) if (v.out_rows[i] < 0 || v.out_rows[i] >= T) return "step: output row out of range";
+    for (int i = 0; i < R; ++i) if (v.reset_slots[i] < 0 || v.reset_slots[i] >= e->slot_count) return "step: reset slot out of range";
+    return "";
+}
+
+// The shared attention + MLP block at hybrid invocation h; leaves Tr = block output . W_linear^T in s.tr.
+static std::string shared_block(zamba2_engine * e, const step_view & v, int h, const zamba2_layer_ptrs & lw) {
+    const zamba2_config & c = e->cfg;
+    zamba2_scratch & s = e->s;
+    const int T = v.T, H = c.hidden, H2 = 2 * c.hidden, F = c.ffn, r = c.adapter_rank;
+    const zamba2_block_ptrs & bw = e->blocks[c.hybrid_block_ids[h]];
+    const zamba2_adapter_ptrs & aw = e->adapters[h];
+    cudaStream_t st = e->stream;
+    rms_norm_fused(s.u2, nullptr, s.x, nullptr, s.e, bw.input_norm, T, H, H, c.eps, st);  // u2: [T, 2H] = norm(X | E)
+    bf16 * outs[3] = {s.q, s.k, s.vv};
+    const bf16 * w_main[3] = {bw.q, bw.k, bw.v};
+    const bf16 * w0[3] = {aw.q0, aw.k0, aw.v0};
+    const bf16 * w1[3] = {aw.q1, aw.k1, aw.v1};
+    for (int i = 0; i < 3; ++i) {
+        ZF_GEMM(outs[i], GEMM_OUT_BF16, H2, s.u2, H2, w_main[i], T, H2, H2, 0.0f, st);    // [T, 2H]
+        if (w0[i]) {
+            ZF_GEMM(s.lora, GEMM_OUT_BF16, r, s.u2, H2, w0[i], T, r, H2, 0.0f, st);       // lora: [T, r]
+            ZF_GEMM(outs[i], GEMM_OUT_BF16, H2, s.lora, r, w1[i], T, H2, r, 1.0f, st);    // += [T, 2H]
+        }
+    }
+    if (c.use_rope) {
+        rope_neox_inplace(s.q, v.positions, T, c.heads, c.head_dim, c.rope_theta, st);   // q: [T, heads, D]
+        rope_neox_inplace(s.k, v.positions, T, c.heads, c.head_dim, c.rope_theta, st);   // k: [T, heads, D]
+    }
+    bf16 * k_pool = e->kv_pool + (size_t) h * 2 * e->kv_layer_elems();                  // [pages, heads, 16, D]
+    bf16 * v_pool = k_pool + e->kv_layer_elems();
+    kv_cache_write(k_pool, v_pool, s.k, s.vv, v.kv_index, T, c.heads, c.head_dim, st);
+    const float scale = 1.0f / std::sqrt((float) c.kv_channels);
+    paged_attention(s.att, s.q, k_pool, v_pool, v.block_tables, v.W, v.token_seq, v.positions, T, c.heads,
+                    c.head_dim, scale, st);                                                // att: [T, 2H]
+    ZF_GEMM(s.a, GEMM_OUT_BF16, H, s.att, H2, bw.o, T, H, H2, 0.0f, st);                  // a: [T, H]
+    rms_norm_fused(s.vn, nullptr, s.a, nullptr, nullptr, bw.pre_ff_norm, T, H, 0, c.eps, st);  // vn: [T, H]
+    ZF_GEMM(s.gu, GEMM_OUT_BF16, 2 * F, s.vn, H, bw.gate_up, T, 2 * F, H, 0.0f, st);      // gu: [T, 2F]
+    if (aw.gu0) {
+        ZF_GEMM(s.lora, GEMM_OUT_BF16, r, s.vn, H, aw.gu0, T, r, H, 0.0f, st);            // lora: [T, r]
+        ZF_GEMM(s.gu, GEMM_OUT_BF16, 2 * F, s.lora, r, aw.gu1, T, 2 * F, r, 1.0f, st);    // gu += [T, 2F]
+    }
+    gelu_mul(s.act, s.gu, T, F, st);                                                       // act: [T, F]
+    ZF_GEMM(s.m, GEMM_OUT_BF16, H, s.act, F, bw.down, T, H, F, 0.0f, st);                 // m: [T, H]
+    ZF_GEMM(s.tr, GEMM_OUT_BF16, H, s.m, H, lw.linear, T, H, H, 0.0f, st);                // tr: [T, H]
+    return "";
+}
+
+// Mamba2 mixer of layer L on u = s.u; adds its output into the residual stream s.x.
+static std::string mamba_mixer(zamba2_engine * e, const step_view & v, int L) {
+    const zamba2_config & c = e->cfg;
+    zamba2_scratch & s = e->s;
+    const zamba2_layer_ptrs & lw = e->layers[L];
+    const int T = v.T, H = c.hidden, d = c.d_inner, ipo = c.in_proj_out(), cd = c.conv_dim();
+    const int GN = c.ngroups * c.d_state;
+    cudaStream_t st = e->stream;
+    ZF_GEMM(s.zx, GEMM_OUT_BF16, ipo, s.u, H, lw.in_proj, T, ipo, H, 0.0f, st);           // zx: [T, 2d+2GN+nh]
+    bf16 * conv_state = e->conv_pool + (size_t) L * e->conv_layer_elems();                // [slots, 3, cd]
+    float * ssm_state = e->ssm_pool + (size_t) L * e->ssm_layer_elems();                  // [slots, nh, P, N]
+    causal_conv1d_varlen(s.xbc, s.zx + d, ipo, conv_state, lw.conv_w, lw.conv_b, v.cu_seqlens, v.token_seq,
+                         v.seq_slot, T, cd, st);                                           // xbc: [T, cd]
+    causal_conv1d_state_update(conv_state, s.zx + d, ipo, v.cu_seqlens, v.seq_slot, v.S, cd, st);
+    mamba2_scan_varlen(s.y, ssm_state, s.xbc, cd, s.zx + d + cd, ipo, lw.dt_bias, lw.a_log, lw.d, v.cu_seqlens,
+                       v.seq_slot, v.S, c.n_mamba_heads, c.mamba_head_dim, c.ngroups, c.d_state, st);  // y: [T, d] f32
+    (void) GN;
+    gated_rms_norm(s.v, s.y, s.zx, ipo, lw.norm, T, d, c.ngroups, 1e-5f, st);             // v: [T, d]
+    ZF_GEMM(s.x, GEMM_OUT_BF16, H, s.v, d, lw.out_proj, T, H, d, 1.0f, st);               // x += [T, H]
+    return "";
+}
+
+std::string zamba2_engine_step(zamba2_engine * e, const int32_t * packed, size_t packed_len, zamba2_step_output & out) {
+    if (!e->conv_pool) return "step before initCache";
+    if (!e->resolved) {
+        const std::string err = zamba2_resolve_weights(e);
+        if (!err.empty()) return err;
+    }
+    size_t off[9];
+    if (packed_len < 8) return "step: packed input too short";
+    const size_t need = step_layout(packed, off);
+    std::string err = check_step(e, packed, packed_len, need);
+    if (!err.empty()) return err;
+    if (need > e->h_packed_cap) return "step: packed input over capacity";
+    const zamba2_config & c = e->cfg;
+    zamba2_scratch & s = e->s;
+    cudaStream_t st = e->stream;
+    const step_view hv = make_view(packed, packed, off);
+    const step_view v = make_view(s.packed, packed, off);  // device pointers, host-read counts
+
+    ZF_CUDA(cudaEventRecord(e->ev_start, st));
+    std::memcpy(e->h_packed, packed, need * sizeof(int32_t));
+    ZF_CUDA(cudaMemcpyAsync(s.packed, e->h_packed, need * sizeof(int32_t), cudaMemcpyHostToDevice, st));
+    for (int i = 0; i < hv.R; ++i) {  // new sequences start from zero state (KV pages need no reset)
+        const int slot = hv.reset_slots[i];
+        const size_t conv_slot = (size_t) 3 * c.conv_dim(), ssm_slot = e->ssm_layer_elems() / e->slot_count;
+        for (int L = 0; L < c.n_layers; ++L) {
+            ZF_CUDA(cudaMemsetAsync(e->conv_pool + L * e->conv_layer_elems() + slot * conv_slot, 0, conv_slot * 2, st));
+            ZF_CUDA(cudaMemsetAsync(e->ssm_pool + L * e->ssm_layer_elems() + slot * ssm_slot, 0, ssm_slot * 4, st));
+        }
+    }
+    const int T = v.T, H = c.hidden;
+    if (T > 0) {
+        embedding_gather(s.e, e->embed, v.tokens, T, H, st);                              // e: [T, H]
+        ZF_CUDA(cudaMemcpyAsync(s.x, s.e, (size_t) T * H * sizeof(bf16), cudaMemcpyDeviceToDevice, st));
+        size_t h = 0;
+        for (int L = 0; L < c.n_layers; ++L) {
+            const zamba2_layer_ptrs & lw = e->layers[L];
+            if (h < c.hybrid_layer_ids.size() && c.hybrid_layer_ids[h] == L) {
+                err = shared_block(e, v, (int) h, lw);
+                if (!err.empty()) return err;
+                // NOTE: Tr enters only the mixer input, never the residual stream (spec §3 step 11)
+                rms_norm_fused(s.u, nullptr, s.x, s.tr, nullptr, lw.input_norm, T, H, 0, c.eps, st);  // u: [T, H]
+                ++h;
+            } else {
+                rms_norm_fused(s.u, nullptr, s.x, nullptr, nullptr, lw.input_norm, T, H, 0, c.eps, st);  // u: [T, H]
+            }
+            err = mamba_mixer(e, v, L);
+            if (!err.empty()) return err;
+        }
+    }
+    const int O = v.O;
+    if (O > 0) {
+        gather_rows(s.hl, s.x, v.out_rows, O, H, st);                                       // hl: [O, H]
+        rms_norm_fused(s.hn, nullptr, s.hl, nullptr, nullptr, e->final_norm, O, H, 0, c.eps, st);  // hn: [O, H]
+        ZF_GEMM(s.logits, GEMM_OUT_F32, c.vocab, s.hn, H, e->lm_head, O, c.vocab, H, 0.0f, st);  // logits: [O, V]
+        logits_argmax_lse(s.argmax, s.max_logit, s.lse, s.logits, O, c.vocab, st);
+    }
+    ZF_CUDA(cudaGetLastError());
+    float * h_out = static_cast<float *>(e->h_out);
+    int32_t * h_argmax = reinterpret_cast<int32_t *>(h_out);
+    float * h_max = h_out + c.max_tokens;
+    float * h_lse = h_out + 2 * (size_t) c.max_tokens;
+    float * h_logits = h_out + 3 * (size_t) c.max_tokens;
+    if (O > 0) {
+        ZF_CUDA(cudaMemcpyAsync(h_argmax, s.argmax, O * sizeof(int32_t), cudaMemcpyDeviceToHost, st));
+        ZF_CUDA(cudaMemcpyAsync(h_max, s.max_logit, O * sizeof(float), cudaMemcpyDeviceToHost, st));
+        ZF_CUDA(cudaMemcpyAsync(h_lse, s.lse, O * sizeof(float), cudaMemcpyDeviceToHost, st));
+        if (v.want_logits) {
+            ZF_CUDA(cudaMemcpyAsync(h_logits, s.logits, (size_t) O * c.vocab * sizeof(float), cudaMemcpyDeviceToHost, st));
+        }
+    }
+    ZF_CUDA(cudaEventRecord(e->ev_stop, st));
+    ZF_CUDA(cudaStreamSynchronize(st));
+    float ms = 0;
+    cudaEventElapsedTime(&ms, e->ev_start, e->ev_stop);
+    out.compute_ms = ms;
+    out.argmax.assign(h_argmax, h_argmax + O);
+    out.max_logit.assign(h_max, h_max + O);
+    out.lse.assign(h_lse, h_lse + O);
+    if (v.want_logits && O > 0) out.logits.assign(h_logits, h_logits + (size_t) O * c.vocab);
+    else out.logits.clear();
+    return "";
+}

@@ -1,0 +1,56 @@
+// Device-side helpers shared by every kernel file: bf16 conversions and warp/block reductions.
+// Included by .cu files only (it needs the CUDA compiler).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include "zamba2-kernels.h"
+
+#define ZK_WARP_SIZE 32
+
+static __device__ __forceinline__ float zk_to_f32(bf16 x) { return __bfloat162float(x); }
+static __device__ __forceinline__ float zk_to_f32(float x) { return x; }
+static __device__ __forceinline__ bf16 zk_to_bf16(float x) { return __float2bfloat16_rn(x); }
+
+static __device__ __forceinline__ float zk_warp_sum(float v) {
+#pragma unroll
+    for (int off = ZK_WARP_SIZE / 2; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    return v;
+}
+
+static __device__ __forceinline__ float zk_warp_max(float v) {
+#pragma unroll
+    for (int off = ZK_WARP_SIZE / 2; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+    return v;
+}
+
+// Sum over the whole block; `scratch` holds >= 32 floats. Every thread gets the result.
+static __device__ __forceinline__ float zk_block_sum(float v, float * scratch) {
+    const int lane = threadIdx.x % ZK_WARP_SIZE;
+    const int warp = threadIdx.x / ZK_WARP_SIZE;
+    v = zk_warp_sum(v);
+    __syncthreads();  // NOTE: scratch may still be read by a previous call
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    const int n_warps = (blockDim.x + ZK_WARP_SIZE - 1) / ZK_WARP_SIZE;
+    float t = lane < n_warps ? scratch[lane] : 0.0f;
+    return zk_warp_sum(t);
+}
+
+static __device__ __forceinline__ float zk_block_max(float v, float * scratch) {
+    const int lane = threadIdx.x % ZK_WARP_SIZE;
+    const int warp = threadIdx.x / ZK_WARP_SIZE;
+    v = zk_warp_max(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    const int n_warps = (blockDim.x + ZK_WARP_SIZE - 1) / ZK_WARP_SIZE;
+    float t = lane < n_warps ? scratch[lane] : -INFINITY;
+    return zk_warp_max(t);
+}
+
+static __device__ __forceinline__ float zk_silu(float x) { return x / (1.0f + expf(-x)); }
+
+// softplus as the Mamba2 kernels compute it: identity above 20.
+static __device__ __forceinline__ float zk_softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }

@@ -1,0 +1,23 @@
+// Dense GEMMs of the engine through cuBLASLt (bf16 operands, fp32 accumulation). Opaque handle so
+// that callers do not need the cuBLAS headers (only gemm-cublaslt.cc includes them).
+#pragma once
+
+#include <cstddef>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+struct gemm_context;
+
+enum gemm_out_type { GEMM_OUT_BF16 = 0, GEMM_OUT_F32 = 1 };
+
+// Returns nullptr on failure (message in *error when error is not null).
+gemm_context * gemm_context_create(size_t workspace_bytes, const char ** error);
+void gemm_context_destroy(gemm_context * ctx);
+
+// y[M, N] = x[M, K] . w[N, K]^T + beta * y
+//   x: bf16 rows of stride ld_x; w: bf16 [N, K] (a PyTorch Linear weight, row-major);
+//   y: bf16 or f32 rows of stride ld_y (y may be read when beta != 0: in-place accumulate).
+// Returns 0 on success, else a cuBLAS status (message in gemm_last_error).
+int gemm_bf16(gemm_context * ctx, void * y, gemm_out_type y_type, int ld_y, const __nv_bfloat16 * x, int ld_x,
+              const __nv_bfloat16 * w, int M, int N, int K, float beta, cudaStream_t stream);
+const char * gemm_last_error(const gemm_context * ctx);

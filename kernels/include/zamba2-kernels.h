@@ -1,0 +1,94 @@
+// Launchers of every zamba2 kernel family (one family per file in kernels/src/).
+// Host-only header: includes no cuBLAS and compiles with any C++17 compiler that sees the CUDA
+// runtime headers. All pointers are device pointers unless named *_host. Every launcher enqueues on
+// `stream` and returns without synchronizing; launch errors surface through cudaGetLastError.
+//
+// Layout conventions (row-major, innermost dimension last):
+//   T = tokens of one step (all sequences packed), S = sequences of the step,
+//   cu_seqlens [S+1] token offsets of each sequence, token_seq [T] sequence index of each token.
+#pragma once
+
+#include <cstdint>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+typedef __nv_bfloat16 bf16;
+
+// ---- rms-norm.cu -------------------------------------------------------------------------------
+// y[t] = rmsnorm(concat(a[t] + b[t], c[t])) * w        (b, c and sum_out optional: nullptr)
+// a, b: [T, n_a]; c: [T, n_c]; w: [n_a + n_c]; y: [T, n_a + n_c]; sum_out: [T, n_a] = a + b.
+// The mean of squares and the scaling are fp32; y is rounded to bf16 once.
+void rms_norm_fused(bf16 * y, bf16 * sum_out, const bf16 * a, const bf16 * b, const bf16 * c,
+                    const bf16 * w, int n_rows, int n_a, int n_c, float eps, cudaStream_t stream);
+
+// ---- gated-rms-norm.cu -------------------------------------------------------------------------
+// v = y * silu(z); per group of d/G channels: v / sqrt(mean(v^2) + eps) * w.
+// y: [T, d] fp32 (scan output); z: [T, d] bf16 with row stride ld_z; w: [d]; out: [T, d] bf16.
+void gated_rms_norm(bf16 * out, const float * y, const bf16 * z, int ld_z, const bf16 * w,
+                    int n_rows, int d, int n_groups, float eps, cudaStream_t stream);
+
+// ---- causal-conv1d.cu --------------------------------------------------------------------------
+// Depthwise causal conv of width 4 over the packed varlen batch, starting from each sequence's
+// conv state (the 3 previous pre-conv inputs, oldest first), followed by SiLU.
+// xbc: [T, C] with row stride ld_x; conv_state: [slots, 3, C] (this layer's pool);
+// w: [C, 4] (tap 3 multiplies the current token); bias: [C] or nullptr; out: [T, C].
+void causal_conv1d_varlen(bf16 * out, const bf16 * xbc, int ld_x, const bf16 * conv_state,
+                          const bf16 * w, const bf16 * bias, const int32_t * cu_seqlens,
+                          const int32_t * token_seq, const int32_t * seq_slot, int n_tokens,
+                          int n_channels, cudaStream_t stream);
+// Shift each sequence's last 3 pre-conv inputs into its conv state. Enqueue after the conv.
+void causal_conv1d_state_update(bf16 * conv_state, const bf16 * xbc, int ld_x,
+                                const int32_t * cu_seqlens, const int32_t * seq_slot, int n_seqs,
+                                int n_channels, cudaStream_t stream);
+
+// ---- mamba2-scan.cu ----------------------------------------------------------------------------
+// Selective-state recurrence over the packed varlen batch (prefill chunks and decodes alike):
+//   dt = softplus(dt_raw + dt_bias), dA = exp(dt * A), A = -exp(A_log)
+//   S = dA * S + dt * x (outer) B_g;  y = S . C_g + D * x      (S: [P, N] per head, fp32)
+// xbc: [T, d + 2GN] post-conv (x | B | C); dt_raw: [T, nh] row stride ld_dt; y: [T, d] fp32;
+// ssm_state: [slots, nh, P, N] fp32 (this layer's pool), read as the initial state, written back.
+void mamba2_scan_varlen(float * y, float * ssm_state, const bf16 * xbc, int ld_xbc,
+                        const bf16 * dt_raw, int ld_dt, const float * dt_bias, const float * a_log,
+                        const float * d_skip, const int32_t * cu_seqlens, const int32_t * seq_slot,
+                        int n_seqs, int n_heads, int head_dim, int n_groups, int d_state,
+                        cudaStream_t stream);
+
+// ---- rotary.cu ---------------------------------------------------------------------------------
+// NeoX rope over the full head dim, in place: x: [T, n_heads, head_dim], positions: [T].
+void rope_neox_inplace(bf16 * x, const int32_t * positions, int n_tokens, int n_heads, int head_dim,
+                       float theta, cudaStream_t stream);
+
+// ---- paged-attention.cu ------------------------------------------------------------------------
+// KV pool of one attention layer: k_pool, v_pool: [pages, n_heads, ZK_PAGE_TOKENS, head_dim].
+#define ZK_PAGE_TOKENS 16
+// Write this step's k, v ([T, n_heads, head_dim]) at kv_index[t] = page * 16 + offset.
+void kv_cache_write(bf16 * k_pool, bf16 * v_pool, const bf16 * k, const bf16 * v,
+                    const int32_t * kv_index, int n_tokens, int n_heads, int head_dim,
+                    cudaStream_t stream);
+// Causal attention of every token over its sequence's keys at positions [0, positions[t]], read
+// from the paged pool (so a prefill chunk sees earlier chunks). q, out: [T, n_heads, head_dim];
+// block_tables: [S, max_pages] page ids.
+void paged_attention(bf16 * out, const bf16 * q, const bf16 * k_pool, const bf16 * v_pool,
+                     const int32_t * block_tables, int max_pages, const int32_t * token_seq,
+                     const int32_t * positions, int n_tokens, int n_heads, int head_dim,
+                     float scale, cudaStream_t stream);
+
+// ---- elementwise.cu ----------------------------------------------------------------------------
+// out[t] = table[ids[t]]: table [V, H], out [T, H].
+void embedding_gather(bf16 * out, const bf16 * table, const int32_t * ids, int n_tokens, int hidden,
+                      cudaStream_t stream);
+// out[t, f] = gelu_erf(gu[t, f]) * gu[t, F + f]: gu [T, 2F], out [T, F].
+void gelu_mul(bf16 * out, const bf16 * gu, int n_rows, int ffn, cudaStream_t stream);
+// out[i] = in[rows[i]]: in [*, n_cols], out [n, n_cols].
+void gather_rows(bf16 * out, const bf16 * in, const int32_t * rows, int n, int n_cols,
+                 cudaStream_t stream);
+// Fill with uniform values in [offset - scale, offset + scale] from a counter hash (benchmarks).
+void fill_random_bf16(bf16 * x, int64_t n, uint64_t seed, float scale, float offset,
+                      cudaStream_t stream);
+void fill_random_f32(float * x, int64_t n, uint64_t seed, float scale, float offset,
+                     cudaStream_t stream);
+
+// ---- sampling.cu -------------------------------------------------------------------------------
+// Per row of logits [n, V] fp32: argmax token, the max logit and log-sum-exp.
+void logits_argmax_lse(int32_t * token, float * max_logit, float * lse, const float * logits,
+                       int n_rows, int vocab, cudaStream_t stream);

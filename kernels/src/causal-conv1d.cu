@@ -1,0 +1,79 @@
+// Depthwise causal conv1d (width 4) + SiLU over a packed varlen batch, with per-slot conv state.
+//   c_t = bias + sum_{k=0..3} w[k] * x_{t-3+k};   out_t = silu(c_t)
+// where x_{j} for j < 0 comes from the sequence's conv state (state[3 + j], oldest first).
+// The state is bf16: it holds pre-conv inputs, which are bf16 GEMM outputs, so storing them is exact.
+#include "zamba2-common.cuh"
+
+#define ZK_CONV_TAPS 4
+#define ZK_CONV_STATE 3
+
+// ---- kernels -----------------------------------------------------------------------------------
+
+// One thread per (token, channel): four cached loads, no sequential dependency.
+static __global__ void causal_conv1d_varlen_kernel(bf16 * __restrict__ out, const bf16 * __restrict__ xbc,
+                                                   int ld_x, const bf16 * __restrict__ conv_state,
+                                                   const bf16 * __restrict__ w, const bf16 * __restrict__ bias,
+                                                   const int32_t * __restrict__ cu_seqlens,
+                                                   const int32_t * __restrict__ token_seq,
+                                                   const int32_t * __restrict__ seq_slot, int n_channels) {
+    const int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t t = blockIdx.y;
+    if (ch >= n_channels) return;
+    const int s = token_seq[t];
+    const int64_t t0 = cu_seqlens[s];
+    const int64_t j = t - t0;                                         // index inside the sequence
+    const bf16 * st = conv_state + (int64_t) seq_slot[s] * ZK_CONV_STATE * n_channels;  // [3, C]
+    float acc = bias ? zk_to_f32(bias[ch]) : 0.0f;
+#pragma unroll
+    for (int k = 0; k < ZK_CONV_TAPS; ++k) {
+        const int64_t src = j - (ZK_CONV_TAPS - 1) + k;
+        const float xv = src >= 0 ? zk_to_f32(xbc[(t0 + src) * ld_x + ch])            // xbc: [T, C]
+                                  : zk_to_f32(st[(ZK_CONV_STATE + src) * n_channels + ch]);
+        acc += zk_to_f32(w[ch * ZK_CONV_TAPS + k]) * xv;                             // w: [C, 4]
+    }
+    out[t * n_channels + ch] = zk_to_bf16(zk_silu(acc));                              // out: [T, C]
+}
+
+// One thread per (sequence, channel): reads the old state before writing it (no other thread
+// touches this (slot, channel)).
+static __global__ void causal_conv1d_state_update_kernel(bf16 * __restrict__ conv_state,
+                                                         const bf16 * __restrict__ xbc, int ld_x,
+                                                         const int32_t * __restrict__ cu_seqlens,
+                                                         const int32_t * __restrict__ seq_slot,
+                                                         int n_channels) {
+    const int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    const int s = blockIdx.y;
+    if (ch >= n_channels) return;
+    const int64_t t0 = cu_seqlens[s];
+    const int64_t len = cu_seqlens[s + 1] - t0;
+    bf16 * st = conv_state + (int64_t) seq_slot[s] * ZK_CONV_STATE * n_channels;     // [3, C]
+    bf16 old[ZK_CONV_STATE];
+#pragma unroll
+    for (int k = 0; k < ZK_CONV_STATE; ++k) old[k] = st[k * n_channels + ch];
+#pragma unroll
+    for (int k = 0; k < ZK_CONV_STATE; ++k) {
+        const int64_t src = len - ZK_CONV_STATE + k;                                  // new x index
+        st[k * n_channels + ch] = src >= 0 ? xbc[(t0 + src) * ld_x + ch] : old[len + k];
+    }
+}
+
+// ---- launchers ---------------------------------------------------------------------------------
+
+void causal_conv1d_varlen(bf16 * out, const bf16 * xbc, int ld_x, const bf16 * conv_state,
+                          const bf16 * w, const bf16 * bias, const int32_t * cu_seqlens,
+                          const int32_t * token_seq, const int32_t * seq_slot, int n_tokens,
+                          int n_channels, cudaStream_t stream) {
+    if (n_tokens <= 0) return;
+    dim3 grid((n_channels + 127) / 128, n_tokens);
+    causal_conv1d_varlen_kernel<<<grid, 128, 0, stream>>>(out, xbc, ld_x, conv_state, w, bias,
+                                                          cu_seqlens, token_seq, seq_slot, n_channels);
+}
+
+void causal_conv1d_state_update(bf16 * conv_state, const bf16 * xbc, int ld_x,
+                                const int32_t * cu_seqlens, const int32_t * seq_slot, int n_seqs,
+                                int n_channels, cudaStream_t stream) {
+    if (n_seqs <= 0) return;
+    dim3 grid((n_channels + 127) / 128, n_seqs);
+    causal_conv1d_state_update_kernel<<<grid, 128, 0, stream>>>(conv_state, xbc, ld_x, cu_seqlens,
+                                                                seq_slot, n_channels);
+}

@@ -1,0 +1,40 @@
+// Gated group RMSNorm of the Mamba2 mixer (norm_before_gate = False):
+//   v = y * silu(z)                                   [d]
+//   per group g of d/G consecutive channels: v_g / sqrt(mean(v_g^2) + eps) * w_g
+#include "zamba2-common.cuh"
+
+// ---- kernels -----------------------------------------------------------------------------------
+
+// One block per (row, group).
+static __global__ void gated_rms_norm_kernel(bf16 * __restrict__ out, const float * __restrict__ y,
+                                             const bf16 * __restrict__ z, int ld_z,
+                                             const bf16 * __restrict__ w, int d, int group_size,
+                                             float eps) {
+    extern __shared__ float v[];  // [group_size]
+    __shared__ float scratch[32];
+    const int64_t r = blockIdx.x;
+    const int g0 = blockIdx.y * group_size;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < group_size; i += blockDim.x) {
+        const float zi = zk_to_f32(z[r * ld_z + g0 + i]);     // z: [T, d] stride ld_z
+        const float vi = y[r * d + g0 + i] * zk_silu(zi);     // y: [T, d]
+        v[i] = vi;
+        ss += vi * vi;
+    }
+    ss = zk_block_sum(ss, scratch);
+    const float inv = rsqrtf(ss / (float) group_size + eps);
+    for (int i = threadIdx.x; i < group_size; i += blockDim.x) {
+        out[r * d + g0 + i] = zk_to_bf16(v[i] * inv * zk_to_f32(w[g0 + i]));  // out: [T, d]
+    }
+}
+
+// ---- launchers ---------------------------------------------------------------------------------
+
+void gated_rms_norm(bf16 * out, const float * y, const bf16 * z, int ld_z, const bf16 * w,
+                    int n_rows, int d, int n_groups, float eps, cudaStream_t stream) {
+    if (n_rows <= 0) return;
+    const int group_size = d / n_groups;
+    dim3 grid(n_rows, n_groups);
+    gated_rms_norm_kernel<<<grid, 256, (size_t) group_size * sizeof(float), stream>>>(
+        out, y, z, ld_z, w, d, group_size, eps);
+}

@@ -1,0 +1,119 @@
+// cuBLASLt GEMMs: y[M, N] = x[M, K] . w[N, K]^T + beta * y, bf16 in, fp32 accumulate.
+// In cuBLASLt's column-major terms: C[N, M] = op_T(W')[N, K] . X'[K, M], with W' = w viewed as
+// column-major [K, N] and X' = x viewed as [K, M]. The only file that includes cuBLAS headers.
+// Descriptors and the heuristic's algorithm are cached per shape: a step issues hundreds of GEMMs
+// and the heuristic query costs tens of microseconds.
+#include "../include/zamba2-gemm.h"
+
+#include <cublasLt.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <unordered_map>
+
+// ---- launchers ---------------------------------------------------------------------------------
+
+struct gemm_plan {
+    cublasLtMatmulDesc_t desc = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+};
+
+struct gemm_context {
+    cublasLtHandle_t handle = nullptr;
+    void * workspace = nullptr;
+    size_t workspace_bytes = 0;
+    std::unordered_map<std::string, gemm_plan> plans;
+    std::string error;
+};
+
+gemm_context * gemm_context_create(size_t workspace_bytes, const char ** error) {
+    auto * ctx = new gemm_context();
+    if (cublasLtCreate(&ctx->handle) != CUBLAS_STATUS_SUCCESS) {
+        if (error) *error = "cublasLtCreate failed";
+        delete ctx;
+        return nullptr;
+    }
+    if (cudaMalloc(&ctx->workspace, workspace_bytes) != cudaSuccess) {
+        if (error) *error = "cudaMalloc of the cuBLASLt workspace failed";
+        cublasLtDestroy(ctx->handle);
+        delete ctx;
+        return nullptr;
+    }
+    ctx->workspace_bytes = workspace_bytes;
+    return ctx;
+}
+
+void gemm_context_destroy(gemm_context * ctx) {
+    if (!ctx) return;
+    for (auto & kv : ctx->plans) {
+        cublasLtMatmulDescDestroy(kv.second.desc);
+        cublasLtMatrixLayoutDestroy(kv.second.a);
+        cublasLtMatrixLayoutDestroy(kv.second.b);
+        cublasLtMatrixLayoutDestroy(kv.second.c);
+    }
+    cudaFree(ctx->workspace);
+    cublasLtDestroy(ctx->handle);
+    delete ctx;
+}
+
+const char * gemm_last_error(const gemm_context * ctx) { return ctx->error.c_str(); }
+
+static int gemm_fail(gemm_context * ctx, cublasStatus_t st, const char * what) {
+    char buf[160];
+    std::snprintf(buf, sizeof(buf), "%s failed: cuBLAS status %d", what, (int) st);
+    ctx->error = buf;
+    return st == CUBLAS_STATUS_SUCCESS ? -1 : (int) st;
+}
+
+#define GEMM_TRY(call, what)                                                                       \
+    do {                                                                                           \
+        cublasStatus_t st_ = (call);                                                               \
+        if (st_ != CUBLAS_STATUS_SUCCESS) return gemm_fail(ctx, st_, what);                       \
+    } while (0)
+
+static int gemm_plan_build(gemm_context * ctx, gemm_plan & p, gemm_out_type y_type, int ld_y, int ld_x, int M,
+                           int N, int K, bool accumulate) {
+    const cudaDataType_t c_type = y_type == GEMM_OUT_F32 ? CUDA_R_32F : CUDA_R_16BF;
+    GEMM_TRY(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
+    const cublasOperation_t op_t = CUBLAS_OP_T, op_n = CUBLAS_OP_N;
+    GEMM_TRY(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_t, sizeof(op_t)), "set TRANSA");
+    GEMM_TRY(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_n, sizeof(op_n)), "set TRANSB");
+    GEMM_TRY(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, K, N, K), "layout A");        // w: [N, K]
+    GEMM_TRY(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, K, M, ld_x), "layout B");     // x: [M, K]
+    GEMM_TRY(cublasLtMatrixLayoutCreate(&p.c, c_type, N, M, ld_y), "layout C");          // y: [M, N]
+    cublasLtMatmulPreference_t pref = nullptr;
+    GEMM_TRY(cublasLtMatmulPreferenceCreate(&pref), "preference");
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ctx->workspace_bytes,
+                                         sizeof(ctx->workspace_bytes));
+    cublasLtMatmulHeuristicResult_t result{};
+    int found = 0;
+    const cublasStatus_t st =
+        cublasLtMatmulAlgoGetHeuristic(ctx->handle, p.desc, p.a, p.b, p.c, p.c, pref, 1, &result, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (st != CUBLAS_STATUS_SUCCESS || found == 0) return gemm_fail(ctx, st, "cublasLtMatmulAlgoGetHeuristic");
+    p.algo = result.algo;
+    (void) accumulate;
+    return 0;
+}
+
+int gemm_bf16(gemm_context * ctx, void * y, gemm_out_type y_type, int ld_y, const __nv_bfloat16 * x, int ld_x,
+              const __nv_bfloat16 * w, int M, int N, int K, float beta, cudaStream_t stream) {
+    if (M <= 0) return 0;
+    char key[96];
+    std::snprintf(key, sizeof(key), "%d:%d:%d:%d:%d:%d:%d", (int) y_type, ld_y, ld_x, M, N, K, beta != 0.0f);
+    auto it = ctx->plans.find(key);
+    if (it == ctx->plans.end()) {
+        gemm_plan p;
+        const int rc = gemm_plan_build(ctx, p, y_type, ld_y, ld_x, M, N, K, beta != 0.0f);
+        if (rc != 0) return rc;
+        it = ctx->plans.emplace(key, p).first;
+    }
+    const gemm_plan & p = it->second;
+    const float alpha = 1.0f;
+    GEMM_TRY(cublasLtMatmul(ctx->handle, p.desc, &alpha, w, p.a, x, p.b, &beta, y, p.c, y, p.c, &p.algo,
+                            ctx->workspace, ctx->workspace_bytes, stream),
+             "cublasLtMatmul");
+    return 0;
+}

@@ -1,0 +1,97 @@
+// Mamba2 selective-state recurrence over a packed varlen batch: prefill chunks and decode tokens
+// share one kernel (a decode is a sequence of length 1). Per head h of group g = h / (nh / G):
+//   dt_t = softplus(dt_raw_t + dt_bias_h)         (no floor: matches the CUDA-kernel path)
+//   dA_t = exp(dt_t * A_h),   A_h = -exp(A_log_h)
+//   S_t  = dA_t * S_{t-1} + dt_t * x_t (outer) B_{t,g}        S: [P, N], fp32
+//   y_t  = S_t . C_{t,g} + D_h * x_t
+// The state pool is fp32 ([slots, nh, P, N]): a bf16 pool would round the state after every step,
+// which HF does too, but fp32 keeps long decodes from drifting; it costs 2x the slot bytes.
+// NOTE: this is the exact sequential form (one warp per state row, N across lanes). The chunked
+// SSD (matrix) form is future work for long prefills; both compute the same function (spec §4.1).
+#include "zamba2-common.cuh"
+
+// ---- kernels -----------------------------------------------------------------------------------
+
+// One warp per (sequence, head, row p of the state). Lane l owns state columns n = l + 32k.
+template <int NPL>
+static __global__ void mamba2_scan_varlen_kernel(float * __restrict__ y, float * __restrict__ ssm_state,
+                                                 const bf16 * __restrict__ xbc, int ld_xbc,
+                                                 const bf16 * __restrict__ dt_raw, int ld_dt,
+                                                 const float * __restrict__ dt_bias,
+                                                 const float * __restrict__ a_log,
+                                                 const float * __restrict__ d_skip,
+                                                 const int32_t * __restrict__ cu_seqlens,
+                                                 const int32_t * __restrict__ seq_slot, int n_seqs,
+                                                 int n_heads, int head_dim, int n_groups, int d_state) {
+    const int64_t warp_id = ((int64_t) blockIdx.x * blockDim.x + threadIdx.x) / ZK_WARP_SIZE;
+    const int lane = threadIdx.x % ZK_WARP_SIZE;
+    const int64_t rows_per_seq = (int64_t) n_heads * head_dim;
+    if (warp_id >= (int64_t) n_seqs * rows_per_seq) return;
+    const int s = (int) (warp_id / rows_per_seq);
+    const int h = (int) ((warp_id % rows_per_seq) / head_dim);
+    const int p = (int) (warp_id % head_dim);
+    const int g = h / (n_heads / n_groups);
+    const int d_inner = n_heads * head_dim;
+    const int64_t t0 = cu_seqlens[s];
+    const int64_t t1 = cu_seqlens[s + 1];
+
+    // state row: ssm_state [slots, nh, P, N] -> [N]
+    float * st = ssm_state + (((int64_t) seq_slot[s] * n_heads + h) * head_dim + p) * d_state;
+    float S[NPL];
+#pragma unroll
+    for (int k = 0; k < NPL; ++k) {
+        const int n = lane + ZK_WARP_SIZE * k;
+        S[k] = n < d_state ? st[n] : 0.0f;
+    }
+    const float A = -expf(a_log[h]);
+    const float Dh = d_skip[h];
+    const float bias = dt_bias[h];
+    const int b_off = d_inner + g * d_state;                 // B_g columns in xbc
+    const int c_off = d_inner + n_groups * d_state + g * d_state;  // C_g columns in xbc
+
+    for (int64_t t = t0; t < t1; ++t) {
+        const bf16 * row = xbc + t * ld_xbc;                 // xbc: [T, d + 2GN]
+        const float dt = zk_softplus(zk_to_f32(dt_raw[t * ld_dt + h]) + bias);  // dt_raw: [T, nh]
+        const float dA = expf(dt * A);
+        const float xv = zk_to_f32(row[h * head_dim + p]);
+        const float dtx = dt * xv;
+        float acc = 0.0f;
+#pragma unroll
+        for (int k = 0; k < NPL; ++k) {
+            const int n = lane + ZK_WARP_SIZE * k;
+            if (n < d_state) {
+                S[k] = S[k] * dA + dtx * zk_to_f32(row[b_off + n]);
+                acc += S[k] * zk_to_f32(row[c_off + n]);
+            }
+        }
+        acc = zk_warp_sum(acc);
+        if (lane == 0) y[t * d_inner + h * head_dim + p] = acc + Dh * xv;  // y: [T, d]
+    }
+#pragma unroll
+    for (int k = 0; k < NPL; ++k) {
+        const int n = lane + ZK_WARP_SIZE * k;
+        if (n < d_state) st[n] = S[k];
+    }
+}
+
+// ---- launchers ---------------------------------------------------------------------------------
+
+void mamba2_scan_varlen(float * y, float * ssm_state, const bf16 * xbc, int ld_xbc,
+                        const bf16 * dt_raw, int ld_dt, const float * dt_bias, const float * a_log,
+                        const float * d_skip, const int32_t * cu_seqlens, const int32_t * seq_slot,
+                        int n_seqs, int n_heads, int head_dim, int n_groups, int d_state,
+                        cudaStream_t stream) {
+    if (n_seqs <= 0) return;
+    const int64_t n_warps = (int64_t) n_seqs * n_heads * head_dim;
+    const int threads = 128;
+    const int64_t blocks = (n_warps * ZK_WARP_SIZE + threads - 1) / threads;
+#define ZK_SCAN_LAUNCH(NPL)                                                                        \
+    mamba2_scan_varlen_kernel<NPL><<<(unsigned) blocks, threads, 0, stream>>>(                      \
+        y, ssm_state, xbc, ld_xbc, dt_raw, ld_dt, dt_bias, a_log, d_skip, cu_seqlens, seq_slot,    \
+        n_seqs, n_heads, head_dim, n_groups, d_state)
+    if (d_state <= 32) ZK_SCAN_LAUNCH(1);
+    else if (d_state <= 64) ZK_SCAN_LAUNCH(2);
+    else if (d_state <= 128) ZK_SCAN_LAUNCH(4);
+    else if (d_state <= 256) ZK_SCAN_LAUNCH(8);
+#undef ZK_SCAN_LAUNCH
+}

@@ -1,0 +1,38 @@
+// NeoX rotary embedding over the full head dim (Zamba2 `use_mem_rope`), in place on q or k.
+//   inv_freq_i = theta^(-2i/D),  ang = pos * inv_freq_i (fp32),  i in [0, D/2)
+//   x'[i]       = x[i] * cos(ang) - x[i + D/2] * sin(ang)
+//   x'[i + D/2] = x[i + D/2] * cos(ang) + x[i] * sin(ang)
+#include "zamba2-common.cuh"
+
+// ---- kernels -----------------------------------------------------------------------------------
+
+// One thread per (token, head, i < D/2).
+static __global__ void rope_neox_kernel(bf16 * __restrict__ x, const int32_t * __restrict__ positions,
+                                        int n_heads, int head_dim, float theta) {
+    const int half = head_dim / 2;
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t t = blockIdx.y;
+    const int h = blockIdx.z;
+    if (i >= half) return;
+    // NOTE: same expression order as HF (1 / theta^(2i/D), then pos * inv_freq in fp32)
+    const float inv_freq = 1.0f / powf(theta, (float) (2 * i) / (float) head_dim);
+    const float ang = (float) positions[t] * inv_freq;
+    float sn, cs;
+    sincosf(ang, &sn, &cs);
+    bf16 * row = x + (t * n_heads + h) * head_dim;           // x: [T, n_heads, D]
+    const float x1 = zk_to_f32(row[i]);
+    const float x2 = zk_to_f32(row[i + half]);
+    row[i] = zk_to_bf16(x1 * cs - x2 * sn);
+    row[i + half] = zk_to_bf16(x2 * cs + x1 * sn);
+}
+
+// ---- launchers ---------------------------------------------------------------------------------
+
+void rope_neox_inplace(bf16 * x, const int32_t * positions, int n_tokens, int n_heads, int head_dim,
+                       float theta, cudaStream_t stream) {
+    if (n_tokens <= 0) return;
+    const int half = head_dim / 2;
+    const int threads = half < 128 ? ((half + 31) / 32) * 32 : 128;
+    dim3 grid((half + threads - 1) / threads, n_tokens, n_heads);
+    rope_neox_kernel<<<grid, threads, 0, stream>>>(x, positions, n_heads, head_dim, theta);
+}
