@@ -5,7 +5,7 @@
  * deps.readiness is shared with main.ts, which flips it to false when shutdown begins.
  */
 import cors from '@fastify/cors';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { installApiKeyAuth } from './api/auth.js';
 import { registerChatCompletionsRoute } from './api/chat-completions/route.js';
 import { registerCompletionsRoute } from './api/completions/route.js';
@@ -53,7 +53,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   const app: FastifyInstance = Fastify({
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
     bodyLimit: config.bodyLimitBytes,
-    disableRequestLogging: !config.logRequests,
+    // Request lines (method, url, status, time) only with --log-requests; never bodies by default.
+    logController: new LogController({ disableRequestLogging: !config.logRequests }),
     requestIdHeader: 'x-request-id',
     // Behind a proxy the client address comes from X-Forwarded-For.
     trustProxy: true,

@@ -1,0 +1,124 @@
+/**
+ * Start-up and shutdown of a server: config → model folder → tokenizer → engine → scheduler →
+ * app.listen. Used by the CLI (src/main.ts) and by end-to-end tests (port 0, fake engine).
+ *
+ * close(): readiness false first (load balancers stop sending), stop admitting and let running
+ * requests finish (scheduler.drain, up to the grace period), then close HTTP, scheduler, engine.
+ */
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { pino, type Logger } from 'pino';
+import { buildApp } from '../app.js';
+import { ServerMetrics } from '../api/metrics/server-metrics.js';
+import type { Readiness } from '../api/shared/context.js';
+import { servedModelId } from '../config/load-config.js';
+import type { ServerConfig } from '../config/schema.js';
+import type { Engine } from '../engine/engine.js';
+import { createEngine } from '../engine/index.js';
+import { resolveModel } from '../model/hub.js';
+import { Scheduler } from '../scheduler/scheduler.js';
+import { loadTokenizer } from '../tokenizer/index.js';
+
+export interface RunningServer {
+  app: FastifyInstance;
+  /** http://host:port of the listening socket. */
+  url: string;
+  port: number;
+  readiness: Readiness;
+  engine: Engine;
+  scheduler: Scheduler;
+  logger: Logger;
+  /** Graceful shutdown (idempotent). */
+  close(): Promise<void>;
+}
+
+export interface StartServerOptions {
+  /** Default: a pino logger at config.logLevel writing JSON lines to stdout. */
+  logger?: Logger;
+}
+
+/** Start-up failure with a message meant for the operator (no stack trace needed). */
+export class StartupError extends Error {
+  override name = 'StartupError';
+}
+
+export async function startServer(config: ServerConfig, options: StartServerOptions = {}): Promise<RunningServer> {
+  const logger = options.logger ?? pino({ level: config.logLevel, base: { service: 'zamba2-serve' } });
+  const modelId = servedModelId(config);
+  const resolved = await resolveModel(config.model, {
+    ...(config.downloadDir ? { cacheDir: config.downloadDir } : {}),
+    progress: config.logLevel === 'silent' ? null : process.stderr,
+  });
+  let tokenizer;
+  try {
+    tokenizer = loadTokenizer(resolved.dir);
+  } catch (err) {
+    throw new StartupError(`cannot load the tokenizer of ${resolved.dir}: ${(err as Error).message}`);
+  }
+  const eosTokenId = tokenizer.eosTokenIds[0] ?? 2;
+  const engine = await createEngine(config, { modelDir: resolved.dir, modelId, vocabSize: tokenizer.vocabSize, eosTokenId, logger });
+  let scheduler: Scheduler | null = null;
+  try {
+    const description = engine.describe();
+    const maxModelLen = Math.min(config.maxModelLen ?? description.maxModelLen, description.maxModelLen);
+    const metrics = new ServerMetrics({ defaultMetrics: true });
+    scheduler = new Scheduler(
+      engine,
+      {
+        maxNumSeqs: config.maxNumSeqs,
+        maxNumBatchedTokens: config.maxNumBatchedTokens,
+        maxModelLen,
+        maxWaiting: config.maxWaiting,
+        cacheFraction: config.cacheFraction,
+      },
+      { logger: logger.child({ component: 'scheduler' }), observer: metrics },
+    );
+    await scheduler.start();
+    const readiness: Readiness = { ready: false };
+    const app = buildApp({
+      config: { ...config, servedModelName: modelId },
+      scheduler,
+      tokenizer,
+      engineDescription: description,
+      metrics,
+      logger,
+      readiness,
+    });
+    await app.listen({ host: config.host, port: config.port });
+    readiness.ready = true;
+    const address = app.server.address() as AddressInfo;
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${address.port}`;
+    logger.info(
+      { model: modelId, device: config.device, dtype: description.dtype, maxModelLen, url, apiKeys: config.apiKey.length },
+      'zamba2-serve ready',
+    );
+    let closing: Promise<void> | null = null;
+    const running: RunningServer = {
+      app,
+      url,
+      port: address.port,
+      readiness,
+      engine,
+      scheduler,
+      logger,
+      close: () => {
+        closing ??= (async () => {
+          readiness.ready = false;
+          logger.info({ graceSeconds: config.shutdownGraceSeconds }, 'shutting down: draining running requests');
+          await scheduler!.drain(config.shutdownGraceSeconds * 1000);
+          await app.close();
+          await scheduler!.close();
+          await engine.close();
+          logger.info('shutdown complete');
+        })();
+        return closing;
+      },
+    };
+    return running;
+  } catch (err) {
+    await scheduler?.close().catch(() => undefined);
+    await engine.close().catch(() => undefined);
+    throw err;
+  }
+}
