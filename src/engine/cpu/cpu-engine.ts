@@ -215,6 +215,15 @@ export class CpuEngine implements Engine {
       seqs.forEach((s, b) => pages.gather(s.pageTable, a, kv, s.startPosition, out, b * P * H2));
       return out;
     };
+    // Every row when the caller scores the chunk, else just the row that samples.
+    const wantsAllRows = (s: ScheduledSequence) => s.returnLogits === true || s.promptLogprobs !== null;
+    const logitsRows: number[] = [];
+    const firstRow: number[] = [];
+    seqs.forEach((s, b) => {
+      firstRow.push(logitsRows.length);
+      if (wantsAllRows(s)) for (let i = 0; i < T; i++) logitsRows.push(b * T + i);
+      else logitsRows.push(b * T + T - 1);
+    });
     const tokenIds = new Int32Array(B * T);
     const positions = new Int32Array(B * T);
     seqs.forEach((s, b) => {
@@ -228,6 +237,7 @@ export class CpuEngine implements Engine {
       past: P,
       tokenIds,
       positions,
+      logitsRows: Int32Array.from(logitsRows),
       pastLengths: Int32Array.from(seqs, (s) => s.startPosition),
       convStates: layers.map((l) => stack(convF, (s) => slots.convView(l, s.slot))),
       ssmStates: layers.map((l) => stack(ssmF, (s) => slots.ssmView(l, s.slot))),
@@ -245,17 +255,22 @@ export class CpuEngine implements Engine {
         pages.scatter(s.pageTable, a, 0, s.startPosition, T, out.newKeys[a]!, b * T * H2);
         pages.scatter(s.pageTable, a, 1, s.startPosition, T, out.newValues[a]!, b * T * H2);
       }
-      const logits = out.logits.subarray(b * T * V, (b + 1) * T * V);
+      const rowCount = wantsAllRows(s) ? T : 1;
+      const logits = out.logits.subarray(firstRow[b]! * V, (firstRow[b]! + rowCount) * V);
       return this.finishSequence(s, logits);
     });
   }
 
-  /** Updates the slot's bookkeeping and samples / scores as the sequence asked. */
+  /**
+   * Updates the slot's bookkeeping and samples / scores as the sequence asked. `logits` holds every
+   * row of the chunk when it asked for logits or prompt logprobs, else only the last row.
+   */
   private finishSequence(s: ScheduledSequence, logits: Float32Array): SequenceOutput {
     const V = this.dims.vocabSize;
     const T = s.tokens.length;
     const book = this.books[s.slot]!;
-    const row = (i: number) => logits.subarray(i * V, (i + 1) * V);
+    const rowCount = logits.length / V;
+    const row = (i: number) => logits.subarray((i - (T - rowCount)) * V, (i - (T - rowCount) + 1) * V);
 
     let promptLogprobs: TokenLogprob[] | null = null;
     if (s.promptLogprobs !== null) {

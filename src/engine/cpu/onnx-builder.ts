@@ -7,9 +7,10 @@
  *   inputs   input_ids int64 [B,T]
  *            rope_cos, rope_sin [B,T,ahd]          (only when use_mem_rope; computed in float64 by the engine)
  *            attn_mask [B,1,T,P+T]                 (additive: 0 = visible, -inf = hidden; only with hybrid layers)
+ *            logits_rows int64 [R]                 (rows b·T + t of the chunk whose logits are wanted)
  *            conv_state.{l} [B,3,convDim], ssm_state.{l} [B,nh,headDim,N]   for every layer l
  *            past_key.{a}, past_value.{a} [B,P,2H] for every hybrid invocation a (post-rope keys)
- *   outputs  logits [B,T,V]; conv_state_out.{l}; ssm_state_out.{l}; key.{a}, value.{a} [B,T,2H]
+ *   outputs  logits [R,V]; conv_state_out.{l}; ssm_state_out.{l}; key.{a}, value.{a} [B,T,2H]
  * One graph serves every (B, T, P): the SSM over the chunk is the SSD matrix form (spec §4.1 with a
  * single chunk), so T = 1 is the decode recurrence and any T continues exactly from the carried state.
  *
@@ -25,6 +26,7 @@ export const GraphNames = {
   ropeCos: 'rope_cos',
   ropeSin: 'rope_sin',
   attnMask: 'attn_mask',
+  logitsRows: 'logits_rows',
   logits: 'logits',
   convState: (l: number) => `conv_state.${l}`,
   ssmState: (l: number) => `ssm_state.${l}`,
@@ -48,7 +50,7 @@ class StepGraphBuilder {
   private readonly d: Zamba2Dims;
   /** int64 [2] = [B, T] */
   private shapeBT = '';
-  /** bool [T, T]: j <= i */
+  /** float [T, T]: 0 where j <= i, -inf above the diagonal */
   private causalTT = '';
 
   constructor(
@@ -116,7 +118,8 @@ class StepGraphBuilder {
     const range = g.node('Range', [g.constInt64([0], []), T, g.constInt64([1], [])]);
     const rowI = g.node('Unsqueeze', [range, g.constInt64([1])]); // [T,1]
     const colJ = g.node('Unsqueeze', [range, g.constInt64([0])]); // [1,T]
-    this.causalTT = g.node('LessOrEqual', [colJ, rowI]);
+    const visible = g.node('LessOrEqual', [colJ, rowI]);
+    this.causalTT = g.node('Where', [visible, g.constFloat([0], []), g.constFloat([-Infinity], [])]);
 
     const embed = this.weight('embed_tokens', this.w.embedTokens, [d.vocabSize, H]);
     const e3 = g.node('Gather', [embed, ids], { axis: 0 }); // [B,T,H]
@@ -156,9 +159,10 @@ class StepGraphBuilder {
     const xn = this.rmsNorm(x, finalW, d.rmsNormEps);
     const tied = this.w.lmHead === this.w.embedTokens || this.w.lmHead.name === this.w.embedTokens.name;
     const lmHead = tied ? embed : this.weight('lm_head', this.w.lmHead, [d.vocabSize, H]);
-    const logits2 = this.gemmT(xn, lmHead);
-    g.node('Reshape', [logits2, this.shapeBTWith([d.vocabSize])], {}, GraphNames.logits);
-    g.output(GraphNames.logits, 'float32', ['batch', 'chunk', d.vocabSize]);
+    // Only the rows the engine asks for reach the lm_head (usually each sequence's last token).
+    const rows = g.input(GraphNames.logitsRows, 'int64', ['rows']);
+    g.node('Gemm', [g.node('Gather', [xn, rows], { axis: 0 }), lmHead], { transB: 1 }, GraphNames.logits);
+    g.output(GraphNames.logits, 'float32', ['rows', d.vocabSize]);
     return g.encode('zamba2_step');
   }
 
@@ -278,9 +282,9 @@ class StepGraphBuilder {
     const A = g.weight(`${p}.A`, aNeg, [G, hpg, 1]);
     const lam = g.node('CumSum', [g.node('Mul', [dt, A]), g.constInt64([3], [])]); // Λ [B,G,hpg,T]
 
-    // L_ij = exp(Λi − Λj) for j ≤ i (masked before exp so the upper triangle cannot overflow).
+    // L_ij = exp(Λi − Λj) for j ≤ i (−inf added above the diagonal before exp, so it cannot overflow).
     const seg = g.node('Sub', [g.node('Unsqueeze', [lam, g.constInt64([4])]), g.node('Unsqueeze', [lam, g.constInt64([3])])]);
-    const lmat = g.node('Exp', [g.node('Where', [this.causalTT, seg, g.constFloat([-Infinity], [])])]); // [B,G,hpg,T,T]
+    const lmat = g.node('Exp', [g.node('Add', [seg, this.causalTT])]); // [B,G,hpg,T,T]
     const cb = g.node('MatMul', [cg, g.node('Transpose', [bg], { perm: [0, 1, 2, 4, 3] })]); // [B,G,1,T,T]
     const wmat = g.node('Mul', [g.node('Mul', [lmat, cb]), g.node('Unsqueeze', [dt, g.constInt64([3])])]);
     const yDiag = g.node('MatMul', [wmat, xg]); // [B,G,hpg,T,P]

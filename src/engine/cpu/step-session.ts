@@ -33,6 +33,8 @@ export interface StepBatchInput {
   tokenIds: Int32Array;
   /** [B·T] absolute positions (for rope) */
   positions: Int32Array;
+  /** Rows (b·T + t) whose logits are wanted, ascending. */
+  logitsRows: Int32Array;
   /** [B] number of valid past tokens of each sequence (≤ past) */
   pastLengths: Int32Array;
   /** Per layer [B, taps, convDim] and [B, nh, P, N] */
@@ -44,7 +46,7 @@ export interface StepBatchInput {
 }
 
 export interface StepBatchOutput {
-  /** [B, T, V] */
+  /** [logitsRows.length, V] */
   logits: Float32Array;
   convStates: Float32Array[];
   ssmStates: Float32Array[];
@@ -104,6 +106,7 @@ export class StepSession {
     const taps = convTapsOf(d);
     const feeds: Record<string, ort.Tensor> = {};
     feeds[GraphNames.inputIds] = new ort.Tensor('int64', BigInt64Array.from(inp.tokenIds, (v) => BigInt(v)), [B, T]);
+    feeds[GraphNames.logitsRows] = new ort.Tensor('int64', BigInt64Array.from(inp.logitsRows, (v) => BigInt(v)), [inp.logitsRows.length]);
     if (d.hybridLayerIds.length > 0) {
       if (d.useMemRope) {
         const [cos, sin] = ropeTables(d, inp.positions);

@@ -59,6 +59,7 @@ async function runBatch(s: StepSession, seqs: GraphSeq[], chunks: number[][]): P
     chunk: T,
     past: P,
     tokenIds: Int32Array.from(chunks.flat()),
+    logitsRows: Int32Array.from({ length: B * T }, (_, i) => i),
     positions: Int32Array.from(seqs.flatMap((q) => Array.from({ length: T }, (_, i) => q.position + i))),
     pastLengths: Int32Array.from(seqs.map((q) => q.position)),
     convStates: d.layerKinds.map((_, l) => stack(seqs.map((q) => q.conv[l]!))),
