@@ -19,10 +19,11 @@
  * sibling computes the short tail (< 16 tokens + 1) in pages of its own and samples on its own, so no
  * page is ever written by two live sequences and no page copy is needed.
  */
-import type { Engine, EngineDescription, ScheduledSequence, StepPlan, StepResult } from '../engine/engine.js';
+import type { Engine, EngineDescription, StepResult } from '../engine/engine.js';
 import { EngineError } from '../engine/engine.js';
 import { HybridCache, planCacheSizes } from '../cache/index.js';
 import { RequestState, Sequence } from './request-state.js';
+import { buildStepPlan, summarizeStep, type ScheduledChunk } from './step-plan.js';
 import {
   SchedulerRejection,
   type FinishReason,
@@ -49,14 +50,6 @@ export interface SchedulerDeps {
 
 const silentLogger: SchedulerLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
-interface ScheduledChunk {
-  seq: Sequence;
-  start: number;
-  count: number;
-  sample: boolean;
-  wantsPromptLogprobs: boolean;
-  isDecode: boolean;
-}
 
 type LoopState = 'new' | 'serving' | 'draining' | 'closed' | 'failed';
 
@@ -249,7 +242,9 @@ export class Scheduler implements GenerationScheduler {
         await this.sleep();
         continue;
       }
-      const plan = this.buildPlan(chunks);
+      const cache = this.cache!;
+      const plan = buildStepPlan(++this.stepId, chunks, cache, this.released);
+      this.released = [];
       const startedMs = performance.now();
       let result: StepResult;
       try {
@@ -261,7 +256,21 @@ export class Scheduler implements GenerationScheduler {
         this.failStep(chunks, err);
         continue;
       }
-      this.reportStep(plan, chunks, performance.now() - startedMs);
+      const summary = summarizeStep(chunks);
+      const durationMs = performance.now() - startedMs;
+      this.observer?.onStep({ durationMs, ...summary });
+      this.logger.debug(
+        {
+          stepId: plan.stepId,
+          running: this.running.length,
+          waiting: this.waiting.length,
+          slotsFree: cache.slots.freeCount,
+          pagesFree: cache.pages.freeCount,
+          ...summary,
+          durationMs: Math.round(durationMs * 1000) / 1000,
+        },
+        'step',
+      );
       await this.update(chunks, result);
     }
   }
@@ -350,55 +359,6 @@ export class Scheduler implements GenerationScheduler {
     return Math.min(end - seq.computed, budget);
   }
 
-  private buildPlan(chunks: ScheduledChunk[]): StepPlan {
-    const cache = this.cache!;
-    const sequences: ScheduledSequence[] = chunks.map((c) => {
-      const seq = c.seq;
-      const request = seq.request.request;
-      seq.engineKnown = true;
-      const masked = seq.request.minTokensSampling !== null && seq.outputCount < (request.minTokens ?? 0);
-      return {
-        seqId: seq.seqId,
-        slot: cache.slotOf(seq.seqId)!,
-        pageTable: cache.blockTable(seq.seqId),
-        startPosition: c.start,
-        tokens: Int32Array.from(seq.tokens.slice(c.start, c.start + c.count)),
-        promptLength: seq.promptLength,
-        sample: c.sample,
-        sampling: masked ? seq.request.minTokensSampling! : request.sampling,
-        promptLogprobs: c.wantsPromptLogprobs ? request.promptLogprobs : null,
-      };
-    });
-    const released = this.released;
-    this.released = [];
-    return { stepId: ++this.stepId, sequences, resetSlots: cache.takePendingResets(), releasedSeqIds: released };
-  }
-
-  private reportStep(plan: StepPlan, chunks: ScheduledChunk[], durationMs: number): void {
-    let tokens = 0;
-    let decodeTokens = 0;
-    for (const c of chunks) {
-      tokens += c.count;
-      if (c.isDecode) decodeTokens += c.count;
-    }
-    const cache = this.cache!;
-    this.observer?.onStep({ durationMs, sequences: chunks.length, tokens, prefillTokens: tokens - decodeTokens, decodeTokens });
-    this.logger.debug(
-      {
-        stepId: plan.stepId,
-        running: this.running.length,
-        waiting: this.waiting.length,
-        slotsFree: cache.slots.freeCount,
-        pagesFree: cache.pages.freeCount,
-        sequences: chunks.length,
-        tokens,
-        decodeTokens,
-        durationMs: Math.round(durationMs * 1000) / 1000,
-      },
-      'step',
-    );
-  }
-
   /** Apply a step's outputs: advance positions, gather prompt logprobs, fork, emit tokens, stop. */
   private async update(chunks: ScheduledChunk[], result: StepResult): Promise<void> {
     const live = (c: ScheduledChunk): boolean => c.seq.status === 'running';
@@ -445,6 +405,8 @@ export class Scheduler implements GenerationScheduler {
     parent.forkAt = -1;
     const parentSlot = cache.slotOf(parent.seqId)!;
     for (const child of parent.request.sequences) {
+      // The parent may have ended while a copy was awaited: finishSequence settled the rest.
+      if (parent.status !== 'running') break;
       if (child.status !== 'pending-fork') continue;
       const slot = cache.fork(parent.seqId, child.seqId, parent.computed);
       if (slot === null) {
