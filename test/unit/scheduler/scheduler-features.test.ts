@@ -70,6 +70,46 @@ describe('Scheduler n > 1', () => {
     await scheduler.close();
   });
 
+  it('aborting while siblings are being forked frees everything', async () => {
+    const engine = new RecordingEngine({});
+    const scheduler = new Scheduler(engine, { maxNumSeqs: 4, maxNumBatchedTokens: 64, maxModelLen: 4096, maxWaiting: 10 });
+    await scheduler.start();
+    const copy = engine.copySlot.bind(engine);
+    let abort = (): void => undefined;
+    engine.copySlot = async (src, dst) => {
+      await copy(src, dst);
+      abort();
+    };
+    const handle = scheduler.submit(request({ promptTokens: prompt(40), maxTokens: 5, n: 3 }));
+    abort = () => handle.abort();
+    const got = await collect(handle, 3);
+    assert.deepEqual(got.finishes, [[{ reason: 'abort' }], [{ reason: 'abort' }], [{ reason: 'abort' }]]);
+    assert.equal(engine.copies, 1, 'the second sibling was never forked');
+    assertMemoryReturned(scheduler);
+    abort = () => undefined;
+    assert.equal((await collect(scheduler.submit(request({ promptTokens: prompt(40), maxTokens: 5, n: 2 })), 2)).tokens[1]!.length, 5);
+    await scheduler.close();
+  });
+
+  it('a failed copySlot fails only that sibling', async () => {
+    const engine = new RecordingEngine({});
+    const scheduler = new Scheduler(engine, { maxNumSeqs: 4, maxNumBatchedTokens: 64, maxModelLen: 4096, maxWaiting: 10 });
+    await scheduler.start();
+    const copy = engine.copySlot.bind(engine);
+    let calls = 0;
+    engine.copySlot = async (src, dst) => {
+      if (calls++ === 0) throw new EngineError('copy failed', 'COPY');
+      await copy(src, dst);
+    };
+    const got = await collect(scheduler.submit(request({ promptTokens: prompt(40), maxTokens: 5, n: 3 })), 3);
+    assert.equal(got.finishes[1]![0]!.reason, 'error');
+    assert.deepEqual(got.finishes[0], [{ reason: 'length' }]);
+    assert.deepEqual(got.finishes[2], [{ reason: 'length' }]);
+    assert.deepEqual(got.tokens[2], got.tokens[0]);
+    assertMemoryReturned(scheduler);
+    await scheduler.close();
+  });
+
   it('finish(index) ends one sibling, the others go on; preemption under n > 1 keeps outputs', async () => {
     const { scheduler } = await startScheduler(tinyPools(3, 8), { maxNumSeqs: 3, maxNumBatchedTokens: 16 });
     const req = request({ promptTokens: prompt(35), maxTokens: 40, n: 3, sampling: sampling({ temperature: 0.7, seed: 3 }) });
@@ -141,7 +181,7 @@ describe('Scheduler faults and lifecycle', () => {
     let failNext = false;
     const { scheduler } = await startScheduler({ failOnStep: () => failNext && !(failNext = false) });
     const a = scheduler.submit(request({ promptTokens: prompt(5), maxTokens: 10 }));
-    const aDone = collect(a, 1, (kind, count) => {
+    const aDone = collect(a, 1, (_kind, count) => {
       if (count === 2) failNext = true;
     });
     const result = await aDone;

@@ -1,6 +1,5 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { EngineError } from '../../../src/engine/engine.js';
 import { Scheduler } from '../../../src/scheduler/scheduler.js';
 import { SchedulerRejection } from '../../../src/scheduler/types.js';
 import {
@@ -11,7 +10,6 @@ import {
   prompt,
   request,
   runAlone,
-  sampling,
   startScheduler,
   ticks,
   tinyPools,
@@ -277,7 +275,7 @@ describe('Scheduler cancellation', () => {
   it('breaking out of the iteration cancels the request', async () => {
     const { scheduler } = await startScheduler({ stepLatencyMs: 1 });
     const handle = scheduler.submit(request({ promptTokens: prompt(5), maxTokens: 1000 }));
-    const got = await collect(handle, 1, (kind, count) => (count === 4 ? 'break' : undefined));
+    const got = await collect(handle, 1, (_kind, count) => (count === 4 ? 'break' : undefined));
     assert.equal(got.tokens[0]!.length, 4);
     await ticks(3);
     assertMemoryReturned(scheduler);
