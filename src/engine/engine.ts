@@ -125,7 +125,11 @@ export interface StepPlan {
   sequences: ScheduledSequence[];
   /** Slots to zero before this step runs (slots handed to new or recomputed sequences). */
   resetSlots: Int32Array;
-  /** Sequences finished or aborted since the last step: the engine drops per-sequence bookkeeping. */
+  /**
+   * Sequences finished or aborted since the last step: the engine drops per-sequence bookkeeping.
+   * Also preempted ones: such a seqId comes back later on a reset slot with startPosition 0
+   * (recompute of prompt + output so far).
+   */
   releasedSeqIds: number[];
 }
 

@@ -249,8 +249,8 @@ export class Scheduler implements GenerationScheduler {
       let result: StepResult;
       try {
         result = await this.engine.step(plan);
-        if (result.outputs.length !== plan.sequences.length) {
-          throw new EngineError(`engine returned ${result.outputs.length} outputs for ${plan.sequences.length} sequences`, 'ENGINE_BAD_RESULT');
+        if (result.outputs.length !== plan.sequences.length || result.outputs.some((o, i) => o.seqId !== plan.sequences[i]!.seqId)) {
+          throw new EngineError(`engine returned outputs that do not match the plan of step ${plan.stepId}`, 'ENGINE_BAD_RESULT');
         }
       } catch (err) {
         this.failStep(chunks, err);
