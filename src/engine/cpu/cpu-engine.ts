@@ -36,7 +36,7 @@ export interface CpuEngineOptions {
   modelId?: string;
   /** Default: the model's max_position_embeddings. */
   maxModelLen?: number;
-  /** Default 256. */
+  /** Default 2048 (chunks longer than 256 run as several graph runs). */
   maxTokensPerStep?: number;
   /** Default 32. */
   maxSequencesPerStep?: number;
@@ -60,6 +60,12 @@ interface SlotBook {
 }
 
 const emptyBook = (): SlotBook => ({ history: [], lastLogits: null });
+
+/**
+ * Longest chunk one graph run takes: the SSD form is quadratic in the chunk ([B, heads, T, T]
+ * per layer), so longer chunks are cut into runs of this size (the model's own chunk_size).
+ */
+const GRAPH_CHUNK_TOKENS = 256;
 
 export class CpuEngine implements Engine {
   private slots: StateSlotPool | null = null;
@@ -86,7 +92,7 @@ export class CpuEngine implements Engine {
       stateSlotBytes: stateSlotBytes(dims),
       kvPageBytes: kvPageBytes(dims),
       tokensPerPage: TOKENS_PER_PAGE,
-      maxTokensPerStep: opts.maxTokensPerStep ?? 256,
+      maxTokensPerStep: opts.maxTokensPerStep ?? 2048,
       maxSequencesPerStep: opts.maxSequencesPerStep ?? 32,
       cacheBudgetBytes: opts.cacheBudgetBytes ?? Math.min(4 * 1024 ** 3, Math.floor(totalmem() / 4)),
       eosTokenIds: opts.eosTokenIds ?? [dims.eosTokenId],
@@ -141,8 +147,12 @@ export class CpuEngine implements Engine {
       else g.push(s);
     }
     try {
-      for (const [, group] of groups) {
-        for (const out of await this.runGroup(group)) bySeq.set(out.seqId, out);
+      for (const [chunkLen, group] of groups) {
+        if (chunkLen <= GRAPH_CHUNK_TOKENS) {
+          for (const out of await this.runGroup(group)) bySeq.set(out.seqId, out);
+        } else {
+          for (const s of group) bySeq.set(s.seqId, await this.runLong(s));
+        }
       }
     } catch (err) {
       if (err instanceof EngineError) throw err;
@@ -190,7 +200,37 @@ export class CpuEngine implements Engine {
     if (plan.sequences.length > d.maxSequencesPerStep) throw new EngineError(`step carries too many sequences`, 'step_too_large', false);
   }
 
-  /** Runs sequences with the same chunk length as one batch and produces their outputs. */
+  /** One sequence whose chunk exceeds GRAPH_CHUNK_TOKENS: consecutive runs, outputs merged. */
+  private async runLong(s: ScheduledSequence): Promise<SequenceOutput> {
+    const parts: SequenceOutput[] = [];
+    for (let start = 0; start < s.tokens.length; start += GRAPH_CHUNK_TOKENS) {
+      const end = Math.min(s.tokens.length, start + GRAPH_CHUNK_TOKENS);
+      const last = end === s.tokens.length;
+      const [out] = await this.runGroup([
+        { ...s, startPosition: s.startPosition + start, tokens: s.tokens.subarray(start, end), sample: s.sample && last },
+      ]);
+      parts.push(out!);
+    }
+    const final = parts[parts.length - 1]!;
+    const merged: SequenceOutput = {
+      seqId: s.seqId,
+      token: final.token,
+      logprobs: final.logprobs,
+      promptLogprobs: s.promptLogprobs === null ? null : parts.flatMap((p) => p.promptLogprobs ?? []),
+    };
+    if (s.returnLogits === true) {
+      const all = new Float32Array(s.tokens.length * this.dims.vocabSize);
+      let offset = 0;
+      for (const p of parts) {
+        all.set(p.logits!, offset);
+        offset += p.logits!.length;
+      }
+      merged.logits = all;
+    }
+    return merged;
+  }
+
+  /** Runs sequences with the same chunk length (≤ GRAPH_CHUNK_TOKENS) as one batch. */
   private async runGroup(seqs: ScheduledSequence[]): Promise<SequenceOutput[]> {
     const { slots, pages } = this.requireCache();
     const d = this.dims;

@@ -1,0 +1,139 @@
+// The CPU engine against every golden fixture (test/golden/fixtures/*: float64 reference logits
+// and greedy continuations), through the Engine seam: chunked prefill, greedy decode, chunking
+// invariance, a mixed batch, and a reused slot.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createCpuEngine } from '../../src/engine/cpu/index.js';
+import { GREEDY, type Engine, type ScheduledSequence, type StepPlan } from '../../src/engine/engine.js';
+import { listGoldenFixtures, loadGoldenFixture, type GoldenCase } from './cpu-golden-fixtures.js';
+
+const PREFILL_CHUNK = 64;
+const MAX_PAGES = 32; // 512 positions per sequence
+const SLOTS = 4;
+
+let stepId = 0;
+const plan = (sequences: ScheduledSequence[], resetSlots: number[] = []): StepPlan => ({
+  stepId: stepId++,
+  sequences,
+  resetSlots: Int32Array.from(resetSlots),
+  releasedSeqIds: [],
+});
+
+const pagesOf = (slot: number) => Int32Array.from({ length: MAX_PAGES }, (_, i) => slot * MAX_PAGES + i);
+
+function seq(slot: number, startPosition: number, tokens: ArrayLike<number>, promptLength: number, extra: Partial<ScheduledSequence> = {}): ScheduledSequence {
+  return {
+    seqId: slot,
+    slot,
+    pageTable: pagesOf(slot),
+    startPosition,
+    tokens: Int32Array.from(tokens),
+    promptLength,
+    sample: startPosition + tokens.length >= promptLength,
+    sampling: GREEDY,
+    promptLogprobs: null,
+    ...extra,
+  };
+}
+
+/** Feeds the prompt in chunks of `chunk` tokens into a freshly reset slot; returns all logits rows and the sampled token. */
+async function prefill(engine: Engine, slot: number, prompt: number[], chunk: number): Promise<{ logits: Float32Array; token: number }> {
+  const V = engine.describe().vocabSize;
+  const logits = new Float32Array(prompt.length * V);
+  let token = -1;
+  for (let start = 0; start < prompt.length; start += chunk) {
+    const part = prompt.slice(start, start + chunk);
+    const r = await engine.step(plan([seq(slot, start, part, prompt.length, { returnLogits: true })], start === 0 ? [slot] : []));
+    logits.set(r.outputs[0]!.logits!, start * V);
+    token = r.outputs[0]!.token;
+  }
+  return { logits, token };
+}
+
+/** max |got − want| / max |want| over each golden row; the worst row. */
+function worstRowError(logits: Float32Array, c: GoldenCase, V: number): number {
+  let worst = 0;
+  c.logitPositions.forEach((pos, k) => {
+    let err = 0;
+    let scale = 0;
+    for (let v = 0; v < V; v++) {
+      const want = c.logits[k * V + v]!;
+      err = Math.max(err, Math.abs(logits[pos * V + v]! - want));
+      scale = Math.max(scale, Math.abs(want));
+    }
+    worst = Math.max(worst, err / scale);
+  });
+  return worst;
+}
+
+async function greedyContinue(engine: Engine, slot: number, promptLength: number, first: number, count: number): Promise<number[]> {
+  const out = [first];
+  while (out.length < count) {
+    const r = await engine.step(plan([seq(slot, promptLength + out.length - 1, [out[out.length - 1]!], promptLength)]));
+    out.push(r.outputs[0]!.token);
+  }
+  return out;
+}
+
+for (const name of listGoldenFixtures()) {
+  test(`cpu engine matches golden fixture "${name}"`, async (t) => {
+    const fx = loadGoldenFixture(name);
+    const engine = await createCpuEngine({ modelDir: fx.checkpointDir, maxTokensPerStep: 512 });
+    try {
+      await engine.initCache({ slotCount: SLOTS, pageCount: SLOTS * MAX_PAGES });
+      const V = engine.describe().vocabSize;
+      assert.equal(V, fx.vocabSize);
+
+      await t.test('logits within 1e-3 and identical greedy continuations (64-token chunks, slot 0 reused)', async () => {
+        for (const c of fx.cases) {
+          const { logits, token } = await prefill(engine, 0, c.promptTokens, PREFILL_CHUNK);
+          const err = worstRowError(logits, c, V);
+          assert.ok(err <= 1e-3, `${c.name}: max relative error ${err}`);
+          if (c.greedyTokens.length > 0) {
+            assert.deepEqual(await greedyContinue(engine, 0, c.promptTokens.length, token, c.greedyTokens.length), c.greedyTokens, c.name);
+          }
+        }
+      });
+
+      await t.test('one chunk, several chunks and token by token give the same logits', async () => {
+        const c = fx.cases.reduce((a, b) => (Math.abs(b.promptTokens.length - 40) < Math.abs(a.promptTokens.length - 40) ? b : a));
+        const one = await prefill(engine, 1, c.promptTokens, c.promptTokens.length);
+        for (const chunk of [7, 1]) {
+          const other = await prefill(engine, 1, c.promptTokens, chunk);
+          let err = 0;
+          let scale = 0;
+          one.logits.forEach((v, i) => {
+            err = Math.max(err, Math.abs(v - other.logits[i]!));
+            scale = Math.max(scale, Math.abs(v));
+          });
+          assert.ok(err / scale <= 1e-5, `${c.name} chunks of ${chunk}: relative difference ${err / scale}`);
+          assert.equal(other.token, one.token);
+        }
+        assert.ok(worstRowError(one.logits, c, V) <= 1e-3);
+      });
+
+      await t.test('a prompt longer than one graph run (256) in a single step matches too', async () => {
+        for (const c of fx.cases.filter((k) => k.promptTokens.length > 256)) {
+          const { logits, token } = await prefill(engine, 2, c.promptTokens, c.promptTokens.length);
+          assert.ok(worstRowError(logits, c, V) <= 1e-3, c.name);
+          if (c.greedyTokens.length > 0) assert.equal(token, c.greedyTokens[0]);
+        }
+      });
+
+      await t.test('a mixed batch gives each sequence its golden continuation', async () => {
+        const cases = fx.cases.filter((c) => c.greedyTokens.length > 0 && c.promptTokens.length <= 256).slice(0, SLOTS);
+        // all prompts in one step (each its own chunk length), then every decode batched together
+        const first = await engine.step(plan(cases.map((c, i) => seq(i, 0, c.promptTokens, c.promptTokens.length)), cases.map((_, i) => i)));
+        const got = first.outputs.map((o) => [o.token]);
+        const steps = Math.min(...cases.map((c) => c.greedyTokens.length));
+        for (let k = 1; k < steps; k++) {
+          const r = await engine.step(plan(cases.map((c, i) => seq(i, c.promptTokens.length + k - 1, [got[i]![k - 1]!], c.promptTokens.length))));
+          r.outputs.forEach((o, i) => got[i]!.push(o.token));
+        }
+        cases.forEach((c, i) => assert.deepEqual(got[i], c.greedyTokens.slice(0, steps), c.name));
+      });
+    } finally {
+      await engine.close();
+    }
+  });
+}
