@@ -28,6 +28,10 @@ export class StateSlotPool {
     return this.slotCount - this.free.length;
   }
 
+  get usageFraction(): number {
+    return this.usedCount / this.slotCount;
+  }
+
   /** A free slot, or null when none is left. `reset: false` only for a slot about to be a copySlot target. */
   acquire(options: { reset: boolean } = { reset: true }): number | null {
     const slot = this.free.pop();
