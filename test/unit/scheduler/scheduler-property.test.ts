@@ -75,12 +75,12 @@ const crowded = fc.record({
     fc.record({
       promptLength: fc.integer({ min: 8, max: 40 }),
       maxTokens: fc.integer({ min: 10, max: 40 }),
-      n: fc.integer({ min: 1, max: 2 }),
+      n: fc.integer({ min: 1, max: 3 }),
       arrivalTicks: fc.constant(0),
       cancel: fc.constant(null),
       seed: fc.option(fc.integer({ min: 0, max: 1000 })),
-      minTokens: fc.constant(0),
-      promptLogprobs: fc.constant(null),
+      minTokens: fc.integer({ min: 0, max: 12 }),
+      promptLogprobs: fc.option(fc.constant(1)),
       stopTokenId: fc.constant(null),
     }),
     { minLength: 3, maxLength: 6 },
@@ -91,7 +91,7 @@ describe('Scheduler properties', () => {
   it('every request finishes once with its solo output; memory returns to zero; limits hold', async () => {
     await fc.assert(fc.asyncProperty(scenario, async (sc) => {
       await checkScenario(sc);
-    }), { numRuns: 40 });
+    }), { numRuns: Number(process.env.PROPERTY_RUNS ?? 40) });
   });
 
   it('the same holds when tiny pools force preemption', async () => {
@@ -100,7 +100,7 @@ describe('Scheduler properties', () => {
       fc.asyncProperty(crowded, async (sc) => {
         if ((await checkScenario(sc)) > 0) preemptedRuns++;
       }),
-      { numRuns: 25 },
+      { numRuns: Number(process.env.PROPERTY_RUNS ?? 25) },
     );
     assert.ok(preemptedRuns > 0, 'some runs preempted');
   });
