@@ -108,6 +108,9 @@ export class Scheduler implements GenerationScheduler {
       },
       'scheduler capacity',
     );
+    if (this.tokenBudget < sizes.slotCount) {
+      this.logger.warn({ stepTokenBudget: this.tokenBudget, slotCount: sizes.slotCount }, 'step token budget below the slot count: some decodes will wait a step');
+    }
     this.loopDone = this.loop().catch((err: unknown) => {
       this.logger.error({ err }, 'scheduler loop crashed');
       this.failEverything(err instanceof Error ? err : new Error(String(err)));
