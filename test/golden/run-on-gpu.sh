@@ -12,6 +12,7 @@ cd "$(dirname "$0")"
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
   python3 -c 'import torch, transformers, tokenizers; print("torch", torch.__version__, "transformers", transformers.__version__, "tokenizers", tokenizers.__version__)'
   timeout 180 python3 make_fixtures.py --out "$W/fx"
+  timeout 120 python3 crosscheck_goldens.py "$W/fx/fixtures/a" "$W/fx/fixtures/b"
   tar -C "$W/fx" -cf "$OUT/fixtures.tar" fixtures fixtures-report.json
   timeout $((TRAIN_SECONDS + 150)) python3 train_demo_model.py --out "$W/demo" --train-seconds "$TRAIN_SECONDS"
   tar -C "$W/demo" -cf "$OUT/demo.tar" .
