@@ -253,13 +253,18 @@ export async function resolveModel(modelArg: string, options: ResolveModelOption
       const missingBlobs = todo.filter((e) => !existsSync(join(storage, 'blobs', etagOf(e))));
       const total = missingBlobs.reduce((a, e) => a + (e.lfs?.size ?? e.size), 0);
       const bar = progress && missingBlobs.length > 0 ? createProgressBar(`downloading ${ctx.repoId}`, total, progress) : null;
-      for (const e of todo) {
-        const blobPath = join(storage, 'blobs', etagOf(e));
-        if (!existsSync(blobPath)) {
-          downloadedBytes += await fetchBlob(ctx, commit, e, blobPath, bar);
-          downloadedFiles.push(e.path);
+      try {
+        for (const e of todo) {
+          const blobPath = join(storage, 'blobs', etagOf(e));
+          if (!existsSync(blobPath)) {
+            downloadedBytes += await fetchBlob(ctx, commit, e, blobPath, bar);
+            downloadedFiles.push(e.path);
+          }
+          linkIntoSnapshot(blobPath, join(snapshot, e.path));
         }
-        linkIntoSnapshot(blobPath, join(snapshot, e.path));
+      } catch (err) {
+        bar?.stop();
+        throw err;
       }
       bar?.done();
     };

@@ -7,6 +7,8 @@ export interface ProgressBar {
   advance(bytes: number): void;
   /** Final line; the bar ignores later calls. */
   done(): void;
+  /** Ends the line where it stands (after an error); the bar ignores later calls. */
+  stop(): void;
 }
 
 export function formatBytes(bytes: number): string {
@@ -54,6 +56,11 @@ export function createProgressBar(label: string, totalBytes: number, stream: Nod
       doneBytes = Math.max(doneBytes, totalBytes);
       if (tty) stream.write(`\r${line()}\n`);
       else if (lastDecile !== 10) stream.write(`${line()}\n`);
+      finished = true;
+    },
+    stop() {
+      if (finished) return;
+      if (tty) stream.write('\n');
       finished = true;
     },
   };
