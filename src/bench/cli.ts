@@ -41,6 +41,8 @@ async function main(argv: string[]): Promise<number> {
   }
   process.stdout.write(`\n${options.workload} on ${result.server.model} (${result.server.baseUrl}${result.baseline ? `; baseline ${result.baseline.name}: ${result.baseline.model}` : ''})\n\n`);
   process.stdout.write(`${result.table}\n\n`);
+  const env = result.environment;
+  process.stdout.write(`${env.cpuCount} × ${env.cpuModel}, node ${env.node}, load average ${env.loadAverage1mStart.toFixed(1)} → ${env.loadAverage1mEnd.toFixed(1)}\n`);
   log(`wrote ${options.outPath}${options.svgPath !== null && plotSvg !== null ? ` and ${options.svgPath}` : ''}`);
   return 0;
 }

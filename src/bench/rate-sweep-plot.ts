@@ -13,7 +13,7 @@ const SERIES = [
   { metric: 'E2E p50', color: '#2ca02c', pick: (s: StreamSummary) => s.e2eMs.p50 },
 ] as const;
 
-export function renderRateSweepPlot(workload: string, phases: readonly PhaseResult[], baselineName: string): string {
+export function renderRateSweepPlot(workload: string, phases: readonly PhaseResult[], baselineName: string, subtitle: string): string {
   const series: PlotSeries[] = [];
   const streamPhases = phases.filter((p) => p.kind === 'stream');
   for (const side of ['ours', 'baseline'] as const) {
@@ -29,6 +29,7 @@ export function renderRateSweepPlot(workload: string, phases: readonly PhaseResu
   }
   return renderLinePlot({
     title: `${workload}: throughput vs latency (labels: offered request rate)`,
+    subtitle,
     xLabel: 'output tokens/s (achieved)',
     yLabel: 'latency, ms',
     series,

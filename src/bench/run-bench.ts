@@ -48,7 +48,17 @@ export interface BenchResult {
   argv: string[];
   seed: number;
   params: Record<string, unknown>;
-  environment: { node: string; platform: string; arch: string; cpuModel: string; cpuCount: number; totalMemoryBytes: number };
+  environment: {
+    node: string;
+    platform: string;
+    arch: string;
+    cpuModel: string;
+    cpuCount: number;
+    totalMemoryBytes: number;
+    /** 1-minute load average at the start and the end: other work on the machine skews the numbers. */
+    loadAverage1mStart: number;
+    loadAverage1mEnd: number;
+  };
   server: ServerInfo;
   baseline: ServerInfo | null;
   phases: PhaseResult[];
@@ -82,6 +92,7 @@ function paramsForJson(options: BenchOptions): Record<string, unknown> {
 
 export async function runBench(options: BenchOptions, argv: readonly string[], log: Log): Promise<BenchOutput> {
   const startedAt = new Date();
+  const loadAverage1mStart = os.loadavg()[0] ?? Number.NaN;
   const { params } = options;
   const started: ServerProcess[] = [];
   const targets: Target[] = [];
@@ -170,7 +181,9 @@ export async function runBench(options: BenchOptions, argv: readonly string[], l
     const columns: TableColumn[] = phaseResults.map((p) => ({ name: p.name, ours: p.ours, baseline: p.baseline }));
     const table = renderTable(tableCells(columns, options.baseline?.name ?? 'baseline'));
     const baselineName = options.baseline?.name ?? 'baseline';
-    const plotSvg = params.rates === null ? null : renderRateSweepPlot(options.workload, phaseResults, baselineName);
+    const launch = options.url === null ? [options.model && `--model ${options.model}`, options.device && `--device ${options.device}`, ...ourLaunchArgs].filter(Boolean).join(' ') : null;
+    const subtitle = `${ours.model} (${launch ?? ours.baseUrl}), ${params.numRequests} requests per rate, ${params.promptTokens}-token prompts, ${params.maxTokens} output tokens, burstiness ${params.burstiness}, seed ${options.seed}`;
+    const plotSvg = params.rates === null ? null : renderRateSweepPlot(options.workload, phaseResults, baselineName, subtitle);
     const result: BenchResult = {
       schemaVersion: RESULT_SCHEMA_VERSION,
       workload: options.workload,
@@ -187,13 +200,15 @@ export async function runBench(options: BenchOptions, argv: readonly string[], l
         cpuModel: os.cpus()[0]?.model ?? 'unknown',
         cpuCount: os.cpus().length,
         totalMemoryBytes: os.totalmem(),
+        loadAverage1mStart,
+        loadAverage1mEnd: os.loadavg()[0] ?? Number.NaN,
       },
       server: {
         name: 'zamba2-serve',
         baseUrl: ours.baseUrl,
         model: ours.model,
         startedByBench: options.url === null,
-        launch: options.url === null ? [options.model && `--model ${options.model}`, options.device && `--device ${options.device}`, ...ourLaunchArgs].filter(Boolean).join(' ') : null,
+        launch,
       },
       baseline:
         baseline === null || options.baseline === null

@@ -20,6 +20,8 @@ export interface PlotSeries {
 
 export interface PlotSpec {
   title: string;
+  /** Smaller line under the title (what was measured, on what). */
+  subtitle?: string;
   xLabel: string;
   yLabel: string;
   series: PlotSeries[];
@@ -48,7 +50,7 @@ function tickText(value: number): string {
 export function renderLinePlot(spec: PlotSpec): string {
   const width = spec.widthPx ?? 760;
   const height = spec.heightPx ?? 460;
-  const margin = { left: 72, right: 170, top: 44, bottom: 56 };
+  const margin = { left: 72, right: 170, top: spec.subtitle ? 58 : 44, bottom: 56 };
   const plotW = width - margin.left - margin.right;
   const plotH = height - margin.top - margin.bottom;
   const finite = spec.series.flatMap((s) => s.points).filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
@@ -64,6 +66,7 @@ export function renderLinePlot(spec: PlotSpec): string {
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`);
   out.push(`<rect width="${width}" height="${height}" fill="white"/>`);
   out.push(`<text x="${width / 2}" y="24" text-anchor="middle" font-size="15">${escapeXml(spec.title)}</text>`);
+  if (spec.subtitle) out.push(`<text x="${width / 2}" y="42" text-anchor="middle" font-size="11" fill="#555">${escapeXml(spec.subtitle)}</text>`);
   for (let x = 0; x <= xMax + xStep / 2; x += xStep) {
     out.push(`<line x1="${r(px(x))}" y1="${margin.top}" x2="${r(px(x))}" y2="${margin.top + plotH}" stroke="#e5e5e5"/>`);
     out.push(`<text x="${r(px(x))}" y="${margin.top + plotH + 16}" text-anchor="middle">${tickText(x)}</text>`);

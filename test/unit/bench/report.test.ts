@@ -63,6 +63,7 @@ test('plot ticks are 1/2/5 steps and the SVG has one line per series', () => {
   assert.equal(niceStep(0), 1);
   const svg = renderLinePlot({
     title: 'a < b & c',
+    subtitle: 'on "fake"',
     xLabel: 'x',
     yLabel: 'y',
     series: [
@@ -74,6 +75,7 @@ test('plot ticks are 1/2/5 steps and the SVG has one line per series', () => {
   assert.equal(svg.match(/<polyline /g)?.length, 2);
   assert.equal(svg.match(/<circle /g)?.length, 4); // the NaN point is dropped
   assert.match(svg, /a &lt; b &amp; c/);
+  assert.match(svg, /on &quot;fake&quot;/);
   assert.match(svg, /stroke-dasharray/);
   assert.doesNotMatch(svg, /NaN/);
 });
