@@ -29,6 +29,8 @@ export { readModelFiles, readGenerationConfig } from './model-files.js';
 export type { ModelFiles, GenerationDefaults } from './model-files.js';
 export { bytesToFloat32, float32ToBytes } from './float-convert.js';
 
+const WEIGHT_DTYPE_OF = { BF16: 'bfloat16', F16: 'float16', F32: 'float32' } as const;
+
 /** loadCheckpoint's result: the engine contract plus what the loader learnt on the way. */
 export interface Zamba2Checkpoint extends LoadedCheckpoint {
   files: ModelFiles;
@@ -53,9 +55,10 @@ export async function loadCheckpoint(dir: string, options: ParseConfigOptions = 
   const source = openSafetensorsCheckpoint(absDir);
   try {
     const { weights, unusedTensorNames } = mapWeights(parsed.dims, source, absDir);
+    const dims = parsed.dtypeStated ? parsed.dims : { ...parsed.dims, dtype: WEIGHT_DTYPE_OF[weights.embedTokens.dtype] };
     return {
       dir: absDir,
-      dims: parsed.dims,
+      dims,
       weights,
       close: () => source.close(),
       files,

@@ -37,6 +37,8 @@ export interface ParsedZamba2Config {
   useLongContext: boolean;
   /** rope theta as stored in the file (before any rescale). */
   storedRopeTheta: number;
+  /** False when the config names no dtype (legacy configs): dims.dtype is then float32, and loadCheckpoint takes the embedding's dtype. */
+  dtypeStated: boolean;
 }
 
 /** Positions enabled by use_long_context (spec §1.1). */
@@ -262,7 +264,7 @@ export function parseZamba2Config(json: unknown, options: ParseConfigOptions = {
     tieWordEmbeddings: c.tie_word_embeddings,
     dtype,
   };
-  return { dims, format, useLongContext: c.use_long_context, storedRopeTheta };
+  return { dims, format, useLongContext: c.use_long_context, storedRopeTheta, dtypeStated: c.dtype !== undefined && c.dtype !== null };
 }
 
 /** Parses config.json text (bad JSON → one-line error naming the source). */

@@ -196,6 +196,17 @@ test('transformers 5.x config.json loads to the same dims', async (t) => {
   assert.deepEqual(ck.dims, dims);
 });
 
+test('a config without dtype (legacy) takes the dtype of the stored embedding', async (t) => {
+  const dir = tmp(t);
+  makeCheckpoint({ dims: smallDimsOneBlock(), outDir: dir, seed: 1, dtype: 'f16' });
+  const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+  delete cfg.torch_dtype;
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
+  const ck = await loadCheckpoint(dir);
+  t.after(() => ck.close());
+  assert.equal(ck.dims.dtype, 'float16');
+});
+
 test('malformed checkpoints: one line naming the problem', async (t) => {
   const dims = smallDimsOneBlock();
   const fresh = (): string => {
