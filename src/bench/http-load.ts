@@ -25,7 +25,12 @@ export interface HttpLoadOptions {
 
 export async function runHttpLoad(target: Target, options: HttpLoadOptions): Promise<HttpSummary> {
   if (options.bodies.length === 0) throw new RangeError('http load needs at least one request body');
-  const { default: autocannon } = await import('autocannon');
+  let autocannon: typeof import('autocannon').default;
+  try {
+    autocannon = (await import('autocannon')).default;
+  } catch (err) {
+    throw new Error(`the HTTP phase needs autocannon, a dev dependency (npm ci without --omit=dev): ${(err as Error).message}`);
+  }
   const serialized = options.bodies.map((body) => JSON.stringify({ ...body, model: target.model, stream: false }));
   let nextBody = 0;
   const headers: Record<string, string> = { 'content-type': 'application/json' };

@@ -36,6 +36,8 @@ export interface BenchOptions {
   svgPath: string | null;
   baseline: BaselineOptions | null;
   readyTimeoutMs: number;
+  /** A streamed request that receives nothing for this long fails ("timeout" in the errors row). */
+  requestIdleTimeoutMs: number;
   /** Copy the started servers' output to stderr. */
   verbose: boolean;
 }
@@ -78,6 +80,7 @@ Output:
   --served-model-name ID     model id to send (default: first of /v1/models)
   --api-key KEY              bearer key (default: env ZAMBA2_BENCH_API_KEY)
   --ready-timeout-s S        wait this long for a started server (default 300)
+  --request-timeout-s S      fail a stream that receives nothing for this long (default 300)
   --verbose                  show the started servers' logs
 
 Workloads:
@@ -158,6 +161,7 @@ export function parseBenchArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
       'served-model-name': { type: 'string' },
       'api-key': { type: 'string' },
       'ready-timeout-s': { type: 'string' },
+      'request-timeout-s': { type: 'string' },
       verbose: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -232,6 +236,7 @@ export function parseBenchArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     svgPath,
     baseline,
     readyTimeoutMs: (positiveNumber('ready-timeout-s', values['ready-timeout-s']) ?? 300) * 1000,
+    requestIdleTimeoutMs: (positiveNumber('request-timeout-s', values['request-timeout-s']) ?? 300) * 1000,
     verbose: values.verbose ?? false,
   };
 }

@@ -106,7 +106,7 @@ export async function runBench(options: BenchOptions, argv: readonly string[], l
       started.push(server);
       ourUrl = server.baseUrl;
     }
-    const ours = createTarget(ourUrl, await resolveModelId(ourUrl, options.apiKey, options.servedModelName), options.apiKey);
+    const ours = createTarget(ourUrl, await resolveModelId(ourUrl, options.apiKey, options.servedModelName), options.apiKey, options.requestIdleTimeoutMs);
     targets.push(ours);
     let baseline: Target | null = null;
     if (options.baseline !== null) {
@@ -115,7 +115,7 @@ export async function runBench(options: BenchOptions, argv: readonly string[], l
         log(`starting the baseline: ${b.command}`);
         started.push(await startBaselineCommand({ command: b.command, baseUrl: b.url, readyTimeoutMs: options.readyTimeoutMs, echoLogs: options.verbose }));
       }
-      baseline = createTarget(b.url, await resolveModelId(b.url.replace(/\/+$/, ''), b.apiKey, b.model), b.apiKey);
+      baseline = createTarget(b.url, await resolveModelId(b.url.replace(/\/+$/, ''), b.apiKey, b.model), b.apiKey, options.requestIdleTimeoutMs);
       targets.push(baseline);
     }
 

@@ -26,13 +26,15 @@ export interface Target {
   apiKey: string | null;
   /** Shared keep-alive agent; `closeTarget` destroys it. */
   agent: http.Agent;
+  /** A streamed request that receives nothing for this long fails with errorKind "timeout". */
+  idleTimeoutMs: number;
 }
 
-export function createTarget(baseUrl: string, model: string, apiKey: string | null): Target {
+export function createTarget(baseUrl: string, model: string, apiKey: string | null, idleTimeoutMs = 300_000): Target {
   const url = new URL(baseUrl);
   const options = { keepAlive: true, maxSockets: Infinity, maxFreeSockets: 1024 };
   const agent = url.protocol === 'https:' ? new https.Agent(options) : new http.Agent(options);
-  return { baseUrl: baseUrl.replace(/\/+$/, ''), model, apiKey, agent };
+  return { baseUrl: baseUrl.replace(/\/+$/, ''), model, apiKey, agent, idleTimeoutMs };
 }
 
 export function closeTarget(target: Target): void {
@@ -44,7 +46,7 @@ export interface StreamRecord {
   ok: boolean;
   /** HTTP status; null when the connection failed before a response. */
   status: number | null;
-  /** Error class for the errors table: the status ("429"), "stream-error", "network", "protocol". */
+  /** Error class for the errors table: the status ("429"), "stream-error", "network", "protocol", "timeout". */
   errorKind: string | null;
   errorMessage: string | null;
   /** performance.now() when the request started (to order records and compute the run's span). */
@@ -188,6 +190,11 @@ export function sendStreamingRequest(target: Target, endpoint: Endpoint, body: R
       res.on('aborted', () => finish('network', 'response aborted'));
     });
     req.on('error', (err) => finish('network', err.message));
+    // Idle, not total: a long answer that keeps streaming is fine, a silent server is not.
+    req.setTimeout(target.idleTimeoutMs, () => {
+      finish('timeout', `nothing received for ${target.idleTimeoutMs} ms`);
+      req.destroy();
+    });
     req.end(payload);
   });
 }

@@ -14,6 +14,8 @@ test('a workload brings its defaults and the output path gets a timestamp', () =
   assert.equal(o.url, null);
   assert.equal(o.baseline, null);
   assert.equal(o.seed, 0);
+  assert.equal(o.requestIdleTimeoutMs, 300_000);
+  assert.equal(parseBenchArgs(['--workload', 'smoke', '--request-timeout-s', '2'], {}, NOW)?.requestIdleTimeoutMs, 2000);
 });
 
 test('flags override the defaults', () => {

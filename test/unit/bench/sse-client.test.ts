@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { closeTarget, createTarget, sendStreamingRequest } from '../../../src/bench/sse-client.js';
 import { startTinyServer, type TinyServerOptions } from './tiny-openai-server.js';
 
-async function oneRequest(serverOptions: TinyServerOptions, endpoint: 'chat' | 'completions' = 'chat', maxTokens = 5) {
+async function oneRequest(serverOptions: TinyServerOptions, endpoint: 'chat' | 'completions' = 'chat', maxTokens = 5, idleTimeoutMs?: number) {
   const server = await startTinyServer(serverOptions);
-  const target = createTarget(server.baseUrl, 'tiny-model', 'secret');
+  const target = createTarget(server.baseUrl, 'tiny-model', 'secret', idleTimeoutMs);
   try {
     const body = endpoint === 'chat' ? { messages: [{ role: 'user', content: 'hi' }], max_tokens: maxTokens } : { prompt: 'hi', max_tokens: maxTokens };
     const record = await sendStreamingRequest(target, endpoint, body);
@@ -81,4 +81,11 @@ test('a refused connection is a network error, not an exception', async () => {
   assert.equal(record.ok, false);
   assert.equal(record.errorKind, 'network');
   assert.equal(record.status, null);
+});
+
+test('a server that goes silent fails the request with a timeout', async () => {
+  const { record } = await oneRequest({ hangAfterHeaders: true }, 'chat', 5, 200);
+  assert.equal(record.ok, false);
+  assert.equal(record.status, 200);
+  assert.equal(record.errorKind, 'timeout');
 });

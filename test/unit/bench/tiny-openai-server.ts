@@ -18,6 +18,8 @@ export interface TinyServerOptions {
   errorAfterTokens?: number;
   /** Omit the usage chunk even when asked for it. */
   omitUsage?: boolean;
+  /** Send the stream's headers, then nothing. */
+  hangAfterHeaders?: boolean;
 }
 
 export interface TinyServer {
@@ -68,6 +70,10 @@ export async function startTinyServer(options: TinyServerOptions = {}): Promise<
         return;
       }
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      if (options.hangAfterHeaders) {
+        res.flushHeaders();
+        return;
+      }
       const events: string[] = [];
       if (chat) events.push(JSON.stringify({ choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] }));
       pieces.forEach((piece, i) => {
