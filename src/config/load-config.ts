@@ -188,12 +188,16 @@ export function loadConfig(input: LoadConfigInput = {}): ServerConfig {
   return config;
 }
 
+/** The id of the bundled demo model (its folder is just "models"). */
+export const DEMO_MODEL_ID = 'zamba2-demo';
+
 /**
  * The id /v1/models lists: --served-model-name; else a hub id as given (as vLLM does); else the
- * checkpoint folder's name.
+ * checkpoint folder's name ("zamba2-demo" for the bundled ./models).
  */
 export function servedModelId(config: Pick<ServerConfig, 'model' | 'servedModelName'>): string {
   if (config.servedModelName) return config.servedModelName;
+  if (resolve(config.model) === resolve(PACKAGE_ROOT, 'models')) return DEMO_MODEL_ID;
   if (!isAbsolute(config.model)) return config.model;
   const trimmed = config.model.replace(/[\\/]+$/, '');
   const parts = trimmed.split(/[\\/]/);

@@ -83,4 +83,5 @@ test('served model id: explicit name, hub id as given, else folder name', () => 
   assert.equal(servedModelId({ model: '/m/Zamba2-1.2B', servedModelName: 'z' }), 'z');
   assert.equal(servedModelId({ model: 'Zyphra/Zamba2-1.2B-instruct', servedModelName: null }), 'Zyphra/Zamba2-1.2B-instruct');
   assert.equal(servedModelId({ model: '/m/Zamba2-1.2B/', servedModelName: null }), 'Zamba2-1.2B');
+  assert.equal(servedModelId(loadConfig()), 'zamba2-demo');
 });
