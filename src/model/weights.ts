@@ -145,6 +145,13 @@ export function mapWeights(dims: Zamba2Dims, source: TensorSource, where: string
     throw new CheckpointError(`${where}: missing tensor "${candidates[0]}" (expected shape ${fmtShape(shape)})`);
   };
   const H = dims.hiddenSize;
+  const names = source.names();
+  if (!names.some((n) => n.startsWith('model.layers.'))) {
+    const legacy = names.find((n) => n.startsWith('model.mamba_layers.') || n.startsWith('decoder.layers.'));
+    if (legacy) {
+      throw new CheckpointError(`${where}: weights are in a pre-transformers Zyphra layout (e.g. "${legacy}"); only the transformers layout (model.layers.N.…) is supported: load and re-save the model with transformers`);
+    }
+  }
 
   const embedTokens = take([EMBED], [dims.vocabSize, H]);
   const finalNorm = take([FINAL_NORM], [H]);
@@ -201,6 +208,6 @@ export function mapWeights(dims: Zamba2Dims, source: TensorSource, where: string
     return adapters;
   });
 
-  const unusedTensorNames = source.names().filter((n) => !used.has(n) && !/^model\.layers\.\d+\.shared_transformer\./.test(n)).sort();
+  const unusedTensorNames = names.filter((n) => !used.has(n) && !/^model\.layers\.\d+\.shared_transformer\./.test(n)).sort();
   return { weights: { embedTokens, finalNorm, lmHead, layers, sharedBlocks, hybridAdapters }, unusedTensorNames };
 }

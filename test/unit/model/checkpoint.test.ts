@@ -258,5 +258,9 @@ test('malformed checkpoints: one line naming the problem', async (t) => {
   writeFileSync(join(dir, 'model.safetensors'), Buffer.concat([newLen, Buffer.from(moved), bytes.subarray(8 + len)]));
   await assertLoadFails(dir, /tensor "model\.final_layernorm\.weight": data ends at byte \d+, past the end of the file/);
 
+  dir = fresh();
+  rewrite(dir, (ts) => ts.map((x) => ({ ...x, name: x.name.replace(/^model\.layers\./, 'model.mamba_layers.') })));
+  await assertLoadFails(dir, /pre-transformers Zyphra layout \(e\.g\. "model\.mamba_layers\.[^"]+"\)/);
+
   await assertLoadFails(join(tmp(t), 'nope'), /nope: not a folder/);
 });
