@@ -8,6 +8,8 @@ import type { AddressInfo } from 'node:net';
 
 export interface TinyServerOptions {
   modelId?: string;
+  /** Listen here instead of on a free port. */
+  port?: number;
   /** Status to answer every /v1 request with instead of 200 (an OpenAI error body is sent). */
   failWithStatus?: number;
   /** Write each SSE event in two halves, to test reassembly across reads. */
@@ -112,7 +114,7 @@ export async function startTinyServer(options: TinyServerOptions = {}): Promise<
       writeNext();
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
     baseUrl: `http://127.0.0.1:${port}`,
