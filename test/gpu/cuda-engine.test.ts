@@ -1,0 +1,179 @@
+// The CUDA engine (bf16) against every golden fixture (float64 reference logits and greedy
+// continuations), through the Engine seam: chunked prefill, greedy decode, chunking invariance,
+// batch invariance, slot copies, seeded sampling and prompt logprobs. Needs the built addon and a
+// GPU (npm run build:cuda; npm run test:gpu).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createCudaEngine } from '../../src/engine/cuda/index.js';
+import { GREEDY, type Engine, type ScheduledSequence, type StepPlan } from '../../src/engine/engine.js';
+import { assertLogitsClose, compareLogits, listGoldenFixtures, loadGoldenFixture, type GoldenCase } from '../helpers/golden.js';
+
+/** bf16 weights and activations against a float64 reference. */
+const BF16_LOGITS_REL = 2e-2;
+const PREFILL_CHUNK = 64;
+const MAX_PAGES = 32; // 512 positions per sequence
+const SLOTS = 6;
+
+let stepId = 0;
+const plan = (sequences: ScheduledSequence[], resetSlots: number[] = []): StepPlan => ({
+  stepId: stepId++,
+  sequences,
+  resetSlots: Int32Array.from(resetSlots),
+  releasedSeqIds: [],
+});
+
+// Pages of a slot, interleaved across slots so that neighbours in the pool belong to other sequences.
+const pagesOf = (slot: number) => Int32Array.from({ length: MAX_PAGES }, (_, i) => i * SLOTS + slot);
+
+function seq(slot: number, startPosition: number, tokens: ArrayLike<number>, promptLength: number, extra: Partial<ScheduledSequence> = {}): ScheduledSequence {
+  return {
+    seqId: slot,
+    slot,
+    pageTable: pagesOf(slot),
+    startPosition,
+    tokens: Int32Array.from(tokens),
+    promptLength,
+    sample: startPosition + tokens.length >= promptLength,
+    sampling: GREEDY,
+    promptLogprobs: null,
+    ...extra,
+  };
+}
+
+async function prefill(engine: Engine, slot: number, prompt: ArrayLike<number>, chunk: number): Promise<{ logits: Float32Array; token: number }> {
+  const V = engine.describe().vocabSize;
+  const logits = new Float32Array(prompt.length * V);
+  let token = -1;
+  for (let start = 0; start < prompt.length; start += chunk) {
+    const part = Array.from(prompt).slice(start, start + chunk);
+    const r = await engine.step(plan([seq(slot, start, part, prompt.length, { returnLogits: true })], start === 0 ? [slot] : []));
+    logits.set(r.outputs[0]!.logits!, start * V);
+    token = r.outputs[0]!.token;
+  }
+  return { logits, token };
+}
+
+/** Rows of `logits` (all prompt positions) at the golden case's stored positions. */
+function rowsAt(logits: Float32Array, c: GoldenCase, V: number): Float32Array {
+  const out = new Float32Array(c.logitPositions.length * V);
+  c.logitPositions.forEach((pos, k) => out.set(logits.subarray(pos * V, (pos + 1) * V), k * V));
+  return out;
+}
+
+async function greedyContinue(engine: Engine, slot: number, promptLength: number, first: number, count: number): Promise<number[]> {
+  const out = [first];
+  while (out.length < count) {
+    const r = await engine.step(plan([seq(slot, promptLength + out.length - 1, [out[out.length - 1]!], promptLength)]));
+    out.push(r.outputs[0]!.token);
+  }
+  return out;
+}
+
+/**
+ * Greedy tokens must match the golden ones up to the first near-tie: a step whose golden top-2
+ * margin is below `margin` may flip in bf16, and everything after it then legitimately differs.
+ */
+function assertGreedyPrefix(got: number[], c: GoldenCase, margin: number, label: string): number {
+  let k = 0;
+  for (; k < c.greedyTokens.length; k++) {
+    if (c.greedyTop2Margins[k]! <= margin) break;
+    assert.equal(got[k], c.greedyTokens[k], `${label}: greedy token ${k} differs (golden margin ${c.greedyTop2Margins[k]})`);
+  }
+  return k;
+}
+
+for (const name of listGoldenFixtures()) {
+  test(`cuda engine matches golden fixture "${name}"`, async (t) => {
+    const fx = loadGoldenFixture(name);
+    const engine = await createCudaEngine({ modelDir: fx.checkpointDir, maxTokensPerStep: 512, maxSequencesPerStep: 16, maxModelLen: MAX_PAGES * 16 });
+    try {
+      await engine.initCache({ slotCount: SLOTS, pageCount: SLOTS * MAX_PAGES });
+      const V = engine.describe().vocabSize;
+      assert.equal(V, fx.vocabSize);
+
+      await t.test(`logits within ${BF16_LOGITS_REL} and greedy continuations up to the first near-tie`, async () => {
+        for (const c of fx.cases) {
+          const { logits, token } = await prefill(engine, 0, c.promptTokens, PREFILL_CHUNK);
+          const cmp = assertLogitsClose(rowsAt(logits, c, V), c.logits, { maxRelError: BF16_LOGITS_REL, vocabSize: V, label: `${name}/${c.name}`, positions: c.logitPositions });
+          t.diagnostic(`${name}/${c.name}: max rel ${cmp.maxRelError.toExponential(2)}, max abs ${cmp.maxAbsError.toExponential(2)}`);
+          if (c.greedyTokens.length > 0) {
+            const got = await greedyContinue(engine, 0, c.promptTokens.length, token, c.greedyTokens.length);
+            const matched = assertGreedyPrefix(got, c, 2 * cmp.maxAbsError, `${name}/${c.name}`);
+            t.diagnostic(`${name}/${c.name}: ${matched}/${c.greedyTokens.length} greedy tokens compared`);
+          }
+        }
+      });
+
+      await t.test('one chunk, 7-token chunks and token by token agree', async () => {
+        const c = fx.cases.reduce((a, b) => (Math.abs(b.promptTokens.length - 40) < Math.abs(a.promptTokens.length - 40) ? b : a));
+        const one = await prefill(engine, 1, c.promptTokens, c.promptTokens.length);
+        for (const chunk of [7, 1]) {
+          const other = await prefill(engine, 1, c.promptTokens, chunk);
+          const cmp = compareLogits(other.logits, one.logits, V);
+          assert.ok(cmp.maxRelError <= BF16_LOGITS_REL, `${c.name} chunks of ${chunk}: relative difference ${cmp.maxRelError}`);
+        }
+        assertLogitsClose(rowsAt(one.logits, c, V), c.logits, { maxRelError: BF16_LOGITS_REL, vocabSize: V, label: `${name}/${c.name} one chunk` });
+      });
+
+      await t.test('a mixed batch (prefills and decodes in one step) matches each sequence run alone', async () => {
+        const cases = fx.cases.filter((c) => c.greedyTokens.length > 0 && c.promptTokens.length <= 256).slice(0, 4);
+        const alone: Float32Array[] = [];
+        for (const c of cases) alone.push((await prefill(engine, 5, c.promptTokens, c.promptTokens.length)).logits.slice(-V));
+        // sequence 0 prefills first; the others prefill while 0 decodes (mixed step)
+        const r0 = await engine.step(plan([seq(0, 0, cases[0]!.promptTokens, cases[0]!.promptTokens.length)], [0]));
+        const mixed = await engine.step(
+          plan(
+            [
+              seq(0, cases[0]!.promptTokens.length, [r0.outputs[0]!.token], cases[0]!.promptTokens.length),
+              ...cases.slice(1).map((c, i) => seq(i + 1, 0, c.promptTokens, c.promptTokens.length, { returnLogits: true })),
+            ],
+            cases.slice(1).map((_, i) => i + 1),
+          ),
+        );
+        cases.slice(1).forEach((c, i) => {
+          const got = mixed.outputs[i + 1]!.logits!.slice(-V);
+          const cmp = compareLogits(got, alone[i + 1]!, V);
+          assert.ok(cmp.maxRelError <= BF16_LOGITS_REL, `${c.name}: batched vs alone relative difference ${cmp.maxRelError}`);
+        });
+        assert.ok(mixed.outputs[0]!.token >= 0 && mixed.outputs[0]!.token < V);
+      });
+
+      await t.test('copySlot continues identically; seeded sampling repeats; prompt logprobs across chunks', async () => {
+        const c = fx.cases.find((k) => k.greedyTokens.length > 0)!;
+        const first = await prefill(engine, 2, c.promptTokens, PREFILL_CHUNK);
+        await engine.copySlot(2, 3);
+        const a = await greedyContinue(engine, 2, c.promptTokens.length, first.token, 8);
+        const b = await greedyContinue(engine, 3, c.promptTokens.length, first.token, 8);
+        assert.deepEqual(b, a);
+
+        const sampled: number[][] = [];
+        for (let rep = 0; rep < 2; rep++) {
+          await prefill(engine, 4, c.promptTokens, PREFILL_CHUNK);
+          const toks: number[] = [];
+          let last = first.token;
+          for (let k = 0; k < 6; k++) {
+            const sampling = { ...GREEDY, temperature: 1.0, topP: 0.9, topK: 50, seed: 1234, logprobs: 3 };
+            const r = await engine.step(plan([seq(4, c.promptTokens.length + k, [last], c.promptTokens.length, { sampling })]));
+            const o = r.outputs[0]!;
+            assert.ok(o.logprobs !== null && o.logprobs.top !== null && o.logprobs.top.tokenIds.length === 3);
+            assert.ok(o.logprobs.logprob <= 0);
+            last = o.token;
+            toks.push(last);
+          }
+          sampled.push(toks);
+        }
+        assert.deepEqual(sampled[1], sampled[0]);
+
+        if (c.promptTokens.length >= 4) {
+          const half = Math.floor(c.promptTokens.length / 2);
+          const p1 = await engine.step(plan([seq(4, 0, c.promptTokens.slice(0, half), c.promptTokens.length, { promptLogprobs: 2 })], [4]));
+          const p2 = await engine.step(plan([seq(4, half, c.promptTokens.slice(half), c.promptTokens.length, { promptLogprobs: 2 })]));
+          assert.equal(p1.outputs[0]!.promptLogprobs!.length, half - 1);
+          assert.equal(p2.outputs[0]!.promptLogprobs!.length, c.promptTokens.length - half);
+        }
+      });
+    } finally {
+      await engine.close();
+    }
+  });
+}
