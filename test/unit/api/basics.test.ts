@@ -141,3 +141,11 @@ test('/metrics exposes request, token and latency metrics', async () => {
   assert.match(text, /zamba2_num_requests_waiting 0/);
   assert.match(text, /zamba2_prompt_tokens_total [1-9]/);
 });
+
+test('a streamed request is counted once, with its status', async () => {
+  const { app } = buildTestApp();
+  const res = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'x', max_tokens: 2, stream: true } });
+  assert.equal(res.statusCode, 200);
+  const text = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+  assert.match(text, /zamba2_http_requests_total\{route="\/v1\/completions",status="200"\} 1\n/);
+});
