@@ -10,6 +10,7 @@ import { installApiKeyAuth } from './api/auth.js';
 import { registerChatCompletionsRoute } from './api/chat-completions/route.js';
 import { registerCompletionsRoute } from './api/completions/route.js';
 import { installErrorHandler } from './api/errors.js';
+import { installRateLimit } from './api/rate-limit.js';
 import { registerHealthRoutes } from './api/health/route.js';
 import { registerMetricsRoute } from './api/metrics/route.js';
 import { ServerMetrics } from './api/metrics/server-metrics.js';
@@ -19,7 +20,7 @@ import { servedModelId } from './config/load-config.js';
 import type { ServerConfig } from './config/schema.js';
 import type { EngineDescription } from './engine/engine.js';
 import type { GenerationScheduler } from './scheduler/types.js';
-import { GenerationService, InputProcessor } from './serving/index.js';
+import { GenerationService, InputProcessor, OPENAI_SAMPLING_DEFAULTS, type SamplingDefaults } from './serving/index.js';
 import type { TextTokenizer } from './tokenizer/index.js';
 
 export interface AppDeps {
@@ -32,6 +33,8 @@ export interface AppDeps {
   /** A pino logger; without one the app logs nothing (tests). */
   logger?: FastifyBaseLogger;
   readiness?: Readiness;
+  /** From the model's generation_config.json (samplingDefaultsFrom); default: OpenAI's. */
+  samplingDefaults?: SamplingDefaults;
 }
 
 export function buildApp(deps: AppDeps): FastifyInstance {
@@ -46,6 +49,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     tokenizer,
     input: new InputProcessor(tokenizer, maxModelLen),
     service: new GenerationService({ scheduler, tokenizer, observer: metrics }),
+    samplingDefaults: deps.samplingDefaults ?? OPENAI_SAMPLING_DEFAULTS,
     metrics,
     readiness: deps.readiness ?? { ready: true },
   };
@@ -76,6 +80,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   installErrorHandler(app);
   if (config.corsOrigins.length > 0) void app.register(cors, { origin: config.corsOrigins.includes('*') ? true : config.corsOrigins });
   installApiKeyAuth(app, config.apiKey);
+  installRateLimit(app, { perMinute: config.rateLimitPerMinute, perApiKey: config.apiKey.length > 0 });
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     // Streams count themselves when they end (their reply is hijacked).

@@ -27,6 +27,7 @@ export const ERRORS = {
   ZMB_ERR_BODY_TOO_LARGE: { status: 413, type: 'invalid_request_error', code: 'request_too_large' },
   ZMB_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, type: 'invalid_request_error', code: 'unsupported_media_type' },
   ZMB_ERR_OVERLOADED: { status: 429, type: 'rate_limit_error', code: 'server_overloaded' },
+  ZMB_ERR_RATE_LIMITED: { status: 429, type: 'rate_limit_error', code: 'rate_limit_exceeded' },
   ZMB_ERR_INTERNAL: { status: 500, type: 'server_error', code: 'internal_error' },
   ZMB_ERR_GENERATION_FAILED: { status: 500, type: 'server_error', code: 'generation_failed' },
   ZMB_ERR_SHUTTING_DOWN: { status: 503, type: 'server_error', code: 'shutting_down' },

@@ -69,7 +69,9 @@ const DESCRIPTIONS: Record<ServerConfigKey, string> = {
   maxModelLen: 'longest prompt + output (default: the model’s limit)',
   maxWaiting: 'requests allowed to wait; more get 429',
   cacheFraction: 'fraction of the engine cache budget to use (0..1]',
-  apiKey: 'require this Bearer key on /v1/* (repeatable)',
+  apiKey: 'require this Bearer key on /v1/* (repeatable or comma list; also ZAMBA2_API_KEYS)',
+  apiKeyFile: 'file of API keys, one per line (added to --api-key)',
+  rateLimitPerMinute: 'requests per minute per API key (per client IP without keys); 0 = off',
   logLevel: 'fatal | error | warn | info | debug | trace | silent',
   logRequests: 'log request lines and prompt/completion text (off by default)',
   bodyLimitBytes: 'largest accepted request body',
@@ -78,6 +80,7 @@ const DESCRIPTIONS: Record<ServerConfigKey, string> = {
   fakeStepLatencyMs: 'fake engine: wall time of one step',
   downloadDir: 'hub download cache (default: the Hugging Face cache)',
   corsOrigins: 'allowed CORS origins, * for any (repeatable; default: CORS off)',
+  dataParallel: 'engine replicas on this host, one per GPU with cuda (default 1)',
 };
 
 export function serveUsage(): string {

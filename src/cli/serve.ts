@@ -15,7 +15,11 @@ import { servedModelId } from '../config/load-config.js';
 import type { ServerConfig } from '../config/schema.js';
 import type { Engine } from '../engine/engine.js';
 import { createEngine } from '../engine/index.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { resolveModel } from '../model/hub.js';
+import { readGenerationConfig } from '../model/model-files.js';
+import { samplingDefaultsFrom } from '../serving/index.js';
 import { Scheduler } from '../scheduler/scheduler.js';
 import { loadTokenizer } from '../tokenizer/index.js';
 
@@ -56,6 +60,8 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     throw new StartupError(`cannot load the tokenizer of ${resolved.dir}: ${(err as Error).message}`);
   }
   const eosTokenId = tokenizer.eosTokenIds[0] ?? 2;
+  const generationConfigPath = join(resolved.dir, 'generation_config.json');
+  const samplingDefaults = samplingDefaultsFrom(existsSync(generationConfigPath) ? readGenerationConfig(generationConfigPath).raw : null);
   const engine = await createEngine(config, { modelDir: resolved.dir, modelId, vocabSize: tokenizer.vocabSize, eosTokenId, logger });
   let scheduler: Scheduler | null = null;
   try {
@@ -83,6 +89,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       metrics,
       logger,
       readiness,
+      samplingDefaults,
     });
     await app.listen({ host: config.host, port: config.port });
     readiness.ready = true;
@@ -90,7 +97,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${address.port}`;
     logger.info(
-      { model: modelId, device: config.device, dtype: description.dtype, maxModelLen, url, apiKeys: config.apiKey.length },
+      { model: modelId, device: config.device, dtype: description.dtype, maxModelLen, url, apiKeys: config.apiKey.length, samplingDefaults },
       'zamba2-serve ready',
     );
     let closing: Promise<void> | null = null;

@@ -9,6 +9,7 @@ import type { Readiness } from '../../src/api/shared/context.js';
 import { loadConfig } from '../../src/config/load-config.js';
 import type { ServerConfig } from '../../src/config/schema.js';
 import type { EngineDescription } from '../../src/engine/engine.js';
+import type { SamplingDefaults } from '../../src/serving/index.js';
 import { ScriptedScheduler, type ScriptOptions } from './scripted-scheduler.js';
 import { CHATML_TEMPLATE, testTokenizer } from './tokenizer-fixture.js';
 
@@ -48,6 +49,7 @@ export interface TestAppOptions {
   /** null = a base model without a chat template. */
   chatTemplate?: string | null;
   engine?: Partial<EngineDescription>;
+  samplingDefaults?: SamplingDefaults;
 }
 
 /** Tokens of " word0 word1 …", as a model would emit them after a word. */
@@ -70,6 +72,7 @@ export function buildTestApp(options: TestAppOptions = {}): TestApp {
     engineDescription: testEngineDescription(options.engine),
     metrics,
     readiness,
+    ...(options.samplingDefaults ? { samplingDefaults: options.samplingDefaults } : {}),
   });
   return { app, scheduler, metrics, readiness, config };
 }

@@ -66,7 +66,7 @@ export function registerChatCompletionsRoute(app: FastifyInstance, ctx: ApiConte
     const id = `chatcmpl-${randomUUID().replaceAll('-', '')}`;
     if (ctx.config.logRequests) request.log.info({ requestId: id, prompt: prompt.promptText }, 'chat prompt');
     const stream = ctx.service.start({
-      ...commonGenerateParams(body, ctx.input, logprobs),
+      ...commonGenerateParams(body, ctx.input, logprobs, ctx.samplingDefaults),
       requestId: id,
       promptTokens: prompt.promptTokens,
       maxTokens,

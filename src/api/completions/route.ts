@@ -60,7 +60,7 @@ export function registerCompletionsRoute(app: FastifyInstance, ctx: ApiContext):
     const maxTokens = prompts.map((p) => ctx.input.resolveMaxTokens(p.promptTokens.length, requested));
     const id = `cmpl-${randomUUID().replaceAll('-', '')}`;
     if (ctx.config.logRequests) request.log.info({ requestId: id, prompts: prompts.map((p) => p.promptText) }, 'completion prompts');
-    const common = commonGenerateParams(body, ctx.input, logprobs);
+    const common = commonGenerateParams(body, ctx.input, logprobs, ctx.samplingDefaults);
     const streams: GenerationStream[] = [];
     try {
       prompts.forEach((p, i) => {

@@ -3,7 +3,7 @@
  * Built once by buildApp; read-only for routes (readiness is flipped by main at shutdown).
  */
 import type { ServerConfig } from '../../config/schema.js';
-import type { GenerationService, InputProcessor } from '../../serving/index.js';
+import type { GenerationService, InputProcessor, SamplingDefaults } from '../../serving/index.js';
 import type { TextTokenizer } from '../../tokenizer/index.js';
 import { ApiError } from '../errors.js';
 import type { ServerMetrics } from '../metrics/server-metrics.js';
@@ -19,6 +19,8 @@ export interface ApiContext {
   tokenizer: TextTokenizer;
   input: InputProcessor;
   service: GenerationService;
+  /** Sampling values for fields a request leaves out. */
+  samplingDefaults: SamplingDefaults;
   metrics: ServerMetrics;
   readiness: Readiness;
 }

@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import type { SamplingParams } from '../../engine/engine.js';
-import type { GenerateParams, InputProcessor } from '../../serving/index.js';
+import type { GenerateParams, InputProcessor, SamplingDefaults } from '../../serving/index.js';
 import { invalid } from './validation.js';
 
 const finite = () => z.number().refine(Number.isFinite, 'must be a finite number');
@@ -36,16 +36,18 @@ export const samplingFields = {
 
 type SamplingBody = { [K in keyof typeof samplingFields]?: z.infer<(typeof samplingFields)[K]> };
 
-/** The OpenAI default is temperature 1 (vLLM too, unless the model's generation_config says otherwise). */
-export function toSamplingParams(body: SamplingBody, input: InputProcessor, logprobs: number | null): SamplingParams {
+/** Fields the request leaves out take the model's defaults (generation_config.json, else OpenAI's). */
+export function toSamplingParams(body: SamplingBody, input: InputProcessor, logprobs: number | null, defaults: SamplingDefaults): SamplingParams {
+  const topK = body.top_k ?? defaults.topK;
   return {
-    temperature: body.temperature ?? 1,
-    topP: body.top_p ?? 1,
-    topK: body.top_k === undefined || body.top_k === null || body.top_k < 0 ? 0 : body.top_k,
-    minP: body.min_p ?? 0,
+    temperature: body.temperature ?? defaults.temperature,
+    topP: body.top_p ?? defaults.topP,
+    // vLLM's -1 means "off", like 0.
+    topK: topK < 0 ? 0 : topK,
+    minP: body.min_p ?? defaults.minP,
     presencePenalty: body.presence_penalty ?? 0,
     frequencyPenalty: body.frequency_penalty ?? 0,
-    repetitionPenalty: body.repetition_penalty ?? 1,
+    repetitionPenalty: body.repetition_penalty ?? defaults.repetitionPenalty,
     seed: body.seed ?? null,
     logitBias: input.logitBias(body.logit_bias),
     logprobs,
@@ -66,12 +68,13 @@ export function commonGenerateParams(
   body: SamplingBody,
   input: InputProcessor,
   logprobs: number | null,
+  defaults: SamplingDefaults,
 ): Omit<GenerateParams, 'requestId' | 'promptTokens' | 'maxTokens' | 'promptLogprobs'> {
   const minTokens = body.min_tokens ?? 0;
   return {
     minTokens,
     n: body.n ?? 1,
-    sampling: toSamplingParams(body, input, logprobs),
+    sampling: toSamplingParams(body, input, logprobs, defaults),
     stop: stopStrings(body.stop),
     stopTokenIds: body.stop_token_ids ?? [],
     ignoreEos: body.ignore_eos ?? false,
