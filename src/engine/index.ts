@@ -17,6 +17,11 @@ export interface CreateEngineOptions {
   vocabSize: number;
   eosTokenId: number;
   logger?: { info(obj: object, msg?: string): void };
+  /**
+   * GPU index of this engine with --data-parallel N (0..N-1); absent = the default device. Passed
+   * to the CUDA engine as `deviceIndex`; cpu and fake engines ignore it (N independent instances).
+   */
+  deviceIndex?: number;
 }
 
 /** Default context of the fake engine when --max-model-len is not given. */
@@ -26,11 +31,6 @@ const FAKE_MAX_MODEL_LEN = 4096;
  * own (about 50 tokens on average) instead of running to the end of the context.
  */
 const FAKE_EOS_PROBABILITY = 0.02;
-
-/** What the CUDA module (src/engine/cuda/index.ts) exports when it is built. */
-interface CudaModule {
-  createCudaEngine(opts: Record<string, unknown>): Promise<Engine>;
-}
 
 export async function createEngine(config: ServerConfig, opts: CreateEngineOptions): Promise<Engine> {
   switch (config.device) {
@@ -59,18 +59,8 @@ export async function createEngine(config: ServerConfig, opts: CreateEngineOptio
       });
     }
     case 'cuda': {
-      let cuda: CudaModule;
-      try {
-        // A computed specifier: the CUDA module may be absent from a CPU-only build.
-        const specifier = './cuda/index.js';
-        cuda = (await import(specifier)) as CudaModule;
-        if (typeof cuda.createCudaEngine !== 'function') throw new Error('src/engine/cuda does not export createCudaEngine');
-      } catch (err) {
-        return new UnavailableEngine(
-          `--device cuda: the CUDA engine is not available in this build (${(err as Error).message.split('\n')[0]}). ` +
-            'Build it with `npm run build:cuda` on a machine with nvcc and a GPU, or use --device cpu.',
-        );
-      }
+      // Loaded lazily: only a CUDA server touches the addon. Its own module is plain TypeScript.
+      const cuda = await import('./cuda/index.js');
       try {
         return await cuda.createCudaEngine({
           modelDir: opts.modelDir,
@@ -79,13 +69,15 @@ export async function createEngine(config: ServerConfig, opts: CreateEngineOptio
           maxTokensPerStep: config.maxNumBatchedTokens,
           maxSequencesPerStep: config.maxNumSeqs,
           seed: config.seed,
+          ...(opts.deviceIndex !== undefined ? { deviceIndex: opts.deviceIndex } : {}),
           ...(opts.logger ? { logger: opts.logger } : {}),
         });
       } catch (err) {
         const code = (err as { code?: string }).code;
-        // A missing addon or no GPU is "unavailable"; anything else is a real failure.
-        if (code === 'ZMB_CUDA_ADDON_MISSING' || code === 'ZMB_CUDA_NO_DEVICE' || code === 'MODULE_NOT_FOUND' || code === 'ERR_DLOPEN_FAILED') {
-          return new UnavailableEngine(`--device cuda: ${(err as Error).message}`);
+        // A missing addon or no GPU is "unavailable" (start-up stops with this reason); anything
+        // else (a bad checkpoint, out of memory) is a real failure and propagates as is.
+        if (code === 'ZMB_CUDA_ADDON_MISSING' || code === 'ZMB_CUDA_NO_DEVICE') {
+          return new UnavailableEngine(`--device cuda: ${(err as Error).message}; or use --device cpu`);
         }
         throw err;
       }
