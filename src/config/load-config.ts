@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
+import { readApiKeyFile } from './api-key-file.js';
 import {
   CONFIG_KEYS,
   OPTION_KINDS,
@@ -164,6 +165,11 @@ export function loadConfig(input: LoadConfigInput = {}): ServerConfig {
     const value = env[envName(key)];
     if (value !== undefined) fromEnv[key] = parseOptionString(key, value, envName(key));
   }
+  // ZAMBA2_API_KEYS (plural) is accepted too: its keys join ZAMBA2_API_KEY's.
+  const pluralKeys = env.ZAMBA2_API_KEYS;
+  if (pluralKeys !== undefined) {
+    fromEnv.apiKey = [...((fromEnv.apiKey as string[] | undefined) ?? []), ...(parseOptionString('apiKey', pluralKeys, 'ZAMBA2_API_KEYS') as string[])];
+  }
   apply(fromEnv, 'env');
 
   const fromCli: RawOptions = {};
@@ -181,6 +187,13 @@ export function loadConfig(input: LoadConfigInput = {}): ServerConfig {
   const parsed = serverConfigSchema.safeParse(merged);
   if (!parsed.success) throw new ConfigError(formatIssues(parsed.error.issues, sources, input.configFile));
   const config = parsed.data;
+  if (config.apiKeyFile !== null) {
+    try {
+      config.apiKey = [...new Set([...config.apiKey, ...readApiKeyFile(config.apiKeyFile)])];
+    } catch (err) {
+      throw new ConfigError(`invalid option apiKeyFile (${describeSource('apiKeyFile', sources.apiKeyFile ?? 'default', input.configFile)}): ${(err as Error).message}`);
+    }
+  }
   // Relative model paths from the user are relative to the working directory, as with any CLI.
   if (sources.model !== 'default' && (config.model.startsWith('.') || existsSync(config.model))) {
     config.model = resolve(config.model);

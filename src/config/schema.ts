@@ -30,6 +30,10 @@ export const serverConfigSchema = z
     cacheFraction: z.number().gt(0).max(1),
     /** Bearer keys accepted on /v1/*; empty = no auth. */
     apiKey: z.array(z.string().min(1)),
+    /** File of more API keys, one per line (added to apiKey by loadConfig). */
+    apiKeyFile: z.string().min(1).nullable(),
+    /** Requests per minute per API key (per client address when auth is off); 0 = no limit. */
+    rateLimitPerMinute: z.number().int().min(0),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     /** Log prompt and completion text (off by default: prompts are user data). */
     logRequests: z.boolean(),
@@ -45,6 +49,8 @@ export const serverConfigSchema = z
     downloadDir: z.string().min(1).nullable(),
     /** Allowed CORS origins; empty = CORS off. */
     corsOrigins: z.array(z.string().min(1)),
+    /** Engine replicas on this host (one per GPU with cuda), requests routed to the least loaded. */
+    dataParallel: positiveInt,
   })
   .strict();
 
@@ -68,6 +74,8 @@ export const OPTION_KINDS: Record<ServerConfigKey, OptionKind> = {
   maxWaiting: 'int',
   cacheFraction: 'number',
   apiKey: 'list',
+  apiKeyFile: 'nullable-string',
+  rateLimitPerMinute: 'int',
   logLevel: 'enum',
   logRequests: 'boolean',
   bodyLimitBytes: 'int',
@@ -76,6 +84,7 @@ export const OPTION_KINDS: Record<ServerConfigKey, OptionKind> = {
   fakeStepLatencyMs: 'number',
   downloadDir: 'nullable-string',
   corsOrigins: 'list',
+  dataParallel: 'int',
 };
 
 /** camelCase option → kebab-case CLI flag ("maxNumSeqs" → "max-num-seqs"). */
