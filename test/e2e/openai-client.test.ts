@@ -140,3 +140,14 @@ test('errors reach the client as OpenAI errors', async () => {
     (err: unknown) => err instanceof OpenAI.BadRequestError && /maximum context length/.test(err.message),
   );
 });
+
+test('/metrics reflects the traffic, step telemetry from the scheduler included', async () => {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  const value = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 'NaN');
+  assert.ok(value('zamba2_step_duration_seconds_count') > 0);
+  assert.ok(value('zamba2_time_to_first_token_seconds_count') > 0);
+  assert.ok(value('zamba2_generation_tokens_total') > 0);
+  assert.ok(value('zamba2_prompt_tokens_total') > 0);
+  assert.match(text, /zamba2_step_tokens_total\{kind="prefill"\} \d+/);
+  assert.match(text, /zamba2_http_requests_total\{route="\/v1\/models",status="401"\} 1/);
+});
