@@ -1,9 +1,11 @@
 /**
- * Start-up and shutdown of a server: config → model folder → tokenizer → engine → scheduler →
+ * Start-up and shutdown of a server: config → model folder → tokenizer → engine(s) → scheduler →
  * app.listen. Used by the CLI (src/main.ts) and by end-to-end tests (port 0, fake engine).
+ * With --data-parallel N there are N engines (cuda: one per GPU index), each with its own
+ * Scheduler, behind a DataParallelScheduler.
  *
- * close(): readiness false first (load balancers stop sending), stop admitting and let running
- * requests finish (scheduler.drain, up to the grace period), then close HTTP, scheduler, engine.
+ * close(): see gracefulShutdown (src/cli/shutdown.ts): readiness false first, stop admitting, let
+ * running requests finish up to the grace period, cut the rest, then close HTTP, scheduler, engines.
  */
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
@@ -20,8 +22,10 @@ import { join } from 'node:path';
 import { resolveModel } from '../model/hub.js';
 import { readGenerationConfig } from '../model/model-files.js';
 import { samplingDefaultsFrom } from '../serving/index.js';
+import { DataParallelScheduler, type ServingScheduler } from '../scheduler/data-parallel.js';
 import { Scheduler } from '../scheduler/scheduler.js';
 import { loadTokenizer } from '../tokenizer/index.js';
+import { gracefulShutdown } from './shutdown.js';
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -29,8 +33,10 @@ export interface RunningServer {
   url: string;
   port: number;
   readiness: Readiness;
+  /** The first engine (the only one without --data-parallel). */
   engine: Engine;
-  scheduler: Scheduler;
+  engines: Engine[];
+  scheduler: ServingScheduler;
   logger: Logger;
   /** Graceful shutdown (idempotent). */
   close(): Promise<void>;
@@ -62,23 +68,32 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
   const eosTokenId = tokenizer.eosTokenIds[0] ?? 2;
   const generationConfigPath = join(resolved.dir, 'generation_config.json');
   const samplingDefaults = samplingDefaultsFrom(existsSync(generationConfigPath) ? readGenerationConfig(generationConfigPath).raw : null);
-  const engine = await createEngine(config, { modelDir: resolved.dir, modelId, vocabSize: tokenizer.vocabSize, eosTokenId, logger });
-  let scheduler: Scheduler | null = null;
+  const engines: Engine[] = [];
+  let scheduler: ServingScheduler | null = null;
   try {
+    for (let replica = 0; replica < config.dataParallel; replica++) {
+      const deviceIndex = config.dataParallel > 1 ? { deviceIndex: replica } : {};
+      engines.push(await createEngine(config, { modelDir: resolved.dir, modelId, vocabSize: tokenizer.vocabSize, eosTokenId, logger, ...deviceIndex }));
+    }
+    const engine = engines[0]!;
     const description = engine.describe();
     const maxModelLen = Math.min(config.maxModelLen ?? description.maxModelLen, description.maxModelLen);
     const metrics = new ServerMetrics({ defaultMetrics: true });
-    scheduler = new Scheduler(
-      engine,
-      {
-        maxNumSeqs: config.maxNumSeqs,
-        maxNumBatchedTokens: config.maxNumBatchedTokens,
-        maxModelLen,
-        maxWaiting: config.maxWaiting,
-        cacheFraction: config.cacheFraction,
-      },
-      { logger: logger.child({ component: 'scheduler' }), observer: metrics },
+    const replicas = engines.map(
+      (replicaEngine, replica) =>
+        new Scheduler(
+          replicaEngine,
+          {
+            maxNumSeqs: config.maxNumSeqs,
+            maxNumBatchedTokens: config.maxNumBatchedTokens,
+            maxModelLen,
+            maxWaiting: config.maxWaiting,
+            cacheFraction: config.cacheFraction,
+          },
+          { logger: logger.child({ component: 'scheduler', ...(engines.length > 1 ? { replica } : {}) }), observer: metrics },
+        ),
     );
+    scheduler = replicas.length === 1 ? replicas[0]! : new DataParallelScheduler(replicas);
     await scheduler.start();
     const readiness: Readiness = { ready: false };
     const app = buildApp({
@@ -97,7 +112,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${address.port}`;
     logger.info(
-      { model: modelId, device: config.device, dtype: description.dtype, maxModelLen, url, apiKeys: config.apiKey.length, samplingDefaults },
+      { model: modelId, device: config.device, dtype: description.dtype, maxModelLen, url, apiKeys: config.apiKey.length, rateLimitPerMinute: config.rateLimitPerMinute, dataParallel: engines.length, samplingDefaults },
       'zamba2-serve ready',
     );
     let closing: Promise<void> | null = null;
@@ -107,25 +122,20 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       port: address.port,
       readiness,
       engine,
+      engines,
       scheduler,
       logger,
       close: () => {
-        closing ??= (async () => {
-          readiness.ready = false;
-          logger.info({ graceSeconds: config.shutdownGraceSeconds }, 'shutting down: draining running requests');
-          await scheduler!.drain(config.shutdownGraceSeconds * 1000);
-          await app.close();
-          await scheduler!.close();
-          await engine.close();
-          logger.info('shutdown complete');
-        })();
+        closing ??= gracefulShutdown({ app, readiness, scheduler: scheduler!, engines, logger }, { drainMs: config.shutdownGraceSeconds * 1000 }).then(
+          () => undefined,
+        );
         return closing;
       },
     };
     return running;
   } catch (err) {
     await scheduler?.close().catch(() => undefined);
-    await engine.close().catch(() => undefined);
+    await Promise.all(engines.map((e) => e.close().catch(() => undefined)));
     throw err;
   }
 }
