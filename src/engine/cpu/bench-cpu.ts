@@ -21,6 +21,7 @@ const { values } = parseArgs({
     chunk: { type: 'string', default: '256' },
     decode: { type: 'string', default: '32' },
     batches: { type: 'string', default: '1,8' },
+    'no-prepack': { type: 'boolean', default: false },
   },
 });
 if (values.model === undefined) throw new Error('--model DIR is required');
@@ -38,6 +39,8 @@ const engine = await CpuEngine.create(ckpt.dims, ckpt.weights, {
   maxTokensPerStep: Math.max(chunkLen, maxBatch),
   maxSequencesPerStep: maxBatch,
   cacheBudgetBytes: Number.MAX_SAFE_INTEGER,
+  session: values['no-prepack'] ? { sessionConfig: { 'session.disable_prepacking': '1' } } : {},
+  logger: { info: (o) => console.log(JSON.stringify(Object.fromEntries(Object.entries(o).filter(([k]) => /Ms$|external/.test(k))))) },
 });
 ckpt.close();
 const buildS = (performance.now() - t0) / 1000;

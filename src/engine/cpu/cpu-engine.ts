@@ -26,7 +26,7 @@ import {
 } from '../engine.js';
 import { KvPagePool, StateSlotPool, TOKENS_PER_PAGE, convStateFloats, kvPageBytes, ssmStateFloats, stateSlotBytes } from './cache-pools.js';
 import { logSoftmax, sampleFromLogits, tokenLogprob, uniformAt } from './sampler.js';
-import { StepSession } from './step-session.js';
+import { StepSession, type StepSessionOptions } from './step-session.js';
 
 export interface CpuEngineLogger {
   info(obj: object, msg?: string): void;
@@ -49,6 +49,8 @@ export interface CpuEngineOptions {
   /** Token ids that end generation; default [dims.eosTokenId]. */
   eosTokenIds?: number[];
   logger?: CpuEngineLogger;
+  /** Passed to the ORT session (scratch folder, extra session config); `threads` wins over its own. */
+  session?: Omit<StepSessionOptions, 'threads' | 'onTiming'>;
 }
 
 /** Per-slot bookkeeping that travels with the Mamba2 state. */
@@ -103,9 +105,10 @@ export class CpuEngine implements Engine {
   static async create(dims: Zamba2Dims, weights: Zamba2Weights, opts: CpuEngineOptions = {}): Promise<CpuEngine> {
     const t0 = performance.now();
     const threads = opts.threads ?? availableParallelism();
-    const session = await StepSession.create(dims, weights, { threads });
+    let timing = {};
+    const session = await StepSession.create(dims, weights, { ...opts.session, threads, onTiming: (t) => (timing = t) });
     const engine = new CpuEngine(dims, session, opts);
-    opts.logger?.info({ threads, buildMs: Math.round(performance.now() - t0), ...engine.description }, 'cpu engine ready');
+    opts.logger?.info({ threads, totalMs: Math.round(performance.now() - t0), ...timing, ...engine.description }, 'cpu engine ready');
     return engine;
   }
 

@@ -291,7 +291,9 @@ class StepGraphBuilder {
 
     const ssmIn = g.input(GraphNames.ssmState(l), 'float32', ['batch', nh, P, N]);
     const s0 = this.reshape(ssmIn, g.constInt64([0, G, hpg, P, N]));
-    const cs0 = g.node('MatMul', [cg, g.node('Transpose', [s0], { perm: [0, 1, 2, 4, 3] })]); // [B,G,hpg,T,P]
+    // S0·Cᵀ reads the state row-major (a GEMV per head at T = 1), then the small result is transposed.
+    const s0c = g.node('MatMul', [s0, g.node('Transpose', [cg], { perm: [0, 1, 2, 4, 3] })]); // [B,G,hpg,P,T]
+    const cs0 = g.node('Transpose', [s0c], { perm: [0, 1, 2, 4, 3] }); // [B,G,hpg,T,P]
     const yOff = g.node('Mul', [cs0, g.node('Unsqueeze', [g.node('Exp', [lam]), g.constInt64([4])])]);
     const D = this.weight(`${p}.D`, m.d, [nh]);
     const Dg = this.reshape(D, g.constInt64([G, hpg, 1, 1]));

@@ -9,6 +9,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
 import type { Zamba2Dims, Zamba2Weights } from '../../model/types.js';
 import { buildZamba2StepGraph, convTapsOf, GraphNames } from './onnx-builder.js';
@@ -22,6 +23,12 @@ export interface StepSessionOptions {
   threads?: number;
   /** Folder for the external-data build of large graphs (default: os.tmpdir()). */
   scratchDir?: string;
+  /** Weights above this many bytes go to an external-data file (default 1.5 GiB; protobuf caps at 2 GiB). */
+  inlineWeightLimitBytes?: number;
+  /** Extra ORT session config entries (e.g. { 'session.disable_prepacking': '1' }). */
+  sessionConfig?: Record<string, string>;
+  /** Receives the time spent building the graph and creating the session. */
+  onTiming?: (t: { buildMs: number; sessionMs: number; external: boolean }) => void;
 }
 
 /** One batched chunk: B sequences with T new tokens each and P past tokens (padded, masked). */
@@ -76,10 +83,17 @@ export class StepSession {
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
       logSeverityLevel: 3,
+      ...(opts.sessionConfig ? { extra: nestConfigEntries(opts.sessionConfig) } : {}),
     };
-    if (estimateWeightBytes(dims) <= INLINE_WEIGHT_LIMIT_BYTES) {
+    const t0 = performance.now();
+    const report = (t1: number, external: boolean) =>
+      opts.onTiming?.({ buildMs: t1 - t0, sessionMs: performance.now() - t1, external });
+    if (estimateWeightBytes(dims) <= (opts.inlineWeightLimitBytes ?? INLINE_WEIGHT_LIMIT_BYTES)) {
       const model = buildZamba2StepGraph(dims, weights, new InlineWeightSink());
-      return new StepSession(dims, await ort.InferenceSession.create(model, sessionOptions));
+      const t1 = performance.now();
+      const session = await ort.InferenceSession.create(model, sessionOptions);
+      report(t1, false);
+      return new StepSession(dims, session);
     }
     const dir = mkdtempSync(join(opts.scratchDir ?? tmpdir(), 'zamba2-onnx-'));
     try {
@@ -92,7 +106,10 @@ export class StepSession {
       }
       const modelPath = join(dir, 'model.onnx');
       writeFileSync(modelPath, model);
-      return new StepSession(dims, await ort.InferenceSession.create(modelPath, sessionOptions));
+      const t1 = performance.now();
+      const session = await ort.InferenceSession.create(modelPath, sessionOptions);
+      report(t1, true);
+      return new StepSession(dims, session);
     } finally {
       // The session holds its own copy (or mapping) of the weights once created.
       rmSync(dir, { recursive: true, force: true });
@@ -143,6 +160,18 @@ export class StepSession {
   async close(): Promise<void> {
     await this.session.release();
   }
+}
+
+/** { 'session.x': 'v' } → { session: { x: 'v' } }, the shape onnxruntime-node's `extra` option takes. */
+function nestConfigEntries(entries: Record<string, string>): Record<string, unknown> {
+  const root: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(entries)) {
+    const parts = key.split('.');
+    let node = root;
+    for (const p of parts.slice(0, -1)) node = (node[p] ??= {}) as Record<string, unknown>;
+    node[parts[parts.length - 1]!] = value;
+  }
+  return root;
 }
 
 /** cos/sin [B·T, ahd] of NeoX rope (angles in float64, then rounded to float32). */
