@@ -115,15 +115,22 @@ int main(int argc, char ** argv) {
     std::string err;
     zamba2_engine * e = zamba2_engine_create(c, &err);
     if (!e) die(err);
-    size_t weight_bytes = 0;
-    for (const auto & s : zamba2_engine_weight_specs(e)) weight_bytes += s.numel * (s.f32 ? 4 : 2);
+    size_t weight_bytes = 0, block_bytes = 0;
+    for (const auto & s : zamba2_engine_weight_specs(e)) {
+        weight_bytes += s.numel * (s.f32 ? 4 : 2);
+        if (s.name.rfind("blocks.", 0) == 0) block_bytes += s.numel * 2;
+    }
+    // A decode step reads every weight once, and each shared block once per invocation using it.
+    const size_t read_bytes = weight_bytes + (c.hybrid_layer_ids.size() - c.n_mem_blocks) * (block_bytes / c.n_mem_blocks);
+    const bool profiling = std::getenv("ZAMBA2_PROFILE") && std::getenv("ZAMBA2_PROFILE")[0] == '1';
     err = zamba2_engine_fill_random(e, 42);
     if (!err.empty()) die(err);
     const int n_slots = 260, n_pages = 260 * 16;
     err = zamba2_engine_init_cache(e, n_slots, n_pages);
     if (!err.empty()) die(err);
-    std::printf("preset %s: weights %.3f GB, state slot %.1f MB, device %.2f GB\n", name.c_str(), weight_bytes / 1e9,
-                c.state_slot_bytes() / 1e6, zamba2_engine_device_bytes(e) / 1e9);
+    std::printf("preset %s: weights %.3f GB (%.3f GB read per decode step), state slot %.1f MB, device %.2f GB%s\n",
+                name.c_str(), weight_bytes / 1e9, read_bytes / 1e9, c.state_slot_bytes() / 1e6,
+                zamba2_engine_device_bytes(e) / 1e9, profiling ? " [profiling: graphs off, event per op]" : "");
     packer pk(c);
     struct row { std::string what; double ms; double tok_s; std::string note; };
     std::vector<row> rows;
@@ -137,6 +144,7 @@ int main(int argc, char ** argv) {
             ms.push_back(run_step(e, pk.pack({&s}, {len})));
         }
         ms.erase(ms.begin(), ms.begin() + 2);  // warm-up
+        if (profiling) std::printf("profile prefill %d: %s\n", len, zamba2_engine_profile_report(e).c_str());
         rows.push_back({"prefill " + std::to_string(len) + " tok (b1)", median(ms), len / median(ms) * 1e3, "latency"});
     }
     for (int batch : {1, 16, 64, 256}) {
@@ -153,20 +161,22 @@ int main(int argc, char ** argv) {
         std::vector<bench_seq *> all;
         for (auto & s : seqs) all.push_back(&s);
         std::vector<double> ms;
+        zamba2_engine_profile_report(e);  // reset: measure decode steps only
         const int steps = batch >= 64 ? 24 : 48;
         for (int k = 0; k < steps; ++k) ms.push_back(run_step(e, pk.pack(all, std::vector<int>(batch, 1))));
         ms.erase(ms.begin(), ms.begin() + 4);
         const double m = median(ms);
+        if (profiling) std::printf("profile decode b%d: %s\n", batch, zamba2_engine_profile_report(e).c_str());
         std::string note;
         if (batch == 1) {
-            const double bound_ms = weight_bytes / (bw_gbps * 1e9) * 1e3;
+            const double bound_ms = read_bytes / (bw_gbps * 1e9) * 1e3;
             char buf[96];
             std::snprintf(buf, sizeof(buf), "bound %.0f tok/s -> %.0f%%", 1e3 / bound_ms, 100.0 * bound_ms / m);
             note = buf;
         }
         rows.push_back({"decode b" + std::to_string(batch) + " (ctx 128+)", m, batch / m * 1e3, note});
     }
-    std::printf("\n%-28s %10s %12s  %s\n", "benchmark (" + name + ")", "ms/step", "tok/s", "note");
+    std::printf("\n%-28s %10s %12s  %s\n", ("benchmark (" + name + ")").c_str(), "ms/step", "tok/s", "note");
     for (const auto & r : rows) std::printf("%-28s %10.3f %12.1f  %s\n", r.what.c_str(), r.ms, r.tok_s, r.note.c_str());
     zamba2_engine_destroy(e);
     return 0;

@@ -29,7 +29,8 @@ if has node; then
 fi
 if has bench; then
   stage "bench"
-  timeout 300 kernels/build/bench-engine 1.2b || status=1
+  timeout 200 kernels/build/bench-engine 1.2b || status=1
+  ZAMBA2_PROFILE=1 timeout 150 kernels/build/bench-engine 1.2b | grep -E "^profile|^preset" || status=1
 fi
 echo; echo "device-run status $status"
 exit $status

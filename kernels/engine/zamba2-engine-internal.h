@@ -66,6 +66,19 @@ struct zamba2_engine {
     void * h_out = nullptr;
     size_t device_bytes = 0;
 
+    // CUDA graphs of decode-only steps, keyed by (S, O): captured on a shape's second sighting
+    std::unordered_map<uint64_t, cudaGraphExec_t> graphs;
+    std::unordered_map<uint64_t, int> graph_seen;
+    bool graphs_enabled = true;
+
+    // ZAMBA2_PROFILE=1: an event after each op, GPU time summed per op category (graphs off)
+    bool profiling = false;
+    std::vector<cudaEvent_t> prof_events;
+    std::vector<int> prof_cats;
+    size_t prof_used = 0;
+    double prof_ms[16] = {};
+    int prof_steps = 0;
+
     size_t conv_layer_elems() const { return (size_t) slot_count * 3 * cfg.conv_dim(); }
     size_t ssm_layer_elems() const {
         return (size_t) slot_count * cfg.n_mamba_heads * cfg.mamba_head_dim * cfg.d_state;
@@ -74,3 +87,7 @@ struct zamba2_engine {
 };
 
 std::string zamba2_resolve_weights(zamba2_engine * e);
+
+enum zamba2_prof_cat { PROF_GEMM, PROF_NORM, PROF_CONV, PROF_SCAN, PROF_ATTN, PROF_ELEM, PROF_LOGITS, PROF_COPY, PROF_N };
+// Records an event closing an op of category `cat` (no-op unless profiling).
+void zamba2_prof_mark(zamba2_engine * e, int cat);

@@ -2,7 +2,10 @@
 // The step itself is in zamba2-forward.cc.
 #include "zamba2-engine-internal.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #define ZE_CUDA(call)                                                                              \
@@ -138,6 +141,10 @@ zamba2_engine * zamba2_engine_create(const zamba2_config & cfg, std::string * er
     if (err.empty()) err = alloc_scratch(e);
     if (err.empty() && cudaStreamCreateWithFlags(&e->stream, cudaStreamNonBlocking) != cudaSuccess) err = "cudaStreamCreate failed";
     if (err.empty()) { cudaEventCreate(&e->ev_start); cudaEventCreate(&e->ev_stop); }
+    const char * prof = std::getenv("ZAMBA2_PROFILE");
+    e->profiling = prof && prof[0] == '1';
+    const char * no_graphs = std::getenv("ZAMBA2_NO_GRAPHS");
+    e->graphs_enabled = !e->profiling && !(no_graphs && no_graphs[0] == '1');
     if (err.empty()) {
         const char * gerr = nullptr;
         e->gemm = gemm_context_create((size_t) 32 << 20, &gerr);
@@ -162,6 +169,8 @@ void zamba2_engine_destroy(zamba2_engine * e) {
                                                   e->kv_pool}) {
         if (p) cudaFree(p);
     }
+    for (auto & kv : e->graphs) cudaGraphExecDestroy(kv.second);
+    for (cudaEvent_t ev : e->prof_events) cudaEventDestroy(ev);
     if (e->h_packed) cudaFreeHost(e->h_packed);
     if (e->h_out) cudaFreeHost(e->h_out);
     if (e->gemm) gemm_context_destroy(e->gemm);
@@ -342,3 +351,31 @@ std::string zamba2_engine_copy_slot(zamba2_engine * e, int src, int dst) {
 }
 
 size_t zamba2_engine_device_bytes(const zamba2_engine * e) { return e->device_bytes; }
+
+void zamba2_prof_mark(zamba2_engine * e, int cat) {
+    if (!e->profiling) return;
+    if (e->prof_used == e->prof_events.size()) {
+        cudaEvent_t ev;
+        cudaEventCreate(&ev);
+        e->prof_events.push_back(ev);
+        e->prof_cats.push_back(cat);
+    }
+    e->prof_cats[e->prof_used] = cat;
+    cudaEventRecord(e->prof_events[e->prof_used++], e->stream);
+}
+
+std::string zamba2_engine_profile_report(zamba2_engine * e) {
+    static const char * names[PROF_N] = {"gemm", "norm", "conv", "scan", "attention", "elementwise", "logits", "copy"};
+    double total = 0;
+    for (int i = 0; i < PROF_N; ++i) total += e->prof_ms[i];
+    std::string out;
+    char buf[96];
+    for (int i = 0; i < PROF_N; ++i) {
+        std::snprintf(buf, sizeof(buf), "%s %.3f ms (%.0f%%)%s", names[i], e->prof_ms[i] / std::max(1, e->prof_steps),
+                      total > 0 ? 100.0 * e->prof_ms[i] / total : 0.0, i + 1 < PROF_N ? ", " : "");
+        out += buf;
+        e->prof_ms[i] = 0;
+    }
+    e->prof_steps = 0;
+    return out;
+}

@@ -72,5 +72,8 @@ struct zamba2_step_output {
 };
 std::string zamba2_engine_step(zamba2_engine * e, const int32_t * packed, size_t packed_len, zamba2_step_output & out);
 
+// GPU time per op category summed since the last call (needs ZAMBA2_PROFILE=1 at creation); resets.
+std::string zamba2_engine_profile_report(zamba2_engine * e);
+
 // Device memory (bytes) in use by weights, pools and scratch.
 size_t zamba2_engine_device_bytes(const zamba2_engine * e);

@@ -81,6 +81,7 @@ static std::string shared_block(zamba2_engine * e, const step_view & v, int h, c
     const zamba2_adapter_ptrs & aw = e->adapters[h];
     cudaStream_t st = e->stream;
     rms_norm_fused(s.u2, nullptr, s.x, nullptr, s.e, bw.input_norm, T, H, H, c.eps, st);  // u2: [T, 2H] = norm(X | E)
+    zamba2_prof_mark(e, PROF_NORM);
     bf16 * outs[3] = {s.q, s.k, s.vv};
     const bf16 * w_main[3] = {bw.q, bw.k, bw.v};
     const bf16 * w0[3] = {aw.q0, aw.k0, aw.v0};
@@ -92,6 +93,7 @@ static std::string shared_block(zamba2_engine * e, const step_view & v, int h, c
             ZF_GEMM(outs[i], GEMM_OUT_BF16, H2, s.lora, r, w1[i], T, H2, r, 1.0f, st);    // += [T, 2H]
         }
     }
+    zamba2_prof_mark(e, PROF_GEMM);
     if (c.use_rope) {
         rope_neox_inplace(s.q, v.positions, T, c.heads, c.head_dim, c.rope_theta, st);   // q: [T, heads, D]
         rope_neox_inplace(s.k, v.positions, T, c.heads, c.head_dim, c.rope_theta, st);   // k: [T, heads, D]
@@ -101,17 +103,23 @@ static std::string shared_block(zamba2_engine * e, const step_view & v, int h, c
     kv_cache_write(k_pool, v_pool, s.k, s.vv, v.kv_index, T, c.heads, c.head_dim, st);
     const float scale = 1.0f / std::sqrt((float) c.kv_channels);
     paged_attention(s.att, s.q, k_pool, v_pool, v.block_tables, v.W, v.token_seq, v.positions, T, c.heads,
-                    c.head_dim, scale, st);                                                // att: [T, 2H]
+                    c.head_dim, scale, /*multi_query=*/T > v.S, st);                       // att: [T, 2H]
+    zamba2_prof_mark(e, PROF_ATTN);
     ZF_GEMM(s.a, GEMM_OUT_BF16, H, s.att, H2, bw.o, T, H, H2, 0.0f, st);                  // a: [T, H]
+    zamba2_prof_mark(e, PROF_GEMM);
     rms_norm_fused(s.vn, nullptr, s.a, nullptr, nullptr, bw.pre_ff_norm, T, H, 0, c.eps, st);  // vn: [T, H]
+    zamba2_prof_mark(e, PROF_NORM);
     ZF_GEMM(s.gu, GEMM_OUT_BF16, 2 * F, s.vn, H, bw.gate_up, T, 2 * F, H, 0.0f, st);      // gu: [T, 2F]
     if (aw.gu0) {
         ZF_GEMM(s.lora, GEMM_OUT_BF16, r, s.vn, H, aw.gu0, T, r, H, 0.0f, st);            // lora: [T, r]
         ZF_GEMM(s.gu, GEMM_OUT_BF16, 2 * F, s.lora, r, aw.gu1, T, 2 * F, r, 1.0f, st);    // gu += [T, 2F]
     }
+    zamba2_prof_mark(e, PROF_GEMM);
     gelu_mul(s.act, s.gu, T, F, st);                                                       // act: [T, F]
+    zamba2_prof_mark(e, PROF_ELEM);
     ZF_GEMM(s.m, GEMM_OUT_BF16, H, s.act, F, bw.down, T, H, F, 0.0f, st);                 // m: [T, H]
     ZF_GEMM(s.tr, GEMM_OUT_BF16, H, s.m, H, lw.linear, T, H, H, 0.0f, st);                // tr: [T, H]
+    zamba2_prof_mark(e, PROF_GEMM);
     return "";
 }
 
@@ -124,16 +132,88 @@ static std::string mamba_mixer(zamba2_engine * e, const step_view & v, int L) {
     const int GN = c.ngroups * c.d_state;
     cudaStream_t st = e->stream;
     ZF_GEMM(s.zx, GEMM_OUT_BF16, ipo, s.u, H, lw.in_proj, T, ipo, H, 0.0f, st);           // zx: [T, 2d+2GN+nh]
+    zamba2_prof_mark(e, PROF_GEMM);
     bf16 * conv_state = e->conv_pool + (size_t) L * e->conv_layer_elems();                // [slots, 3, cd]
     float * ssm_state = e->ssm_pool + (size_t) L * e->ssm_layer_elems();                  // [slots, nh, P, N]
     causal_conv1d_varlen(s.xbc, s.zx + d, ipo, conv_state, lw.conv_w, lw.conv_b, v.cu_seqlens, v.token_seq,
                          v.seq_slot, T, cd, st);                                           // xbc: [T, cd]
     causal_conv1d_state_update(conv_state, s.zx + d, ipo, v.cu_seqlens, v.seq_slot, v.S, cd, st);
+    zamba2_prof_mark(e, PROF_CONV);
     mamba2_scan_varlen(s.y, ssm_state, s.xbc, cd, s.zx + d + cd, ipo, lw.dt_bias, lw.a_log, lw.d, v.cu_seqlens,
                        v.seq_slot, v.S, c.n_mamba_heads, c.mamba_head_dim, c.ngroups, c.d_state, st);  // y: [T, d] f32
     (void) GN;
+    zamba2_prof_mark(e, PROF_SCAN);
     gated_rms_norm(s.v, s.y, s.zx, ipo, lw.norm, T, d, c.ngroups, 1e-5f, st);             // v: [T, d]
+    zamba2_prof_mark(e, PROF_NORM);
     ZF_GEMM(s.x, GEMM_OUT_BF16, H, s.v, d, lw.out_proj, T, H, d, 1.0f, st);               // x += [T, H]
+    zamba2_prof_mark(e, PROF_GEMM);
+    return "";
+}
+
+// Enqueues the whole forward (layers, final norm, logits, argmax) for the packed batch `v`.
+static std::string enqueue_forward(zamba2_engine * e, const step_view & v) {
+    const zamba2_config & c = e->cfg;
+    zamba2_scratch & s = e->s;
+    cudaStream_t st = e->stream;
+    std::string err;
+    zamba2_prof_mark(e, -1);
+    const int T = v.T, H = c.hidden;
+    if (T > 0) {
+        embedding_gather(s.e, e->embed, v.tokens, T, H, st);                              // e: [T, H]
+        ZF_CUDA(cudaMemcpyAsync(s.x, s.e, (size_t) T * H * sizeof(bf16), cudaMemcpyDeviceToDevice, st));
+        zamba2_prof_mark(e, PROF_ELEM);
+        size_t h = 0;
+        for (int L = 0; L < c.n_layers; ++L) {
+            const zamba2_layer_ptrs & lw = e->layers[L];
+            if (h < c.hybrid_layer_ids.size() && c.hybrid_layer_ids[h] == L) {
+                err = shared_block(e, v, (int) h, lw);
+                if (!err.empty()) return err;
+                // NOTE: Tr enters only the mixer input, never the residual stream (spec §3 step 11)
+                rms_norm_fused(s.u, nullptr, s.x, s.tr, nullptr, lw.input_norm, T, H, 0, c.eps, st);  // u: [T, H]
+                zamba2_prof_mark(e, PROF_NORM);
+                ++h;
+            } else {
+                rms_norm_fused(s.u, nullptr, s.x, nullptr, nullptr, lw.input_norm, T, H, 0, c.eps, st);  // u: [T, H]
+                zamba2_prof_mark(e, PROF_NORM);
+            }
+            err = mamba_mixer(e, v, L);
+            if (!err.empty()) return err;
+        }
+    }
+    const int O = v.O;
+    if (O > 0) {
+        gather_rows(s.hl, s.x, v.out_rows, O, H, st);                                       // hl: [O, H]
+        rms_norm_fused(s.hn, nullptr, s.hl, nullptr, nullptr, e->final_norm, O, H, 0, c.eps, st);  // hn: [O, H]
+        ZF_GEMM(s.logits, GEMM_OUT_F32, c.vocab, s.hn, H, e->lm_head, O, c.vocab, H, 0.0f, st);  // logits: [O, V]
+        logits_argmax_lse(s.argmax, s.max_logit, s.lse, s.logits, O, c.vocab, st);
+        zamba2_prof_mark(e, PROF_LOGITS);
+    }
+    return "";
+}
+
+// Decode-only steps (one token per sequence) replay a CUDA graph per (S, O) after the first
+// sighting of that shape; everything else runs eagerly. The graph reads the same device buffers
+// (packed input at fixed offsets for the shape, pools, scratch), so only the H2D copy changes.
+static std::string run_forward(zamba2_engine * e, const step_view & v) {
+    const bool decode_only = v.T > 0 && v.T == v.S && e->graphs_enabled;
+    if (!decode_only) return enqueue_forward(e, v);
+    const uint64_t key = ((uint64_t) v.S << 32) | (uint32_t) v.O;
+    auto it = e->graphs.find(key);
+    if (it == e->graphs.end()) {
+        if (e->graph_seen[key]++ == 0) return enqueue_forward(e, v);  // first sighting: warms GEMM plans
+        cudaGraph_t graph = nullptr;
+        ZF_CUDA(cudaStreamBeginCapture(e->stream, cudaStreamCaptureModeThreadLocal));
+        std::string err = enqueue_forward(e, v);
+        const cudaError_t cap = cudaStreamEndCapture(e->stream, &graph);
+        if (!err.empty()) { if (graph) cudaGraphDestroy(graph); return err; }
+        if (cap != cudaSuccess) return std::string("graph capture: ") + cudaGetErrorString(cap);
+        cudaGraphExec_t exec = nullptr;
+        const cudaError_t inst = cudaGraphInstantiate(&exec, graph, 0);
+        cudaGraphDestroy(graph);
+        if (inst != cudaSuccess) return std::string("graph instantiate: ") + cudaGetErrorString(inst);
+        it = e->graphs.emplace(key, exec).first;
+    }
+    ZF_CUDA(cudaGraphLaunch(it->second, e->stream));
     return "";
 }
 
@@ -152,12 +232,28 @@ std::string zamba2_engine_step(zamba2_engine * e, const int32_t * packed, size_t
     const zamba2_config & c = e->cfg;
     zamba2_scratch & s = e->s;
     cudaStream_t st = e->stream;
-    const step_view hv = make_view(packed, packed, off);
-    const step_view v = make_view(s.packed, packed, off);  // device pointers, host-read counts
+    size_t need_dev = need;
+    int32_t * hp = e->h_packed;
+    if (e->graphs_enabled && packed[1] > 0 && packed[1] == packed[0]) {
+        // decode-only: widen block tables to the full width (graph offsets then depend on S, O only)
+        const int S = packed[0], W = packed[5], Wf = c.max_pages_per_seq();
+        std::memcpy(hp, packed, off[6] * sizeof(int32_t));
+        hp[5] = Wf;
+        for (int i = 0; i < S; ++i) {
+            for (int k = 0; k < Wf; ++k) hp[off[6] + (size_t) i * Wf + k] = k < W ? packed[off[6] + (size_t) i * W + k] : -1;
+        }
+        size_t woff[9];
+        need_dev = step_layout(hp, woff);
+        std::memcpy(hp + woff[7], packed + off[7], (need - off[7]) * sizeof(int32_t));
+        std::memcpy(off, woff, sizeof(woff));
+    } else {
+        std::memcpy(hp, packed, need * sizeof(int32_t));
+    }
+    const step_view hv = make_view(hp, hp, off);
+    const step_view v = make_view(s.packed, hp, off);  // device pointers, host-read counts
 
     ZF_CUDA(cudaEventRecord(e->ev_start, st));
-    std::memcpy(e->h_packed, packed, need * sizeof(int32_t));
-    ZF_CUDA(cudaMemcpyAsync(s.packed, e->h_packed, need * sizeof(int32_t), cudaMemcpyHostToDevice, st));
+    ZF_CUDA(cudaMemcpyAsync(s.packed, hp, need_dev * sizeof(int32_t), cudaMemcpyHostToDevice, st));
     for (int i = 0; i < hv.R; ++i) {  // new sequences start from zero state (KV pages need no reset)
         const int slot = hv.reset_slots[i];
         const size_t conv_slot = (size_t) 3 * c.conv_dim(), ssm_slot = e->ssm_layer_elems() / e->slot_count;
@@ -166,33 +262,9 @@ std::string zamba2_engine_step(zamba2_engine * e, const int32_t * packed, size_t
             ZF_CUDA(cudaMemsetAsync(e->ssm_pool + L * e->ssm_layer_elems() + slot * ssm_slot, 0, ssm_slot * 4, st));
         }
     }
-    const int T = v.T, H = c.hidden;
-    if (T > 0) {
-        embedding_gather(s.e, e->embed, v.tokens, T, H, st);                              // e: [T, H]
-        ZF_CUDA(cudaMemcpyAsync(s.x, s.e, (size_t) T * H * sizeof(bf16), cudaMemcpyDeviceToDevice, st));
-        size_t h = 0;
-        for (int L = 0; L < c.n_layers; ++L) {
-            const zamba2_layer_ptrs & lw = e->layers[L];
-            if (h < c.hybrid_layer_ids.size() && c.hybrid_layer_ids[h] == L) {
-                err = shared_block(e, v, (int) h, lw);
-                if (!err.empty()) return err;
-                // NOTE: Tr enters only the mixer input, never the residual stream (spec §3 step 11)
-                rms_norm_fused(s.u, nullptr, s.x, s.tr, nullptr, lw.input_norm, T, H, 0, c.eps, st);  // u: [T, H]
-                ++h;
-            } else {
-                rms_norm_fused(s.u, nullptr, s.x, nullptr, nullptr, lw.input_norm, T, H, 0, c.eps, st);  // u: [T, H]
-            }
-            err = mamba_mixer(e, v, L);
-            if (!err.empty()) return err;
-        }
-    }
+    err = run_forward(e, v);
+    if (!err.empty()) return err;
     const int O = v.O;
-    if (O > 0) {
-        gather_rows(s.hl, s.x, v.out_rows, O, H, st);                                       // hl: [O, H]
-        rms_norm_fused(s.hn, nullptr, s.hl, nullptr, nullptr, e->final_norm, O, H, 0, c.eps, st);  // hn: [O, H]
-        ZF_GEMM(s.logits, GEMM_OUT_F32, c.vocab, s.hn, H, e->lm_head, O, c.vocab, H, 0.0f, st);  // logits: [O, V]
-        logits_argmax_lse(s.argmax, s.max_logit, s.lse, s.logits, O, c.vocab, st);
-    }
     ZF_CUDA(cudaGetLastError());
     float * h_out = static_cast<float *>(e->h_out);
     int32_t * h_argmax = reinterpret_cast<int32_t *>(h_out);
@@ -211,6 +283,15 @@ std::string zamba2_engine_step(zamba2_engine * e, const int32_t * packed, size_t
     ZF_CUDA(cudaStreamSynchronize(st));
     float ms = 0;
     cudaEventElapsedTime(&ms, e->ev_start, e->ev_stop);
+    if (e->profiling && e->prof_used > 0) {
+        for (size_t i = 1; i < e->prof_used; ++i) {
+            float d = 0;
+            cudaEventElapsedTime(&d, e->prof_events[i - 1], e->prof_events[i]);
+            if (e->prof_cats[i] >= 0) e->prof_ms[e->prof_cats[i]] += d;
+        }
+        e->prof_used = 0;
+        e->prof_steps++;
+    }
     out.compute_ms = ms;
     out.argmax.assign(h_argmax, h_argmax + O);
     out.max_logit.assign(h_max, h_max + O);

@@ -67,11 +67,12 @@ void kv_cache_write(bf16 * k_pool, bf16 * v_pool, const bf16 * k, const bf16 * v
                     cudaStream_t stream);
 // Causal attention of every token over its sequence's keys at positions [0, positions[t]], read
 // from the paged pool (so a prefill chunk sees earlier chunks). q, out: [T, n_heads, head_dim];
-// block_tables: [S, max_pages] page ids.
+// block_tables: [S, max_pages] page ids. multi_query: 4 consecutive queries of a sequence share
+// each K/V load (prefill); tokens must be grouped by sequence with consecutive positions.
 void paged_attention(bf16 * out, const bf16 * q, const bf16 * k_pool, const bf16 * v_pool,
                      const int32_t * block_tables, int max_pages, const int32_t * token_seq,
                      const int32_t * positions, int n_tokens, int n_heads, int head_dim,
-                     float scale, cudaStream_t stream);
+                     float scale, bool multi_query, cudaStream_t stream);
 
 // ---- elementwise.cu ----------------------------------------------------------------------------
 // out[t] = table[ids[t]]: table [V, H], out [T, H].

@@ -49,23 +49,39 @@ static __global__ void mamba2_scan_varlen_kernel(float * __restrict__ y, float *
     const int b_off = d_inner + g * d_state;                 // B_g columns in xbc
     const int c_off = d_inner + n_groups * d_state + g * d_state;  // C_g columns in xbc
 
-    for (int64_t t = t0; t < t1; ++t) {
-        const bf16 * row = xbc + t * ld_xbc;                 // xbc: [T, d + 2GN]
-        const float dt = zk_softplus(zk_to_f32(dt_raw[t * ld_dt + h]) + bias);  // dt_raw: [T, nh]
-        const float dA = expf(dt * A);
-        const float xv = zk_to_f32(row[h * head_dim + p]);
-        const float dtx = dt * xv;
-        float acc = 0.0f;
-#pragma unroll
-        for (int k = 0; k < NPL; ++k) {
-            const int n = lane + ZK_WARP_SIZE * k;
-            if (n < d_state) {
-                S[k] = S[k] * dA + dtx * zk_to_f32(row[b_off + n]);
-                acc += S[k] * zk_to_f32(row[c_off + n]);
-            }
+    // Tokens go in groups of 32: lane i first computes dt, dA and x of token i of the group (one
+    // parallel load + softplus/exp instead of one dependent chain per token), then the warp walks
+    // the group reading them back with shuffles; lane i keeps y of token i and stores it at the end.
+    for (int64_t tg = t0; tg < t1; tg += ZK_WARP_SIZE) {
+        const int nt = (int) min((int64_t) ZK_WARP_SIZE, t1 - tg);
+        float dt_l = 0.0f, dA_l = 0.0f, x_l = 0.0f, y_l = 0.0f;
+        if (lane < nt) {
+            const int64_t t = tg + lane;
+            dt_l = zk_softplus(zk_to_f32(dt_raw[t * ld_dt + h]) + bias);          // dt_raw: [T, nh]
+            dA_l = expf(dt_l * A);
+            x_l = zk_to_f32(xbc[t * ld_xbc + h * head_dim + p]);                 // xbc: [T, d + 2GN]
         }
-        acc = zk_warp_sum(acc);
-        if (lane == 0) y[t * d_inner + h * head_dim + p] = acc + Dh * xv;  // y: [T, d]
+#pragma unroll 4
+        for (int i = 0; i < ZK_WARP_SIZE; ++i) {
+            if (i >= nt) break;
+            const float dt = __shfl_sync(0xffffffffu, dt_l, i);
+            const float dA = __shfl_sync(0xffffffffu, dA_l, i);
+            const float xv = __shfl_sync(0xffffffffu, x_l, i);
+            const bf16 * row = xbc + (tg + i) * ld_xbc;
+            const float dtx = dt * xv;
+            float acc = 0.0f;
+#pragma unroll
+            for (int k = 0; k < NPL; ++k) {
+                const int n = lane + ZK_WARP_SIZE * k;
+                if (n < d_state) {
+                    S[k] = S[k] * dA + dtx * zk_to_f32(row[b_off + n]);
+                    acc += S[k] * zk_to_f32(row[c_off + n]);
+                }
+            }
+            acc = zk_warp_sum(acc);
+            if (lane == i) y_l = acc + Dh * xv;
+        }
+        if (lane < nt) y[(tg + lane) * d_inner + h * head_dim + p] = y_l;      // y: [T, d]
     }
 #pragma unroll
     for (int k = 0; k < NPL; ++k) {

@@ -217,10 +217,15 @@ static void test_paged_attention(test_table & tab, test_rng & rng) {
         dk.upload(kpool); dv.upload(vpool); dq.upload(q); dkn.upload(knew); dvn.upload(vnew);
         upload_ints(dbt, block_tables); upload_ints(dts, token_seq); upload_ints(dpos, positions); upload_ints(dkvi, kv_index);
         kv_cache_write(dk.ptr, dv.ptr, dkn.ptr, dvn.ptr, dkvi.ptr, T, heads, D, 0);
-        paged_attention(dout.ptr, dq.ptr, dk.ptr, dv.ptr, dbt.ptr, max_pages, dts.ptr, dpos.ptr, T, heads, D, (float) scale, 0);
-        ZK_LAUNCHED();
-        tab.compare("paged_attention D=" + std::to_string(D) + " T=" + std::to_string(T), dout.download(),
-                    ref_attention(q, keys, values, token_seq, positions, heads, D, scale), TOL_BF16);
+        const vec ref = ref_attention(q, keys, values, token_seq, positions, heads, D, scale);
+        for (bool multi : {false, true}) {
+            dout.poison();
+            paged_attention(dout.ptr, dq.ptr, dk.ptr, dv.ptr, dbt.ptr, max_pages, dts.ptr, dpos.ptr, T, heads, D,
+                            (float) scale, multi, 0);
+            ZK_LAUNCHED();
+            tab.compare("paged_attention D=" + std::to_string(D) + " T=" + std::to_string(T) + (multi ? " 4q/warp" : " 1q/warp"),
+                        dout.download(), ref, TOL_BF16);
+        }
     }
 }
 
