@@ -125,6 +125,25 @@ test('a client that cancels mid-stream frees its sequence at once', async () => 
   assert.equal(server.scheduler.liveSequenceMemory, 0);
 });
 
+test('a non-streaming request whose client hangs up is cancelled too', async () => {
+  const engine = server.engine as FakeEngine;
+  const controller = new AbortController();
+  const stepsBefore = engine.stepsRun;
+  const pending = fetch(`${server.url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: 'Bearer test-key' },
+    body: JSON.stringify({ prompt: 'Go on forever', max_tokens: 2000, ignore_eos: true }),
+    signal: controller.signal,
+  });
+  // Hang up once the sequence is running.
+  while (server.scheduler.stats().running === 0) await new Promise((r) => setTimeout(r, 2));
+  controller.abort();
+  await assert.rejects(pending);
+  while (server.scheduler.stats().running > 0) await new Promise((r) => setTimeout(r, 5));
+  assert.ok(engine.stepsRun - stepsBefore < 1000, `ran ${engine.stepsRun - stepsBefore} steps`);
+  assert.equal(server.scheduler.liveSequenceMemory, 0);
+});
+
 test('a wrong API key is refused with 401', async () => {
   const bad = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'nope', maxRetries: 0 });
   await assert.rejects(bad.models.list(), (err: unknown) => err instanceof OpenAI.AuthenticationError);
