@@ -9,7 +9,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import { installApiKeyAuth } from './api/auth.js';
 import { registerChatCompletionsRoute } from './api/chat-completions/route.js';
 import { registerCompletionsRoute } from './api/completions/route.js';
-import { installErrorHandler } from './api/errors.js';
+import { installErrorHandler, sendApiError, toApiError } from './api/errors.js';
 import { installRateLimit } from './api/rate-limit.js';
 import { registerHealthRoutes } from './api/health/route.js';
 import { registerMetricsRoute } from './api/metrics/route.js';
@@ -63,6 +63,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     // Behind a proxy the client address comes from X-Forwarded-For.
     trustProxy: true,
     return503OnClosing: true,
+    // Errors raised before routing (a malformed URL such as /v1/models/%E0%A4%A) get the OpenAI body too.
+    frameworkErrors: (err, _request, reply) => sendApiError(reply, toApiError(err)),
   });
   // Any Content-Type is read as JSON (as vLLM does), so `curl -d '{...}'` works without -H.
   app.removeAllContentTypeParsers();
