@@ -246,9 +246,8 @@ export class CpuEngine implements Engine {
     const layers = d.layerKinds.map((_, l) => l);
     const attn = d.hybridLayerIds.map((_, a) => a);
 
-    // A single sequence reads its slot in place; a batch stacks copies.
+    // Copies: the session takes ownership of its inputs (they move to the ORT worker).
     const stack = (floats: number, view: (s: ScheduledSequence) => Float32Array): Float32Array => {
-      if (B === 1) return view(seqs[0]!);
       const out = new Float32Array(B * floats);
       seqs.forEach((s, b) => out.set(view(s), b * floats));
       return out;

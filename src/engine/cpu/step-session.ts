@@ -3,17 +3,78 @@
  * loads it (weights inline when small, else through an external-data file in a temp folder), and
  * runs one batch of B sequences × T tokens with flat Float32Array state buffers.
  *
- * Ownership: StepSession owns the ORT session. Callers own every input buffer; outputs are fresh
- * arrays owned by the caller after run() resolves.
+ * The ORT session lives in a worker thread (step-worker.ts): onnxruntime-node runs synchronously on
+ * the JS thread that calls it, and a 1.2B step takes seconds on a CPU, so the server's event loop
+ * must not be that thread.
+ *
+ * Ownership: StepSession owns the worker and its session. run() takes ownership of every input
+ * array (their buffers are transferred to the worker, leaving them detached here); outputs are
+ * fresh arrays owned by the caller. One run at a time (the engine awaits each step).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import * as ort from 'onnxruntime-node';
+import { Worker } from 'node:worker_threads';
+import type * as ort from 'onnxruntime-node';
 import type { Zamba2Dims, Zamba2Weights } from '../../model/types.js';
 import { buildZamba2StepGraph, convTapsOf, GraphNames } from './onnx-builder.js';
 import { ExternalWeightSink, InlineWeightSink } from './onnx-graph.js';
+import type { StepWorkerReply, StepWorkerRequest, WireTensor } from './step-worker.js';
+
+/** The worker entry next to this module: .ts under tsx (tests, scripts), .js in dist/. */
+const RUNNING_FROM_TS = import.meta.url.endsWith('.ts');
+const WORKER_URL = new URL(RUNNING_FROM_TS ? './step-worker.ts' : './step-worker.js', import.meta.url);
+
+/**
+ * Under tsx the worker must register tsx's loader itself before importing the .ts entry (hooks from
+ * --import do not reliably reach worker threads on Node 20), hence a small eval'd bootstrap.
+ */
+function spawnStepWorker(): Worker {
+  if (!RUNNING_FROM_TS) return new Worker(WORKER_URL);
+  const tsxApi = import.meta.resolve('tsx/esm/api');
+  const bootstrap = `(async () => { const { register } = await import(${JSON.stringify(tsxApi)}); register(); await import(${JSON.stringify(WORKER_URL.href)}); })()`;
+  return new Worker(bootstrap, { eval: true });
+}
+
+/** A worker answering one request at a time. */
+class StepWorker {
+  private readonly worker: Worker;
+  private pending: { resolve: (r: StepWorkerReply) => void; reject: (e: Error) => void } | null = null;
+  private failure: Error | null = null;
+
+  constructor() {
+    this.worker = spawnStepWorker();
+    this.worker.on('message', (reply: StepWorkerReply) => {
+      const p = this.pending;
+      this.pending = null;
+      if (p === null) return;
+      if (reply.kind === 'error') p.reject(new Error(reply.message));
+      else p.resolve(reply);
+    });
+    const fail = (err: Error) => {
+      this.failure = err;
+      this.pending?.reject(err);
+      this.pending = null;
+    };
+    this.worker.on('error', fail);
+    this.worker.on('exit', (code) => fail(new Error(`ORT worker exited (code ${code})`)));
+  }
+
+  request(req: StepWorkerRequest, transfer: ArrayBuffer[] = []): Promise<StepWorkerReply> {
+    if (this.failure !== null) return Promise.reject(this.failure);
+    if (this.pending !== null) return Promise.reject(new Error('ORT worker is busy'));
+    return new Promise((resolve, reject) => {
+      this.pending = { resolve, reject };
+      this.worker.postMessage(req, transfer);
+    });
+  }
+
+  async terminate(): Promise<void> {
+    this.worker.removeAllListeners('exit');
+    await this.worker.terminate();
+  }
+}
 
 /** Above this many weight bytes the graph keeps its weights in an external file (protobuf cap 2 GiB). */
 const INLINE_WEIGHT_LIMIT_BYTES = 1.5 * 1024 ** 3;
@@ -72,8 +133,20 @@ function estimateWeightBytes(d: Zamba2Dims): number {
 export class StepSession {
   private constructor(
     readonly dims: Zamba2Dims,
-    private readonly session: ort.InferenceSession,
+    private readonly worker: StepWorker,
   ) {}
+
+  private static async open(dims: Zamba2Dims, model: Uint8Array | string, options: ort.InferenceSession.SessionOptions): Promise<StepSession> {
+    const worker = new StepWorker();
+    try {
+      const transfer = typeof model === 'string' ? [] : [model.buffer as ArrayBuffer];
+      await worker.request({ kind: 'create', model, options }, transfer);
+      return new StepSession(dims, worker);
+    } catch (err) {
+      await worker.terminate();
+      throw err;
+    }
+  }
 
   static async create(dims: Zamba2Dims, weights: Zamba2Weights, opts: StepSessionOptions = {}): Promise<StepSession> {
     const sessionOptions: ort.InferenceSession.SessionOptions = {
@@ -91,9 +164,9 @@ export class StepSession {
     if (estimateWeightBytes(dims) <= (opts.inlineWeightLimitBytes ?? INLINE_WEIGHT_LIMIT_BYTES)) {
       const model = buildZamba2StepGraph(dims, weights, new InlineWeightSink());
       const t1 = performance.now();
-      const session = await ort.InferenceSession.create(model, sessionOptions);
+      const session = await StepSession.open(dims, model, sessionOptions);
       report(t1, false);
-      return new StepSession(dims, session);
+      return session;
     }
     const dir = mkdtempSync(join(opts.scratchDir ?? tmpdir(), 'zamba2-onnx-'));
     try {
@@ -107,9 +180,9 @@ export class StepSession {
       const modelPath = join(dir, 'model.onnx');
       writeFileSync(modelPath, model);
       const t1 = performance.now();
-      const session = await ort.InferenceSession.create(modelPath, sessionOptions);
+      const session = await StepSession.open(dims, modelPath, sessionOptions);
       report(t1, true);
-      return new StepSession(dims, session);
+      return session;
     } finally {
       // The session holds its own copy (or mapping) of the weights once created.
       rmSync(dir, { recursive: true, force: true });
@@ -121,44 +194,61 @@ export class StepSession {
     const { batch: B, chunk: T, past: P } = inp;
     const H2 = d.attentionHiddenSize;
     const taps = convTapsOf(d);
-    const feeds: Record<string, ort.Tensor> = {};
-    feeds[GraphNames.inputIds] = new ort.Tensor('int64', BigInt64Array.from(inp.tokenIds, (v) => BigInt(v)), [B, T]);
-    feeds[GraphNames.logitsRows] = new ort.Tensor('int64', BigInt64Array.from(inp.logitsRows, (v) => BigInt(v)), [inp.logitsRows.length]);
+    const feeds: Record<string, WireTensor> = {};
+    const transfer: ArrayBuffer[] = [];
+    const f32 = (name: string, data: Float32Array, dims: number[]) => {
+      if (data.length !== dims.reduce((a, b) => a * b, 1)) throw new Error(`${name}: ${data.length} values for shape [${dims.join(',')}]`);
+      feeds[name] = { type: 'float32', data, dims };
+      if (!transfer.includes(data.buffer as ArrayBuffer)) transfer.push(data.buffer as ArrayBuffer);
+    };
+    const i64 = (name: string, values: Int32Array, dims: number[]) => {
+      const data = BigInt64Array.from(values, (v) => BigInt(v));
+      feeds[name] = { type: 'int64', data, dims };
+      transfer.push(data.buffer as ArrayBuffer);
+    };
+    i64(GraphNames.inputIds, inp.tokenIds, [B, T]);
+    i64(GraphNames.logitsRows, inp.logitsRows, [inp.logitsRows.length]);
     if (d.hybridLayerIds.length > 0) {
       if (d.useMemRope) {
         const [cos, sin] = ropeTables(d, inp.positions);
-        feeds[GraphNames.ropeCos] = new ort.Tensor('float32', cos, [B, T, d.attentionHeadDim]);
-        feeds[GraphNames.ropeSin] = new ort.Tensor('float32', sin, [B, T, d.attentionHeadDim]);
+        f32(GraphNames.ropeCos, cos, [B, T, d.attentionHeadDim]);
+        f32(GraphNames.ropeSin, sin, [B, T, d.attentionHeadDim]);
       }
-      feeds[GraphNames.attnMask] = new ort.Tensor('float32', attentionMask(B, T, P, inp.pastLengths), [B, 1, T, P + T]);
+      f32(GraphNames.attnMask, attentionMask(B, T, P, inp.pastLengths), [B, 1, T, P + T]);
       for (let a = 0; a < d.hybridLayerIds.length; a++) {
-        feeds[GraphNames.pastKey(a)] = new ort.Tensor('float32', inp.pastKeys[a]!, [B, P, H2]);
-        feeds[GraphNames.pastValue(a)] = new ort.Tensor('float32', inp.pastValues[a]!, [B, P, H2]);
+        f32(GraphNames.pastKey(a), inp.pastKeys[a]!, [B, P, H2]);
+        f32(GraphNames.pastValue(a), inp.pastValues[a]!, [B, P, H2]);
       }
     }
     for (let l = 0; l < d.numLayers; l++) {
-      feeds[GraphNames.convState(l)] = new ort.Tensor('float32', inp.convStates[l]!, [B, taps, d.convDim]);
-      feeds[GraphNames.ssmState(l)] = new ort.Tensor('float32', inp.ssmStates[l]!, [B, d.nMambaHeads, d.mambaHeadDim, d.mambaDState]);
+      f32(GraphNames.convState(l), inp.convStates[l]!, [B, taps, d.convDim]);
+      f32(GraphNames.ssmState(l), inp.ssmStates[l]!, [B, d.nMambaHeads, d.mambaHeadDim, d.mambaDState]);
     }
-    const out = await this.session.run(feeds);
-    const f32 = (name: string): Float32Array => {
+    const reply = await this.worker.request({ kind: 'run', feeds }, transfer);
+    if (reply.kind !== 'result') throw new Error(`ORT worker answered ${reply.kind} to run`);
+    const out = reply.outputs;
+    const get = (name: string): Float32Array => {
       const t = out[name];
       if (t === undefined) throw new Error(`step graph produced no ${name}`);
-      return t.data as Float32Array;
+      return t.data;
     };
     const layers = Array.from({ length: d.numLayers }, (_, l) => l);
     const attn = Array.from({ length: d.hybridLayerIds.length }, (_, a) => a);
     return {
-      logits: f32(GraphNames.logits),
-      convStates: layers.map((l) => f32(GraphNames.convStateOut(l))),
-      ssmStates: layers.map((l) => f32(GraphNames.ssmStateOut(l))),
-      newKeys: attn.map((a) => f32(GraphNames.newKey(a))),
-      newValues: attn.map((a) => f32(GraphNames.newValue(a))),
+      logits: get(GraphNames.logits),
+      convStates: layers.map((l) => get(GraphNames.convStateOut(l))),
+      ssmStates: layers.map((l) => get(GraphNames.ssmStateOut(l))),
+      newKeys: attn.map((a) => get(GraphNames.newKey(a))),
+      newValues: attn.map((a) => get(GraphNames.newValue(a))),
     };
   }
 
   async close(): Promise<void> {
-    await this.session.release();
+    try {
+      await this.worker.request({ kind: 'close' });
+    } finally {
+      await this.worker.terminate();
+    }
   }
 }
 
