@@ -30,6 +30,7 @@ export function renderRateSweepPlot(workload: string, phases: readonly PhaseResu
   return renderLinePlot({
     title: `${workload}: throughput vs latency (labels: offered request rate)`,
     subtitle,
+    widthPx: 860,
     xLabel: 'output tokens/s (achieved)',
     yLabel: 'latency, ms',
     series,
