@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Everything one GPU-machine call does, in order, each stage time-boxed so a hang cannot eat the
-# lease: build, kernel tests (two seeds, one under compute-sanitizer), the GPU node tests (golden
-# fixtures through the engine), and the engine benchmark. Usage (repo root, on the GPU machine):
-#   bash kernels/dev/device-run.sh [stages...]     stages: build tests sanitize node bench (default: all)
+# lease: build, kernel tests (two seeds, one under compute-sanitizer), the engine benchmark (plain
+# and per-op profile), the GPU node tests (golden fixtures through the engine), then a summary.
+# Usage (repo root, on the GPU machine; $OUT optional):
+#   bash kernels/dev/device-run.sh [stages...]     stages: build tests sanitize bench node (default: all)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-stages="${*:-build tests sanitize node bench}"
+out="${OUT:-/tmp/zamba2-device-run}"
+mkdir -p "$out"
+stages="${*:-build tests sanitize bench node}"
 status=0
 stage() { echo; echo "=== $1 ($(date +%T))"; }
 has() { [[ " $stages " == *" $1 "* ]]; }
@@ -16,21 +19,30 @@ if has build; then
 fi
 if has tests; then
   stage "kernel tests"
-  timeout 120 kernels/build/test-kernels || status=1
-  timeout 120 kernels/build/test-kernels 12345 | tail -3 || status=1
+  timeout 120 kernels/build/test-kernels > "$out/kernel-tests.txt" 2>&1 || status=1
+  cat "$out/kernel-tests.txt"
+  timeout 120 kernels/build/test-kernels 12345 | tail -2 || status=1
 fi
 if has sanitize; then
   stage "compute-sanitizer memcheck"
-  timeout 240 compute-sanitizer --tool memcheck --print-limit 20 kernels/build/test-kernels 777 | tail -6 || status=1
-fi
-if has node; then
-  stage "node GPU tests"
-  timeout 300 node test/run-tests.mjs --gpu || status=1
+  timeout 240 compute-sanitizer --tool memcheck --print-limit 10 kernels/build/test-kernels 777 > "$out/sanitizer.txt" 2>&1 || status=1
+  grep -E "ERROR SUMMARY|Invalid|at 0x|kernel checks" "$out/sanitizer.txt" | head -20
 fi
 if has bench; then
   stage "bench"
-  timeout 200 kernels/build/bench-engine 1.2b || status=1
-  ZAMBA2_PROFILE=1 timeout 150 kernels/build/bench-engine 1.2b | grep -E "^profile|^preset" || status=1
+  for p in 1.2b 2.7b 7b; do timeout 200 kernels/build/bench-engine "$p" >> "$out/bench.txt" 2>&1 || status=1; done
+  ZAMBA2_PROFILE=1 timeout 150 kernels/build/bench-engine 1.2b 2>&1 | grep -E "^profile|^preset|bench-engine" >> "$out/bench.txt" || status=1
+  cat "$out/bench.txt"
 fi
-echo; echo "device-run status $status"
+if has node; then
+  stage "node GPU tests"
+  timeout 300 node test/run-tests.mjs --gpu > "$out/node-gpu.txt" 2>&1 || status=1
+  grep -E "^# (tests|pass|fail)|not ok|error:|# [a-z]+/len|max rel|greedy tokens" "$out/node-gpu.txt" | head -60
+fi
+stage summary
+grep -E "kernel checks" "$out/kernel-tests.txt" 2>/dev/null
+grep -E "ERROR SUMMARY" "$out/sanitizer.txt" 2>/dev/null | head -1
+grep -E "^(benchmark|prefill|decode)" "$out/bench.txt" 2>/dev/null
+grep -E "^# (pass|fail)" "$out/node-gpu.txt" 2>/dev/null
+echo "device-run status $status"
 exit $status

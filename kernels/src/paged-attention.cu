@@ -59,7 +59,9 @@ static __device__ void attend_tile(bf16 * __restrict__ out, const bf16 * __restr
             const int64_t page = bt[j / ZK_PAGE_TOKENS];
             kv_base = ((page * n_heads + h) * ZK_PAGE_TOKENS + j % ZK_PAGE_TOKENS) * head_dim;
         }
-        kv_base = j <= pos_last ? kv_base : __shfl_sync(0xffffffffu, kv_base, 0);  // key j0 is valid
+        // NOTE: every lane must take part in the shuffle, so it is not inside the select
+        const int64_t base0 = __shfl_sync(0xffffffffu, kv_base, 0);             // key j0 is valid
+        if (j > pos_last) kv_base = base0;
         const bf16 * krow = k_pool + kv_base;                 // k_pool: [pages, heads, 16, D]
         float dot[Q];
 #pragma unroll
