@@ -3,7 +3,8 @@
 // either side that breaks a deployment fails here.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments, parse } from 'yaml';
 import { loadConfig } from '../../../src/config/load-config.js';
@@ -90,12 +91,26 @@ test('the ConfigMap holds real options with valid values, and its port is the pr
   const known = new Set(CONFIG_KEYS.map(envName));
   const data = configMap.data as Record<string, string>;
   for (const name of Object.keys(data)) assert.ok(known.has(name), `${name} is not a server option`);
-  const config = loadConfig({ env: { ...data, ZAMBA2_API_KEY: 'k1,k2' } });
-  assert.equal(config.port, probePort(container.readinessProbe.httpGet.port));
-  assert.deepEqual(config.apiKey, ['k1', 'k2']);
+  // The key file is the Secret mounted by the Deployment; here a stand-in file with two keys.
+  const dir = mkdtempSync(join(tmpdir(), 'keys-'));
+  const keyFile = join(dir, 'api-keys');
+  writeFileSync(keyFile, 'k1\nk2\n');
+  try {
+    const config = loadConfig({ env: { ...data, [envName('apiKeyFile')]: keyFile } });
+    assert.equal(config.port, probePort(container.readinessProbe.httpGet.port));
+    assert.deepEqual(config.apiKey, ['k1', 'k2']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
   assert.deepEqual(container.envFrom, [{ configMapRef: { name: configMap.metadata.name } }]);
-  const keyEnv = (container.env as Obj[]).find((e) => e.name === envName('apiKey'));
-  assert.ok(keyEnv?.valueFrom?.secretKeyRef?.name, 'API key comes from a Secret');
+  const keyPath = data[envName('apiKeyFile')];
+  assert.ok(keyPath, 'API keys come from a file');
+  const mount = (container.volumeMounts as Obj[]).find((m) => keyPath.startsWith(`${m.mountPath}/`));
+  assert.ok(mount, `${keyPath} is under no volume mount`);
+  const volume = (podSpec.volumes as Obj[]).find((v) => v.name === mount.name);
+  assert.ok(volume?.secret?.secretName, 'the key file comes from a Secret');
+  const item = (volume.secret.items as Obj[]).find((i) => `${mount.mountPath}/${i.path}` === keyPath);
+  assert.ok(item, `no Secret item is mounted at ${keyPath}`);
 });
 
 test('one GPU per pod, non-root, and SIGTERM has time to drain', () => {
@@ -107,7 +122,7 @@ test('one GPU per pod, non-root, and SIGTERM has time to drain', () => {
   assert.doesNotMatch(container.image as string, /:latest$|^[^:]+$/);
   const preStop = container.lifecycle.preStop.exec.command as string[];
   assert.equal(preStop[0], 'sleep');
-  const drainS = loadConfig({ env: configMap.data }).shutdownGraceSeconds;
+  const drainS = loadConfig({ env: { ...configMap.data, [envName('apiKeyFile')]: undefined } }).shutdownGraceSeconds;
   assert.ok(podSpec.terminationGracePeriodSeconds > Number(preStop[1]) + drainS, 'grace period covers preStop + drain');
 });
 
