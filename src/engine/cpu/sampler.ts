@@ -108,9 +108,16 @@ export function argmax(values: ArrayLike<number>): number {
   return best;
 }
 
+/** The value at rank `k` (1 = largest) of `values`, by a native numeric sort of a copy. */
+function kthLargest(values: Float64Array, k: number): number {
+  const sorted = values.slice().sort();
+  return sorted[sorted.length - k]!;
+}
+
 /**
  * The candidate tokens and their (unnormalized) probabilities after temperature, min-p, top-k and
- * top-p, best first. Exposed for tests of the masks.
+ * top-p, in token-id order. Each filter becomes a probability threshold (native sorts of doubles,
+ * no comparator over the vocabulary), so tokens tied with the last kept one are kept too.
  */
 export function candidateDistribution(processed: Float32Array, p: SamplingParams): { ids: Int32Array; probs: Float64Array } {
   const V = processed.length;
@@ -118,24 +125,24 @@ export function candidateDistribution(processed: Float32Array, p: SamplingParams
   for (let i = 0; i < V; i++) if (processed[i]! > max) max = processed[i]!;
   const probs = new Float64Array(V);
   for (let i = 0; i < V; i++) probs[i] = Math.exp((processed[i]! - max) / p.temperature);
-  // min-p: drop tokens below minP × the most likely token's probability
-  let ids: number[] = [];
-  const floor = p.minP > 0 ? p.minP : 0; // max prob is exp(0) = 1 before normalizing
-  for (let i = 0; i < V; i++) if (probs[i]! > 0 && probs[i]! >= floor) ids.push(i);
-  ids.sort((a, b) => probs[b]! - probs[a]! || a - b);
-  if (p.topK > 0 && ids.length > p.topK) ids = ids.slice(0, p.topK);
+  // min-p: the most likely token has probability exp(0) = 1 before normalizing
+  let threshold = p.minP > 0 ? p.minP : Number.MIN_VALUE;
+  if (p.topK > 0 && p.topK < V) threshold = Math.max(threshold, kthLargest(probs, p.topK));
   if (p.topP < 1) {
+    const kept = probs.filter((v) => v >= threshold).sort();
     let total = 0;
-    for (const i of ids) total += probs[i]!;
+    for (const v of kept) total += v;
     let cum = 0;
-    let keep = 0;
-    while (keep < ids.length) {
-      cum += probs[ids[keep]!]!;
-      keep++;
-      if (cum >= p.topP * total) break;
+    for (let i = kept.length - 1; i >= 0; i--) {
+      cum += kept[i]!;
+      if (cum >= p.topP * total) {
+        threshold = Math.max(threshold, kept[i]!);
+        break;
+      }
     }
-    ids = ids.slice(0, keep);
   }
+  const ids: number[] = [];
+  for (let i = 0; i < V; i++) if (probs[i]! >= threshold) ids.push(i);
   return { ids: Int32Array.from(ids), probs: Float64Array.from(ids, (i) => probs[i]!) };
 }
 

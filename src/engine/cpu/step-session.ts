@@ -156,7 +156,8 @@ export class StepSession {
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
       logSeverityLevel: 3,
-      ...(opts.sessionConfig ? { extra: nestConfigEntries(opts.sessionConfig) } : {}),
+      // No spinning by default: idle ORT threads would take the cores the HTTP thread needs.
+      extra: nestConfigEntries({ 'session.intra_op.allow_spinning': '0', ...opts.sessionConfig }),
     };
     const t0 = performance.now();
     const report = (t1: number, external: boolean) =>

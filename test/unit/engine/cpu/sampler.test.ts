@@ -31,6 +31,10 @@ test('top-k, top-p and min-p keep the expected candidates', () => {
   assert.deepEqual(ids({ minP: 0.24 }), [0, 1, 2]);
   assert.deepEqual(ids({ minP: 0.3 }), [0, 1]);
   assert.deepEqual(ids({}), [0, 1, 2, 3, 4]);
+  assert.deepEqual(ids({ topK: 3, topP: 0.99 }), [0, 1, 2]);
+  // ids come back in token order, whatever their probabilities
+  const shuffled = Float32Array.from([1, 8, 2, 4].map(Math.log));
+  assert.deepEqual(Array.from(candidateDistribution(shuffled, params({ temperature: 1, topK: 2 })).ids), [1, 3]);
 });
 
 test('sampling follows the distribution: the draw u lands in cumulative buckets', () => {
