@@ -8,8 +8,15 @@ import { createCudaEngine } from '../../src/engine/cuda/index.js';
 import { GREEDY, type Engine, type ScheduledSequence, type StepPlan } from '../../src/engine/engine.js';
 import { assertLogitsClose, compareLogits, listGoldenFixtures, loadGoldenFixture, type GoldenCase } from '../helpers/golden.js';
 
-/** bf16 weights and activations against a float64 reference. */
+/**
+ * bf16 weights and activations against a float64 reference (max abs error over max |logit|, per row).
+ * The trained demo model lands at 2-4e-3 (H200, 2026-11-28). The random fixtures a and b draw
+ * embeddings from N(0, 1), norms from 1 + 0.3 N and every linear at full N(0, 1/fan_in) scale
+ * (test/golden/README.md), which amplifies bf16 rounding: they measured 1.2e-2 to 4.5e-2 on the same
+ * run, with chunked == one-shot agreement inside 2e-2, so they get a wider bound.
+ */
 const BF16_LOGITS_REL = 2e-2;
+const BF16_LOGITS_REL_RANDOM_FIXTURE = 5e-2;
 const PREFILL_CHUNK = 64;
 const MAX_PAGES = 32; // 512 positions per sequence
 const SLOTS = 6;
@@ -60,13 +67,15 @@ function rowsAt(logits: Float32Array, c: GoldenCase, V: number): Float32Array {
   return out;
 }
 
-async function greedyContinue(engine: Engine, slot: number, promptLength: number, first: number, count: number): Promise<number[]> {
-  const out = [first];
-  while (out.length < count) {
-    const r = await engine.step(plan([seq(slot, promptLength + out.length - 1, [out[out.length - 1]!], promptLength)]));
-    out.push(r.outputs[0]!.token);
+async function greedyContinue(engine: Engine, slot: number, promptLength: number, first: number, count: number, extra: Partial<ScheduledSequence> = {}): Promise<{ tokens: number[]; logits: Float32Array[] }> {
+  const tokens = [first];
+  const logits: Float32Array[] = [];
+  while (tokens.length < count) {
+    const r = await engine.step(plan([seq(slot, promptLength + tokens.length - 1, [tokens[tokens.length - 1]!], promptLength, extra)]));
+    tokens.push(r.outputs[0]!.token);
+    if (r.outputs[0]!.logits) logits.push(r.outputs[0]!.logits);
   }
-  return out;
+  return { tokens, logits };
 }
 
 /**
@@ -86,22 +95,40 @@ for (const name of listGoldenFixtures()) {
   test(`cuda engine matches golden fixture "${name}"`, async (t) => {
     const fx = loadGoldenFixture(name);
     const engine = await createCudaEngine({ modelDir: fx.checkpointDir, maxTokensPerStep: 512, maxSequencesPerStep: 16, maxModelLen: MAX_PAGES * 16 });
+    const tol = name === 'a' || name === 'b' ? BF16_LOGITS_REL_RANDOM_FIXTURE : BF16_LOGITS_REL;
     try {
       await engine.initCache({ slotCount: SLOTS, pageCount: SLOTS * MAX_PAGES });
       const V = engine.describe().vocabSize;
       assert.equal(V, fx.vocabSize);
 
-      await t.test(`logits within ${BF16_LOGITS_REL} and greedy continuations up to the first near-tie`, async () => {
+      await t.test('logits within the bf16 bound and greedy continuations up to the first near-tie', async () => {
+        // every case is measured (and reported) before the bound is asserted
+        const failures: string[] = [];
         for (const c of fx.cases) {
           const { logits, token } = await prefill(engine, 0, c.promptTokens, PREFILL_CHUNK);
-          const cmp = assertLogitsClose(rowsAt(logits, c, V), c.logits, { maxRelError: BF16_LOGITS_REL, vocabSize: V, label: `${name}/${c.name}`, positions: c.logitPositions });
-          t.diagnostic(`${name}/${c.name}: max rel ${cmp.maxRelError.toExponential(2)}, max abs ${cmp.maxAbsError.toExponential(2)}`);
+          const cmp = compareLogits(rowsAt(logits, c, V), c.logits, V);
+          t.diagnostic(`${name}/${c.name}: max rel ${cmp.maxRelError.toExponential(2)}, max abs ${cmp.maxAbsError.toExponential(2)} (bound ${tol})`);
+          if (!(cmp.maxRelError <= tol)) failures.push(`${c.name}: ${cmp.maxRelError.toExponential(3)} at position ${c.logitPositions[cmp.worstRow]}`);
           if (c.greedyTokens.length > 0) {
             const got = await greedyContinue(engine, 0, c.promptTokens.length, token, c.greedyTokens.length);
-            const matched = assertGreedyPrefix(got, c, 2 * cmp.maxAbsError, `${name}/${c.name}`);
+            const matched = assertGreedyPrefix(got.tokens, c, 2 * cmp.maxAbsError, `${name}/${c.name}`);
             t.diagnostic(`${name}/${c.name}: ${matched}/${c.greedyTokens.length} greedy tokens compared`);
           }
         }
+        assert.deepEqual(failures, [], `${name}: logits over the relative bound ${tol}`);
+      });
+
+      await t.test('decode steps (CUDA graph replays after the first) match a one-shot prefill of the same tokens', async () => {
+        const c = fx.cases.find((k) => k.greedyTokens.length > 0 && k.promptTokens.length <= 128)!;
+        const first = await prefill(engine, 1, c.promptTokens, PREFILL_CHUNK);
+        const dec = await greedyContinue(engine, 1, c.promptTokens.length, first.token, 6, { returnLogits: true });
+        const all = [...Array.from(c.promptTokens), ...dec.tokens.slice(0, -1)];
+        const one = await prefill(engine, 1, all, all.length);
+        dec.logits.forEach((row, k) => {
+          const pos = c.promptTokens.length + k; // row k: logits after token at this position
+          const cmp = compareLogits(row, one.logits.subarray(pos * V, (pos + 1) * V), V);
+          assert.ok(cmp.maxRelError <= BF16_LOGITS_REL, `decode step ${k}: relative difference ${cmp.maxRelError} vs prefill`);
+        });
       });
 
       await t.test('one chunk, 7-token chunks and token by token agree', async () => {
@@ -112,7 +139,7 @@ for (const name of listGoldenFixtures()) {
           const cmp = compareLogits(other.logits, one.logits, V);
           assert.ok(cmp.maxRelError <= BF16_LOGITS_REL, `${c.name} chunks of ${chunk}: relative difference ${cmp.maxRelError}`);
         }
-        assertLogitsClose(rowsAt(one.logits, c, V), c.logits, { maxRelError: BF16_LOGITS_REL, vocabSize: V, label: `${name}/${c.name} one chunk` });
+        assertLogitsClose(rowsAt(one.logits, c, V), c.logits, { maxRelError: tol, vocabSize: V, label: `${name}/${c.name} one chunk`, positions: c.logitPositions });
       });
 
       await t.test('a mixed batch (prefills and decodes in one step) matches each sequence run alone', async () => {
@@ -143,8 +170,10 @@ for (const name of listGoldenFixtures()) {
         const first = await prefill(engine, 2, c.promptTokens, PREFILL_CHUNK);
         await engine.copySlot(2, 3);
         const a = await greedyContinue(engine, 2, c.promptTokens.length, first.token, 8);
-        const b = await greedyContinue(engine, 3, c.promptTokens.length, first.token, 8);
-        assert.deepEqual(b, a);
+        // copySlot copies the Mamba state only: KV pages are shared by id, so the copy reads slot 2's pages
+        // (and rewrites the same K/V at the decoded positions, which is safe here as slot 2 is done)
+        const b = await greedyContinue(engine, 3, c.promptTokens.length, first.token, 8, { pageTable: pagesOf(2) });
+        assert.deepEqual(b.tokens, a.tokens);
 
         const sampled: number[][] = [];
         for (let rep = 0; rep < 2; rep++) {
