@@ -13,6 +13,15 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parseBenchArgs, UsageError, USAGE } from './options.js';
 import { runBench } from './run-bench.js';
+import { stopAllServers } from './server-process.js';
+
+// Interrupted (Ctrl-C, a CI timeout): stop the servers we started before going, so none is left running.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    process.stderr.write(`bench: ${signal}, stopping started servers\n`);
+    void stopAllServers().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  });
+}
 
 async function main(argv: string[]): Promise<number> {
   let options;

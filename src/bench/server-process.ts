@@ -93,6 +93,14 @@ export async function startBaselineCommand(options: BaselineCommandOptions): Pro
   return server;
 }
 
+/** Servers started and not yet stopped, so an interrupted bench can still stop them. */
+const liveServers = new Set<ServerProcess>();
+
+/** Stop every server this process started (cli.ts calls it on SIGINT/SIGTERM). */
+export async function stopAllServers(graceMs = 5000): Promise<void> {
+  await Promise.all([...liveServers].map((server) => server.stop(graceMs)));
+}
+
 function watchProcess(child: ChildProcess, baseUrl: string, echoLogs: boolean, term: () => void, kill: () => void): ServerProcess {
   const tail: string[] = [];
   const onOutput = (chunk: Buffer): void => {
@@ -109,7 +117,7 @@ function watchProcess(child: ChildProcess, baseUrl: string, echoLogs: boolean, t
     if (child.exitCode !== null || child.signalCode !== null) resolve(child.exitCode);
     else child.once('exit', (code) => resolve(code));
   });
-  return {
+  const server: ServerProcess = {
     baseUrl,
     logTail: () => tail.join('\n'),
     stop: async (graceMs = 15_000) => {
@@ -117,9 +125,12 @@ function watchProcess(child: ChildProcess, baseUrl: string, echoLogs: boolean, t
       const timer = setTimeout(kill, graceMs);
       const code = await exited;
       clearTimeout(timer);
+      liveServers.delete(server);
       return code;
     },
   };
+  liveServers.add(server);
+  return server;
 }
 
 async function waitUntilReady(server: ServerProcess, child: ChildProcess, timeoutMs: number, probePaths: readonly string[]): Promise<void> {

@@ -2,11 +2,14 @@
 // test/e2e/bench-smoke.test.ts): flags in, table on stdout, JSON and SVG files out.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { findFreePort } from '../../../src/bench/server-process.js';
+import { getOnce } from '../../../src/bench/sse-client.js';
 import { startTinyServer } from './tiny-openai-server.js';
 
 const run = promisify(execFile);
@@ -81,4 +84,23 @@ test('bad flags exit 2 with the usage text; an unreachable server exits 1', asyn
   });
   assert.equal(existsSync(out), false);
   rmSync(dir, { recursive: true, force: true });
+});
+
+test('SIGTERM during a run stops the servers the bench started', async (t) => {
+  const ours = await startTinyServer();
+  t.after(() => ours.close());
+  const port = await findFreePort();
+  const baselineUrl = `http://127.0.0.1:${port}`;
+  const child = spawn(process.execPath, [
+    ...CLI, '--workload', 'rate-sweep', '--url', ours.baseUrl, '--rates', '0.2', '--num-requests', '50', '--warmup', '0',
+    '--baseline-cmd', `${JSON.stringify(process.execPath)} --import tsx test/unit/bench/tiny-openai-server-main.ts ${port}`,
+    '--baseline-url', baselineUrl, '--out', join(tmpdir(), `never-written-${port}.json`),
+  ], { stdio: 'ignore' });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // Wait until the baseline is up and ours is being measured.
+  while (ours.bodies.length === 0) await sleep(100);
+  assert.equal((await getOnce(`${baselineUrl}/health`)).status, 200);
+  child.kill('SIGTERM');
+  assert.equal(await exited, 143);
+  await assert.rejects(getOnce(`${baselineUrl}/health`, {}, 1000));
 });
