@@ -5,9 +5,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EngineError } from '../../../src/engine/engine.js';
-import type { FakeEngineOptions } from '../../../src/engine/fake/fake-engine.js';
+import type { FakeEngine, FakeEngineOptions } from '../../../src/engine/fake/fake-engine.js';
 import { DataParallelScheduler, replicaOrder } from '../../../src/scheduler/data-parallel.js';
 import { SchedulerRejection, type SchedulerOptions, type SchedulerStats } from '../../../src/scheduler/types.js';
+import { startTestServer } from '../../helpers/start-server.js';
 import { collect, prompt, request, runAlone, startScheduler, ticks } from './scheduler-harness.js';
 
 async function startReplicas(count: number, engineOptions: (i: number) => FakeEngineOptions = () => ({}), options: Partial<SchedulerOptions> = {}) {
@@ -136,5 +137,24 @@ test('drain stops admission on every replica and aborts what is left at the dead
     assert.equal(dp.liveSequenceMemory, 0);
   } finally {
     await dp.close();
+  }
+});
+
+test('startServer with dataParallel 2: two engines behind one DataParallelScheduler, both doing work', async () => {
+  const server = await startTestServer({ dataParallel: 2, fakeStepLatencyMs: 2 });
+  try {
+    assert.equal(server.engines.length, 2);
+    assert.ok(server.scheduler instanceof DataParallelScheduler);
+    const responses = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        fetch(`${server.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ prompt: `request ${i}`, max_tokens: 100, ignore_eos: true }) }),
+      ),
+    );
+    for (const r of responses) assert.equal(r.status, 200);
+    for (const engine of server.engines as FakeEngine[]) assert.ok(engine.stepsRun > 0, 'each replica ran steps');
+    const stats = server.scheduler.stats();
+    assert.equal(stats.slotsTotal, 2 * (server.scheduler as DataParallelScheduler).replicas[0]!.stats().slotsTotal);
+  } finally {
+    await server.stop();
   }
 });
