@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCpuEngine } from '../../src/engine/cpu/index.js';
 import { GREEDY, type Engine, type ScheduledSequence, type StepPlan } from '../../src/engine/engine.js';
-import { listGoldenFixtures, loadGoldenFixture, type GoldenCase } from './cpu-golden-fixtures.js';
+import { assertLogitsClose, listGoldenFixtures, loadGoldenFixture, type GoldenCase } from '../helpers/golden.js';
 
 const PREFILL_CHUNK = 64;
 const MAX_PAGES = 32; // 512 positions per sequence
@@ -37,7 +37,7 @@ function seq(slot: number, startPosition: number, tokens: ArrayLike<number>, pro
 }
 
 /** Feeds the prompt in chunks of `chunk` tokens into a freshly reset slot; returns all logits rows and the sampled token. */
-async function prefill(engine: Engine, slot: number, prompt: number[], chunk: number): Promise<{ logits: Float32Array; token: number }> {
+async function prefill(engine: Engine, slot: number, prompt: Int32Array, chunk: number): Promise<{ logits: Float32Array; token: number }> {
   const V = engine.describe().vocabSize;
   const logits = new Float32Array(prompt.length * V);
   let token = -1;
@@ -50,20 +50,11 @@ async function prefill(engine: Engine, slot: number, prompt: number[], chunk: nu
   return { logits, token };
 }
 
-/** max |got − want| / max |want| over each golden row; the worst row. */
-function worstRowError(logits: Float32Array, c: GoldenCase, V: number): number {
-  let worst = 0;
-  c.logitPositions.forEach((pos, k) => {
-    let err = 0;
-    let scale = 0;
-    for (let v = 0; v < V; v++) {
-      const want = c.logits[k * V + v]!;
-      err = Math.max(err, Math.abs(logits[pos * V + v]! - want));
-      scale = Math.max(scale, Math.abs(want));
-    }
-    worst = Math.max(worst, err / scale);
-  });
-  return worst;
+/** Golden rows vs the same positions of a prompt's full logits; relative error per row ≤ 1e-3. */
+function assertGoldenRows(logits: Float32Array, c: GoldenCase, V: number, label: string): void {
+  const rows = new Float32Array(c.logitPositions.length * V);
+  c.logitPositions.forEach((pos, k) => rows.set(logits.subarray(pos * V, (pos + 1) * V), k * V));
+  assertLogitsClose(rows, c.logits, { maxRelError: 1e-3, vocabSize: V, label: `${label} ${c.name}`, positions: c.logitPositions });
 }
 
 async function greedyContinue(engine: Engine, slot: number, promptLength: number, first: number, count: number): Promise<number[]> {
@@ -87,10 +78,10 @@ for (const name of listGoldenFixtures()) {
       await t.test('logits within 1e-3 and identical greedy continuations (64-token chunks, slot 0 reused)', async () => {
         for (const c of fx.cases) {
           const { logits, token } = await prefill(engine, 0, c.promptTokens, PREFILL_CHUNK);
-          const err = worstRowError(logits, c, V);
-          assert.ok(err <= 1e-3, `${c.name}: max relative error ${err}`);
+          assertGoldenRows(logits, c, V, `${name} 64-token chunks`);
           if (c.greedyTokens.length > 0) {
-            assert.deepEqual(await greedyContinue(engine, 0, c.promptTokens.length, token, c.greedyTokens.length), c.greedyTokens, c.name);
+            const got = await greedyContinue(engine, 0, c.promptTokens.length, token, c.greedyTokens.length);
+            assert.deepEqual(got, Array.from(c.greedyTokens), c.name);
           }
         }
       });
@@ -109,13 +100,13 @@ for (const name of listGoldenFixtures()) {
           assert.ok(err / scale <= 1e-5, `${c.name} chunks of ${chunk}: relative difference ${err / scale}`);
           assert.equal(other.token, one.token);
         }
-        assert.ok(worstRowError(one.logits, c, V) <= 1e-3);
+        assertGoldenRows(one.logits, c, V, `${name} one chunk`);
       });
 
       await t.test('a prompt longer than one graph run (256) in a single step matches too', async () => {
         for (const c of fx.cases.filter((k) => k.promptTokens.length > 256)) {
           const { logits, token } = await prefill(engine, 2, c.promptTokens, c.promptTokens.length);
-          assert.ok(worstRowError(logits, c, V) <= 1e-3, c.name);
+          assertGoldenRows(logits, c, V, `${name} single step`);
           if (c.greedyTokens.length > 0) assert.equal(token, c.greedyTokens[0]);
         }
       });
@@ -130,7 +121,7 @@ for (const name of listGoldenFixtures()) {
           const r = await engine.step(plan(cases.map((c, i) => seq(i, c.promptTokens.length + k - 1, [got[i]![k - 1]!], c.promptTokens.length))));
           r.outputs.forEach((o, i) => got[i]!.push(o.token));
         }
-        cases.forEach((c, i) => assert.deepEqual(got[i], c.greedyTokens.slice(0, steps), c.name));
+        cases.forEach((c, i) => assert.deepEqual(got[i], Array.from(c.greedyTokens.subarray(0, steps)), c.name));
       });
     } finally {
       await engine.close();

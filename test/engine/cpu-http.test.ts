@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { startServer, type RunningServer } from '../../src/cli/serve.js';
 import { loadConfig } from '../../src/config/load-config.js';
 import { logSoftmax } from '../../src/engine/cpu/sampler.js';
-import { loadGoldenFixture } from './cpu-golden-fixtures.js';
+import { loadGoldenFixture } from '../helpers/golden.js';
 
 let server: RunningServer;
 const post = async (path: string, body: unknown): Promise<any> => {
