@@ -153,3 +153,20 @@ test('step graph: a batch with ragged pasts gives each row its own sequence resu
     await s.close();
   }
 });
+
+test('step graph with its weights in an external-data file (the path large models take) gives the same logits', async () => {
+  const d = tinyDims({ layerKinds: ['mamba', 'hybrid'], useSharedAttentionAdapter: true });
+  const w = randomWeights(d, 13);
+  const tokens = [5, 9, 14, 2, 33, 40, 7];
+  const want = new Zamba2Reference(d, w);
+  const ref = want.forward(want.newState(), tokens);
+  let external = false;
+  const s = await StepSession.create(d, w, { threads: 1, inlineWeightLimitBytes: 0, onTiming: (t) => (external = t.external) });
+  try {
+    assert.equal(external, true);
+    const [got] = await runBatch(s, [newSeq(d)], [tokens]);
+    assert.ok(relError(got!, ref) <= 1e-4, `rel error ${relError(got!, ref)}`);
+  } finally {
+    await s.close();
+  }
+});
