@@ -35,16 +35,22 @@ if [ "$mode" = "--check" ]; then
   cublas=1; has_cublas || cublas=0
   files=("$here"/src/*.cu "$here"/src/*.cc "$here"/engine/*.cc "$here"/tests/*.cu "$here"/tests/*.cc "$here"/bench/*.cc)
   [ -d "$NAPI_INC" ] && files+=("$here"/addon/*.cc) || echo "check: skipped addon/ (node-api-headers not installed)"
-  fail=0; n=0
+  # one nvcc per file, JOBS at a time; a .status file per file records the outcome
+  n=0
   for f in "${files[@]}"; do
     [ -f "$f" ] || continue
     if needs_cublas "$f" && [ "$cublas" = 0 ]; then echo "check: skipped ${f#$root/} (no cuBLAS headers here)"; continue; fi
     n=$((n + 1))
-    if compile "$f" "$tmp/$(basename "$f").o" -I"$NAPI_INC" -DNODE_GYP_MODULE_NAME=zamba2_cuda > "$tmp/$(basename "$f").log" 2>&1; then
-      echo "check: ok ${f#$root/}"
-    else
-      echo "check: FAILED ${f#$root/}"; cat "$tmp/$(basename "$f").log"; fail=$((fail + 1))
-    fi
+    b="$tmp/$(basename "$f")"
+    ( if compile "$f" "$b.o" -I"$NAPI_INC" -DNODE_GYP_MODULE_NAME=zamba2_cuda > "$b.log" 2>&1; then echo ok > "$b.status"; else echo FAILED > "$b.status"; fi ) &
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 0.2; done
+  done
+  wait
+  fail=0
+  for f in "${files[@]}"; do
+    b="$tmp/$(basename "$f")"
+    [ -f "$b.status" ] || continue
+    if [ "$(cat "$b.status")" = ok ]; then echo "check: ok ${f#$root/}"; else echo "check: FAILED ${f#$root/}"; cat "$b.log"; fail=$((fail + 1)); fi
   done
   echo "nvcc compile check: $((n - fail)) passed, $fail failed"
   [ "$fail" = 0 ]
