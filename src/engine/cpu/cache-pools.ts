@@ -76,16 +76,20 @@ export class StateSlotPool {
 }
 
 export class KvPagePool {
-  /** One array per page: [attention invocation][K | V][16 tokens][2H]. */
-  private readonly pages: Float32Array[];
+  /**
+   * One array per page: [attention invocation][K | V][16 tokens][2H], allocated on first write so
+   * a large pool costs memory only for pages in use (small arrays are not lazily zeroed by the OS).
+   */
+  private readonly pages: Array<Float32Array | undefined>;
+  private readonly pageFloats: number;
   private readonly rowFloats: number;
   private readonly attnCount: number;
 
   constructor(d: Zamba2Dims, readonly pageCount: number) {
     this.rowFloats = d.attentionHiddenSize;
     this.attnCount = d.hybridLayerIds.length;
-    const pageFloats = this.attnCount * 2 * TOKENS_PER_PAGE * this.rowFloats;
-    this.pages = pageFloats === 0 ? [] : Array.from({ length: pageCount }, () => new Float32Array(pageFloats));
+    this.pageFloats = this.attnCount * 2 * TOKENS_PER_PAGE * this.rowFloats;
+    this.pages = new Array<Float32Array | undefined>(pageCount);
   }
 
   private page(pageTable: Int32Array, position: number): Float32Array {
@@ -94,9 +98,10 @@ export class KvPagePool {
       throw new EngineError(`page table (${pageTable.length} pages) does not cover position ${position}`, 'page_table_short', false);
     }
     const id = pageTable[idx]!;
-    const page = this.pages[id];
-    if (page === undefined) throw new EngineError(`KV page ${id} out of range [0, ${this.pageCount})`, 'page_out_of_range', false);
-    return page;
+    if (!Number.isInteger(id) || id < 0 || id >= this.pageCount) {
+      throw new EngineError(`KV page ${id} out of range [0, ${this.pageCount})`, 'page_out_of_range', false);
+    }
+    return (this.pages[id] ??= new Float32Array(this.pageFloats));
   }
 
   private offset(a: number, kv: 0 | 1, position: number): number {

@@ -42,7 +42,7 @@ export interface CpuEngineOptions {
   maxSequencesPerStep?: number;
   /** ORT intra-op threads; default: available cores. */
   threads?: number;
-  /** Bytes for slots + pages; default min(4 GiB, a quarter of RAM). */
+  /** Bytes for slots + pages; default min(2 GiB, a quarter of RAM). KV pages are allocated on first use. */
   cacheBudgetBytes?: number;
   /** Seed of the engine's own random stream (sequences without a seed). Default 0. */
   seed?: number;
@@ -96,7 +96,7 @@ export class CpuEngine implements Engine {
       tokensPerPage: TOKENS_PER_PAGE,
       maxTokensPerStep: opts.maxTokensPerStep ?? 2048,
       maxSequencesPerStep: opts.maxSequencesPerStep ?? 32,
-      cacheBudgetBytes: opts.cacheBudgetBytes ?? Math.min(4 * 1024 ** 3, Math.floor(totalmem() / 4)),
+      cacheBudgetBytes: opts.cacheBudgetBytes ?? Math.min(2 * 1024 ** 3, Math.floor(totalmem() / 4)),
       eosTokenIds: opts.eosTokenIds ?? [dims.eosTokenId],
     };
   }
