@@ -31,6 +31,7 @@ fi
 if has bench; then
   stage "bench"
   for p in 1.2b 2.7b 7b; do timeout 200 kernels/build/bench-engine "$p" >> "$out/bench.txt" 2>&1 || status=1; done
+  ZAMBA2_GEMV=1 timeout 150 kernels/build/bench-engine 1.2b 2>&1 | grep -E "^decode b(1|16) " | sed 's/^/gemv /' >> "$out/bench.txt" || status=1
   ZAMBA2_NO_GRAPHS=1 timeout 150 kernels/build/bench-engine 1.2b 2>&1 | grep -E "^decode b(1|64) " | sed 's/^/no-graphs /' >> "$out/bench.txt" || status=1
   ZAMBA2_PROFILE=1 timeout 150 kernels/build/bench-engine 1.2b 2>&1 | grep -E "^profile|^preset|bench-engine" >> "$out/bench.txt" || status=1
   cat "$out/bench.txt"
@@ -43,7 +44,7 @@ fi
 stage summary
 grep -E "kernel checks" "$out/kernel-tests.txt" 2>/dev/null
 grep -E "ERROR SUMMARY" "$out/sanitizer.txt" 2>/dev/null | head -1
-grep -E "^(benchmark|prefill|decode|no-graphs)" "$out/bench.txt" 2>/dev/null
+grep -E "^(benchmark|prefill|decode|no-graphs|gemv)" "$out/bench.txt" 2>/dev/null
 grep -E "^# (pass|fail)" "$out/node-gpu.txt" 2>/dev/null
 echo "device-run status $status"
 exit $status

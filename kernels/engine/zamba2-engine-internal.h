@@ -70,6 +70,8 @@ struct zamba2_engine {
     std::unordered_map<uint64_t, cudaGraphExec_t> graphs;
     std::unordered_map<uint64_t, int> graph_seen;
     bool graphs_enabled = true;
+    // ZAMBA2_GEMV=1: GEMMs with M <= 8 rows use gemv_bf16_small_m instead of cuBLASLt
+    bool use_gemv = false;
 
     // ZAMBA2_PROFILE=1: an event after each op, GPU time summed per op category (graphs off)
     bool profiling = false;

@@ -145,6 +145,8 @@ zamba2_engine * zamba2_engine_create(const zamba2_config & cfg, std::string * er
     e->profiling = prof && prof[0] == '1';
     const char * no_graphs = std::getenv("ZAMBA2_NO_GRAPHS");
     e->graphs_enabled = !e->profiling && !(no_graphs && no_graphs[0] == '1');
+    const char * gemv = std::getenv("ZAMBA2_GEMV");
+    e->use_gemv = gemv && gemv[0] == '1';
     if (err.empty()) {
         const char * gerr = nullptr;
         e->gemm = gemm_context_create((size_t) 32 << 20, &gerr);

@@ -12,9 +12,20 @@
         if (err_ != cudaSuccess) return std::string(#call ": ") + cudaGetErrorString(err_);        \
     } while (0)
 
+// Decode-sized GEMMs (M <= 8) go to the GEMV kernel when ZAMBA2_GEMV=1 (opt-in until measured on the
+// GPU; kernels/NOTES.md); everything else, and any shape the GEMV refuses, to cuBLASLt.
+static int engine_gemm(zamba2_engine * e, void * y, gemm_out_type y_type, int ld_y, const bf16 * x, int ld_x,
+                       const bf16 * w, int M, int N, int K, float beta, cudaStream_t st) {
+    if (e->use_gemv && M <= 8 &&
+        gemv_bf16_small_m(y, y_type == GEMM_OUT_F32, ld_y, x, ld_x, w, M, N, K, beta, st)) {
+        return 0;
+    }
+    return gemm_bf16(e->gemm, y, y_type, ld_y, x, ld_x, w, M, N, K, beta, st);
+}
+
 #define ZF_GEMM(...)                                                                               \
     do {                                                                                           \
-        if (gemm_bf16(e->gemm, __VA_ARGS__) != 0) return std::string("gemm: ") + gemm_last_error(e->gemm); \
+        if (engine_gemm(e, __VA_ARGS__) != 0) return std::string("gemm: ") + gemm_last_error(e->gemm); \
     } while (0)
 
 struct step_view {

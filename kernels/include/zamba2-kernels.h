@@ -89,6 +89,13 @@ void fill_random_bf16(bf16 * x, int64_t n, uint64_t seed, float scale, float off
 void fill_random_f32(float * x, int64_t n, uint64_t seed, float scale, float offset,
                      cudaStream_t stream);
 
+// ---- gemv.cu -----------------------------------------------------------------------------------
+// Skinny GEMM for decode: y[M, N] = x[M, K] . w[N, K]^T + beta * y, M <= 8, bf16 x/w, y bf16 or f32.
+// Returns false (enqueues nothing) when unsupported: M > 8, K or ld_x not a multiple of 8, or x/w not
+// 16-byte aligned; the caller then uses cuBLASLt.
+bool gemv_bf16_small_m(void * y, bool y_f32, int ld_y, const bf16 * x, int ld_x, const bf16 * w, int M, int N, int K,
+                       float beta, cudaStream_t stream);
+
 // ---- sampling.cu -------------------------------------------------------------------------------
 // Per row of logits [n, V] fp32: argmax token, the max logit and log-sum-exp.
 void logits_argmax_lse(int32_t * token, float * max_logit, float * lse, const float * logits,

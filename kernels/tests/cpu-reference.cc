@@ -165,3 +165,15 @@ void ref_argmax_lse(const vec & logits, int rows, int V, ivec & token, vec & lse
         lse[r] = x[best] + std::log(s);
     }
 }
+
+vec ref_matmul_nt(const vec & x, const vec & w, const vec & y0, int M, int N, int K, double beta) {
+    vec y((size_t) M * N);
+    for (int m = 0; m < M; ++m) {
+        for (int n = 0; n < N; ++n) {
+            double acc = 0;
+            for (int k = 0; k < K; ++k) acc += x[(size_t) m * K + k] * w[(size_t) n * K + k];
+            y[(size_t) m * N + n] = acc + (beta != 0.0 ? beta * y0[(size_t) m * N + n] : 0.0);
+        }
+    }
+    return y;
+}

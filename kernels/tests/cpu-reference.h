@@ -36,3 +36,6 @@ vec ref_gelu_mul(const vec & gu, int rows, int F);
 
 // argmax (lowest index on ties) and log-sum-exp per row of logits [R, V].
 void ref_argmax_lse(const vec & logits, int rows, int V, ivec & token, vec & lse);
+
+// y[m, n] = sum_k x[m, k] w[n, k] + beta * y0[m, n]: x [M, K], w [N, K], y0 [M, N] (may be empty when beta is 0).
+vec ref_matmul_nt(const vec & x, const vec & w, const vec & y0, int M, int N, int K, double beta);
