@@ -3,7 +3,9 @@
  *   node --import tsx src/engine/cpu/bench-cpu.ts --model DIR [--threads N] [--prompt 256]
  *        [--chunk 256] [--decode 32] [--batches 1,8]
  * Prints build time, prefill tokens/s (one sequence, chunked at --chunk) and decode tokens/s for each
- * batch size (all sequences decoding together, after their prompts are in).
+ * batch size (all sequences decoding together, after their prompts are in), plus the process CPU
+ * time per token (all threads): on a shared machine wall time depends on the neighbours, CPU time
+ * much less.
  */
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -50,6 +52,11 @@ const pagesPerSeq = Math.ceil(totalLen / TOKENS_PER_PAGE);
 await engine.initCache({ slotCount: maxBatch, pageCount: maxBatch * pagesPerSeq });
 console.log(`model ${values.model}: vocab ${d.vocabSize}, ${d.mambaLayerCount} layers (${d.attentionLayerCount} attention), ${threads} threads, build+load ${buildS.toFixed(1)} s`);
 
+function cpuSecondsSince(start: NodeJS.CpuUsage): number {
+  const u = process.cpuUsage(start);
+  return (u.user + u.system) / 1e6;
+}
+
 let stepId = 0;
 const tokensOf = (seed: number, n: number) => Int32Array.from({ length: n }, (_, i) => 3 + ((seed * 7919 + i * 104729) % (d.vocabSize - 3)));
 const seq = (i: number, start: number, tokens: Int32Array, sample: boolean): ScheduledSequence => ({
@@ -68,6 +75,7 @@ for (const B of batches) {
   // prefill every sequence, one chunk per step
   const lastTokens: number[] = [];
   let prefillMs = 0;
+  const prefillCpu0 = process.cpuUsage();
   for (let i = 0; i < B; i++) {
     const prompt = tokensOf(i, promptLen);
     for (let start = 0; start < promptLen; start += chunkLen) {
@@ -83,7 +91,9 @@ for (const B of batches) {
       if (end === promptLen) lastTokens[i] = r.outputs[0]!.token;
     }
   }
+  const prefillCpuS = cpuSecondsSince(prefillCpu0);
   let decodeMs = 0;
+  const decodeCpu0 = process.cpuUsage();
   for (let k = 0; k < decodeSteps; k++) {
     const t = performance.now();
     const r = await engine.step({
@@ -95,9 +105,12 @@ for (const B of batches) {
     decodeMs += performance.now() - t;
     r.outputs.forEach((o, i) => (lastTokens[i] = o.token));
   }
+  const decodeCpuS = cpuSecondsSince(decodeCpu0);
   console.log(
-    `batch ${B}: prefill ${((B * promptLen) / (prefillMs / 1000)).toFixed(1)} tok/s (${B}×${promptLen} tokens, chunks of ${chunkLen}); ` +
-      `decode ${((B * decodeSteps) / (decodeMs / 1000)).toFixed(2)} tok/s (${(decodeMs / decodeSteps).toFixed(1)} ms/step)`,
+    `batch ${B}: prefill ${((B * promptLen) / (prefillMs / 1000)).toFixed(1)} tok/s (${B}×${promptLen} tokens, chunks of ${chunkLen}; ` +
+      `${((prefillCpuS * 1000) / (B * promptLen)).toFixed(1)} CPU-ms/token); ` +
+      `decode ${((B * decodeSteps) / (decodeMs / 1000)).toFixed(2)} tok/s (${(decodeMs / decodeSteps).toFixed(1)} ms/step, ` +
+      `${((decodeCpuS * 1000) / (B * decodeSteps)).toFixed(1)} CPU-ms/token)`,
   );
 }
 await engine.close();
