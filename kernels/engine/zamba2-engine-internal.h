@@ -72,6 +72,8 @@ struct zamba2_engine {
     bool graphs_enabled = true;
     // ZAMBA2_GEMV=1: GEMMs with M <= 8 rows use gemv_bf16_small_m instead of cuBLASLt
     bool use_gemv = false;
+    // ZAMBA2_DECODE_STEP=1: decode-only steps update the SSM state with mamba2_state_step
+    bool use_decode_step = false;
 
     // ZAMBA2_PROFILE=1: an event after each op, GPU time summed per op category (graphs off)
     bool profiling = false;

@@ -147,6 +147,8 @@ zamba2_engine * zamba2_engine_create(const zamba2_config & cfg, std::string * er
     e->graphs_enabled = !e->profiling && !(no_graphs && no_graphs[0] == '1');
     const char * gemv = std::getenv("ZAMBA2_GEMV");
     e->use_gemv = gemv && gemv[0] == '1';
+    const char * decode_step = std::getenv("ZAMBA2_DECODE_STEP");
+    e->use_decode_step = decode_step && decode_step[0] == '1';
     if (err.empty()) {
         const char * gerr = nullptr;
         e->gemm = gemm_context_create((size_t) 32 << 20, &gerr);

@@ -150,8 +150,15 @@ static std::string mamba_mixer(zamba2_engine * e, const step_view & v, int L) {
                          v.seq_slot, T, cd, st);                                           // xbc: [T, cd]
     causal_conv1d_state_update(conv_state, s.zx + d, ipo, v.cu_seqlens, v.seq_slot, v.S, cd, st);
     zamba2_prof_mark(e, PROF_CONV);
-    mamba2_scan_varlen(s.y, ssm_state, s.xbc, cd, s.zx + d + cd, ipo, lw.dt_bias, lw.a_log, lw.d, v.cu_seqlens,
-                       v.seq_slot, v.S, c.n_mamba_heads, c.mamba_head_dim, c.ngroups, c.d_state, st);  // y: [T, d] f32
+    // decode-only steps may use the 16-byte-state kernel (ZAMBA2_DECODE_STEP=1, opt-in until measured)
+    const bool stepped = e->use_decode_step && T == v.S &&
+                         mamba2_state_step(s.y, ssm_state, s.xbc, cd, s.zx + d + cd, ipo, lw.dt_bias, lw.a_log, lw.d,
+                                           v.cu_seqlens, v.seq_slot, v.S, c.n_mamba_heads, c.mamba_head_dim, c.ngroups,
+                                           c.d_state, st);                                // y: [T, d] f32
+    if (!stepped) {
+        mamba2_scan_varlen(s.y, ssm_state, s.xbc, cd, s.zx + d + cd, ipo, lw.dt_bias, lw.a_log, lw.d, v.cu_seqlens,
+                           v.seq_slot, v.S, c.n_mamba_heads, c.mamba_head_dim, c.ngroups, c.d_state, st);  // y: [T, d] f32
+    }
     (void) GN;
     zamba2_prof_mark(e, PROF_SCAN);
     gated_rms_norm(s.v, s.y, s.zx, ipo, lw.norm, T, d, c.ngroups, 1e-5f, st);             // v: [T, d]

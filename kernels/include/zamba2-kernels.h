@@ -53,6 +53,13 @@ void mamba2_scan_varlen(float * y, float * ssm_state, const bf16 * xbc, int ld_x
                         int n_seqs, int n_heads, int head_dim, int n_groups, int d_state,
                         cudaStream_t stream);
 
+// Decode-only variant (every sequence exactly one token) with 16-byte state traffic. Returns false
+// (enqueues nothing) when d_state is not 4 x a power of two <= 128 or ld_xbc / d are not multiples of 4.
+bool mamba2_state_step(float * y, float * ssm_state, const bf16 * xbc, int ld_xbc, const bf16 * dt_raw, int ld_dt,
+                       const float * dt_bias, const float * a_log, const float * d_skip, const int32_t * cu_seqlens,
+                       const int32_t * seq_slot, int n_seqs, int n_heads, int head_dim, int n_groups, int d_state,
+                       cudaStream_t stream);
+
 // ---- rotary.cu ---------------------------------------------------------------------------------
 // NeoX rope over the full head dim, in place: x: [T, n_heads, head_dim], positions: [T].
 void rope_neox_inplace(bf16 * x, const int32_t * positions, int n_tokens, int n_heads, int head_dim,

@@ -90,6 +90,58 @@ static __global__ void mamba2_scan_varlen_kernel(float * __restrict__ y, float *
     }
 }
 
+// Decode specialization (every sequence has exactly one token): a group of N/4 threads owns one state
+// row and moves it with 16-byte loads/stores (float4 of S, 8-byte B and C), so a warp covers
+// 32 / (N/4) rows. The state pool read + write is the whole cost at large batch; this reads it at
+// full width instead of the scan kernel's 4-byte-per-lane pattern.
+template <int GW>  // threads per row = N / 4, a power of two <= 32
+static __global__ void mamba2_state_step_kernel(float * __restrict__ y, float * __restrict__ ssm_state,
+                                                const bf16 * __restrict__ xbc, int ld_xbc,
+                                                const bf16 * __restrict__ dt_raw, int ld_dt,
+                                                const float * __restrict__ dt_bias,
+                                                const float * __restrict__ a_log,
+                                                const float * __restrict__ d_skip,
+                                                const int32_t * __restrict__ cu_seqlens,
+                                                const int32_t * __restrict__ seq_slot, int n_seqs,
+                                                int n_heads, int head_dim, int n_groups, int d_state) {
+    const int64_t thread = (int64_t) blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t n_rows = (int64_t) n_seqs * n_heads * head_dim;
+    const int64_t row_raw = thread / GW;
+    const bool valid = row_raw < n_rows;
+    const int64_t row = valid ? row_raw : n_rows - 1;        // clamped: idle threads still shuffle
+    const int s = (int) (row / ((int64_t) n_heads * head_dim));
+    const int h = (int) ((row / head_dim) % n_heads);
+    const int p = (int) (row % head_dim);
+    const int g = h / (n_heads / n_groups);
+    const int d_inner = n_heads * head_dim;
+    const int n0 = (int) (thread % GW) * 4;
+    const int64_t t = cu_seqlens[s];
+    const bf16 * xrow = xbc + t * ld_xbc;                     // xbc: [T, d + 2GN]
+    const float dt = zk_softplus(zk_to_f32(dt_raw[t * ld_dt + h]) + dt_bias[h]);  // dt_raw: [T, nh]
+    const float dA = expf(dt * -expf(a_log[h]));
+    const float xv = zk_to_f32(xrow[h * head_dim + p]);
+    float4 * st = reinterpret_cast<float4 *>(ssm_state + (((int64_t) seq_slot[s] * n_heads + h) * head_dim + p) * d_state + n0);
+    float4 S = valid ? *st : make_float4(0.f, 0.f, 0.f, 0.f);  // state row [N], 4 per thread
+    const uint2 braw = *reinterpret_cast<const uint2 *>(xrow + d_inner + g * d_state + n0);
+    const uint2 craw = *reinterpret_cast<const uint2 *>(xrow + d_inner + n_groups * d_state + g * d_state + n0);
+    const float2 b01 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&braw.x));
+    const float2 b23 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&braw.y));
+    const float2 c01 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&craw.x));
+    const float2 c23 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&craw.y));
+    const float dtx = dt * xv;
+    S.x = S.x * dA + dtx * b01.x;
+    S.y = S.y * dA + dtx * b01.y;
+    S.z = S.z * dA + dtx * b23.x;
+    S.w = S.w * dA + dtx * b23.y;
+    float acc = S.x * c01.x + S.y * c01.y + S.z * c23.x + S.w * c23.y;
+#pragma unroll
+    for (int off = GW / 2; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    if (valid) {
+        *st = S;
+        if (n0 == 0) y[t * d_inner + h * head_dim + p] = acc + d_skip[h] * xv;  // y: [T, d]
+    }
+}
+
 // ---- launchers ---------------------------------------------------------------------------------
 
 void mamba2_scan_varlen(float * y, float * ssm_state, const bf16 * xbc, int ld_xbc,
@@ -110,4 +162,31 @@ void mamba2_scan_varlen(float * y, float * ssm_state, const bf16 * xbc, int ld_x
     else if (d_state <= 128) ZK_SCAN_LAUNCH(4);
     else if (d_state <= 256) ZK_SCAN_LAUNCH(8);
 #undef ZK_SCAN_LAUNCH
+}
+
+bool mamba2_state_step(float * y, float * ssm_state, const bf16 * xbc, int ld_xbc, const bf16 * dt_raw, int ld_dt,
+                       const float * dt_bias, const float * a_log, const float * d_skip, const int32_t * cu_seqlens,
+                       const int32_t * seq_slot, int n_seqs, int n_heads, int head_dim, int n_groups, int d_state,
+                       cudaStream_t stream) {
+    const int gw = d_state / 4;
+    // 8-byte B/C loads need 4-aligned columns: ld_xbc and d_inner multiples of 4 (bf16), 16-byte state rows
+    if (d_state % 4 != 0 || gw > 32 || (gw & (gw - 1)) != 0 || ld_xbc % 4 != 0 || (n_heads * head_dim) % 4 != 0) return false;
+    if (n_seqs <= 0) return true;
+    const int64_t threads = (int64_t) n_seqs * n_heads * head_dim * gw;
+    const int block = 256;
+    const unsigned blocks = (unsigned) ((threads + block - 1) / block);
+#define ZK_STEP_LAUNCH(GW)                                                                         \
+    mamba2_state_step_kernel<GW><<<blocks, block, 0, stream>>>(y, ssm_state, xbc, ld_xbc, dt_raw, ld_dt, dt_bias, \
+                                                              a_log, d_skip, cu_seqlens, seq_slot, n_seqs, n_heads, \
+                                                              head_dim, n_groups, d_state)
+    switch (gw) {
+        case 1: ZK_STEP_LAUNCH(1); break;
+        case 2: ZK_STEP_LAUNCH(2); break;
+        case 4: ZK_STEP_LAUNCH(4); break;
+        case 8: ZK_STEP_LAUNCH(8); break;
+        case 16: ZK_STEP_LAUNCH(16); break;
+        default: ZK_STEP_LAUNCH(32); break;
+    }
+#undef ZK_STEP_LAUNCH
+    return true;
 }

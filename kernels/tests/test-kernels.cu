@@ -107,7 +107,7 @@ static void run_scan(const scan_case & sc, const ivec & slots, const ivec & lens
 }
 
 static void test_mamba2_scan(test_table & tab, test_rng & rng) {
-    const scan_case cases[2] = {{6, 16, 2, 48}, {4, 64, 1, 128}};
+    const scan_case cases[3] = {{6, 16, 2, 48}, {4, 64, 1, 128}, {4, 12, 2, 16}};
     for (const scan_case & sc : cases) {
         const int d = sc.nh * sc.P, ld = d + 2 * sc.G * sc.N, ld_dt = sc.nh + 9, n_slots = 7;
         const std::string tag = "mamba2_scan nh" + std::to_string(sc.nh) + " P" + std::to_string(sc.P) + " G" +
@@ -147,6 +147,32 @@ static void test_mamba2_scan(test_table & tab, test_rng & rng) {
             run_scan(sc, {2}, {len}, st_chunk, d_chunk, xs, ds, ld_dt, dt_bias, a_log, dsk, yg, yr);
             y_chunks.insert(y_chunks.end(), yg.begin(), yg.end());
             t0 += len;
+        }
+        // Decode specialization: one token per sequence, against the reference and the varlen scan.
+        {
+            const ivec lens(5, 1);
+            const vec xd = rng.bf16_values((size_t) 5 * ld, -1, 1), dtd = rng.bf16_values((size_t) 5 * ld_dt, -2, 2);
+            vec st_ref = state;
+            dev_buf<float> d_st(state.size());
+            d_st.upload(state);
+            const ivec cu = cu_from_lengths(lens);
+            vec dt((size_t) 5 * sc.nh);
+            for (int t = 0; t < 5; ++t) for (int h = 0; h < sc.nh; ++h) dt[(size_t) t * sc.nh + h] = dtd[(size_t) t * ld_dt + 3 + h];
+            dev_buf<bf16> dx(xd.size()), ddt(dtd.size());
+            dev_buf<float> dy((size_t) 5 * d), dbias(dt_bias.size()), dalog(a_log.size()), dd(dsk.size());
+            dev_buf<int32_t> dcu(cu.size()), dslot(slots.size());
+            dx.upload(xd); ddt.upload(dtd); dbias.upload(dt_bias); dalog.upload(a_log); dd.upload(dsk);
+            upload_ints(dcu, cu); upload_ints(dslot, slots);
+            const bool ok = mamba2_state_step(dy.ptr, d_st.ptr, dx.ptr, ld, ddt.ptr + 3, ld_dt, dbias.ptr, dalog.ptr, dd.ptr,
+                                              dcu.ptr, dslot.ptr, 5, sc.nh, sc.P, sc.G, sc.N, 0);
+            ZK_LAUNCHED();
+            const bool supported = sc.N % 4 == 0 && (sc.N / 4 & (sc.N / 4 - 1)) == 0 && sc.N <= 128;
+            tab.compare_ints(tag + ": decode step accepts iff N/4 is a power of 2", {ok ? 1 : 0}, {supported ? 1 : 0});
+            if (ok) {
+                const vec y_ref = ref_mamba2_scan(xd, dt, dt_bias, a_log, dsk, st_ref, cu, slots, sc.nh, sc.P, sc.G, sc.N);
+                tab.compare(tag + ": decode step y", dy.download(), y_ref, TOL_F32);
+                tab.compare(tag + ": decode step state", d_st.download(), st_ref, TOL_F32);
+            }
         }
         tab.compare(tag + ": one-shot vs ref", y_one, y_one_ref, TOL_F32);
         tab.compare(tag + ": chunked 30+1+69 vs one-shot", y_chunks, y_one, 1e-6);
