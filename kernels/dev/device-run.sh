@@ -32,6 +32,7 @@ if has bench; then
   stage "bench"
   for p in 1.2b 2.7b 7b; do timeout 200 kernels/build/bench-engine "$p" >> "$out/bench.txt" 2>&1 || status=1; done
   ZAMBA2_GEMV=1 ZAMBA2_DECODE_STEP=1 timeout 150 kernels/build/bench-engine 1.2b 2>&1 | grep -E "^decode " | sed 's/^/gemv+step /' >> "$out/bench.txt" || status=1
+  ZAMBA2_SSD=1 timeout 150 kernels/build/bench-engine 1.2b 2>&1 | grep -E "^prefill " | sed 's/^/ssd /' >> "$out/bench.txt" || status=1
   ZAMBA2_NO_GRAPHS=1 timeout 150 kernels/build/bench-engine 1.2b 2>&1 | grep -E "^decode b(1|64) " | sed 's/^/no-graphs /' >> "$out/bench.txt" || status=1
   ZAMBA2_PROFILE=1 timeout 150 kernels/build/bench-engine 1.2b 2>&1 | grep -E "^profile|^preset|bench-engine" >> "$out/bench.txt" || status=1
   cat "$out/bench.txt"
@@ -39,14 +40,14 @@ fi
 if has node; then
   stage "node GPU tests"
   timeout 300 node test/run-tests.mjs --gpu > "$out/node-gpu.txt" 2>&1 || status=1
-  ZAMBA2_GEMV=1 ZAMBA2_DECODE_STEP=1 timeout 300 node test/run-tests.mjs --gpu > "$out/node-gpu-fast.txt" 2>&1 || status=1
-  grep -E "^# (pass|fail)" "$out/node-gpu-fast.txt" | sed 's/^/gemv+step: /'
+  ZAMBA2_GEMV=1 ZAMBA2_DECODE_STEP=1 ZAMBA2_SSD=1 timeout 300 node test/run-tests.mjs --gpu > "$out/node-gpu-fast.txt" 2>&1 || status=1
+  grep -E "^# (pass|fail)" "$out/node-gpu-fast.txt" | sed 's/^/fast paths (gemv+step+ssd): /'
   grep -E "^# (tests|pass|fail)|not ok|error:|# [a-z]+/len|max rel|greedy tokens" "$out/node-gpu.txt" | head -60
 fi
 stage summary
 grep -E "kernel checks" "$out/kernel-tests.txt" 2>/dev/null
 grep -E "ERROR SUMMARY" "$out/sanitizer.txt" 2>/dev/null | head -1
-grep -E "^(benchmark|prefill|decode|no-graphs|gemv)" "$out/bench.txt" 2>/dev/null
+grep -E "^(benchmark|prefill|decode|no-graphs|gemv|ssd)" "$out/bench.txt" 2>/dev/null
 grep -E "^# (pass|fail)" "$out/node-gpu.txt" 2>/dev/null
 echo "device-run status $status"
 exit $status

@@ -74,6 +74,15 @@ struct zamba2_engine {
     bool use_gemv = false;
     // ZAMBA2_DECODE_STEP=1: decode-only steps update the SSM state with mamba2_state_step
     bool use_decode_step = false;
+    // ZAMBA2_SSD=1: steps with prefill chunks run the chunked SSD scan (mamba2_ssd_varlen)
+    bool use_ssd = false;
+    int ssd_max_chunks = 0;
+    int ssd_n_chunks = 0;          // chunks of the current step (0: this step uses the sequential scan)
+    float * ssd_states = nullptr;  // [max_chunks, nh, P, N]
+    float * ssd_dt = nullptr;      // [max_chunks, nh, 64]
+    float * ssd_lam = nullptr;     // [max_chunks, nh, 64]
+    int32_t * ssd_chunks = nullptr;    // device: t0[max_chunks] len[max_chunks] seq_chunk0[max_seqs] seq_nchunks[max_seqs]
+    int32_t * h_ssd_chunks = nullptr;  // pinned staging of the same
 
     // ZAMBA2_PROFILE=1: an event after each op, GPU time summed per op category (graphs off)
     bool profiling = false;

@@ -149,6 +149,20 @@ zamba2_engine * zamba2_engine_create(const zamba2_config & cfg, std::string * er
     e->use_gemv = gemv && gemv[0] == '1';
     const char * decode_step = std::getenv("ZAMBA2_DECODE_STEP");
     e->use_decode_step = decode_step && decode_step[0] == '1';
+    const char * ssd = std::getenv("ZAMBA2_SSD");
+    e->use_ssd = ssd && ssd[0] == '1';
+    if (err.empty() && e->use_ssd) {
+        // one chunk per 64 tokens plus one partial chunk per sequence
+        const zamba2_config & c = e->cfg;
+        e->ssd_max_chunks = c.max_tokens / 64 + c.max_seqs;
+        const size_t per_chunk = (size_t) c.n_mamba_heads * c.mamba_head_dim * c.d_state;
+        err = alloc_n(e, &e->ssd_states, (size_t) e->ssd_max_chunks * per_chunk);
+        if (err.empty()) err = alloc_n(e, &e->ssd_dt, (size_t) e->ssd_max_chunks * c.n_mamba_heads * 64);
+        if (err.empty()) err = alloc_n(e, &e->ssd_lam, (size_t) e->ssd_max_chunks * c.n_mamba_heads * 64);
+        const size_t n_idx = 2 * (size_t) e->ssd_max_chunks + 2 * (size_t) c.max_seqs;
+        if (err.empty()) err = alloc_n(e, &e->ssd_chunks, n_idx);
+        if (err.empty() && cudaMallocHost(&e->h_ssd_chunks, n_idx * sizeof(int32_t)) != cudaSuccess) err = "cudaMallocHost failed";
+    }
     if (err.empty()) {
         const char * gerr = nullptr;
         e->gemm = gemm_context_create((size_t) 32 << 20, &gerr);
@@ -175,6 +189,8 @@ void zamba2_engine_destroy(zamba2_engine * e) {
     }
     for (auto & kv : e->graphs) cudaGraphExecDestroy(kv.second);
     for (cudaEvent_t ev : e->prof_events) cudaEventDestroy(ev);
+    for (void * p : std::initializer_list<void *>{e->ssd_states, e->ssd_dt, e->ssd_lam, e->ssd_chunks}) if (p) cudaFree(p);
+    if (e->h_ssd_chunks) cudaFreeHost(e->h_ssd_chunks);
     if (e->h_packed) cudaFreeHost(e->h_packed);
     if (e->h_out) cudaFreeHost(e->h_out);
     if (e->gemm) gemm_context_destroy(e->gemm);

@@ -151,7 +151,14 @@ static std::string mamba_mixer(zamba2_engine * e, const step_view & v, int L) {
     causal_conv1d_state_update(conv_state, s.zx + d, ipo, v.cu_seqlens, v.seq_slot, v.S, cd, st);
     zamba2_prof_mark(e, PROF_CONV);
     // decode-only steps may use the 16-byte-state kernel (ZAMBA2_DECODE_STEP=1, opt-in until measured)
-    const bool stepped = e->use_decode_step && T == v.S &&
+    const int32_t * ck = e->ssd_chunks;  // t0 | len | seq_chunk0 | seq_nchunks
+    const int cmax = e->ssd_max_chunks;
+    const bool chunked = e->ssd_n_chunks > 0 &&
+                         mamba2_ssd_varlen(s.y, ssm_state, e->ssd_states, e->ssd_dt, e->ssd_lam, s.xbc, cd, s.zx + d + cd,
+                                           ipo, lw.dt_bias, lw.a_log, lw.d, ck, ck + cmax, ck + 2 * cmax,
+                                           ck + 2 * cmax + c.max_seqs, v.seq_slot, e->ssd_n_chunks, v.S,
+                                           c.n_mamba_heads, c.mamba_head_dim, c.ngroups, c.d_state, st);  // y: [T, d] f32
+    const bool stepped = !chunked && e->use_decode_step && T == v.S &&
                          mamba2_state_step(s.y, ssm_state, s.xbc, cd, s.zx + d + cd, ipo, lw.dt_bias, lw.a_log, lw.d,
                                            v.cu_seqlens, v.seq_slot, v.S, c.n_mamba_heads, c.mamba_head_dim, c.ngroups,
                                            c.d_state, st);                                // y: [T, d] f32
@@ -271,6 +278,29 @@ std::string zamba2_engine_step(zamba2_engine * e, const int32_t * packed, size_t
     const step_view v = make_view(s.packed, hp, off);  // device pointers, host-read counts
 
     ZF_CUDA(cudaEventRecord(e->ev_start, st));
+    // SSD chunk lists for steps that carry prefill chunks (ZAMBA2_SSD=1); decode-only steps keep the scan
+    e->ssd_n_chunks = 0;
+    if (e->use_ssd && hv.T > hv.S) {
+        const int cmax = e->ssd_max_chunks;
+        int32_t * hc = e->h_ssd_chunks;
+        int n = 0;
+        for (int q = 0; q < hv.S && n >= 0; ++q) {
+            const int t0 = hv.cu_seqlens[q], len = hv.cu_seqlens[q + 1] - t0;
+            hc[2 * cmax + q] = n;
+            for (int o = 0; o < len; o += 64) {
+                if (n == cmax) { n = -1; break; }
+                hc[n] = t0 + o;
+                hc[cmax + n] = len - o < 64 ? len - o : 64;
+                ++n;
+            }
+            if (n >= 0) hc[2 * cmax + c.max_seqs + q] = n - hc[2 * cmax + q];
+        }
+        if (n > 0) {
+            ZF_CUDA(cudaMemcpyAsync(e->ssd_chunks, hc, (2 * (size_t) cmax + 2 * (size_t) c.max_seqs) * sizeof(int32_t),
+                                    cudaMemcpyHostToDevice, st));
+            e->ssd_n_chunks = n;
+        }
+    }
     ZF_CUDA(cudaMemcpyAsync(s.packed, hp, need_dev * sizeof(int32_t), cudaMemcpyHostToDevice, st));
     for (int i = 0; i < hv.R; ++i) {  // new sequences start from zero state (KV pages need no reset)
         const int slot = hv.reset_slots[i];

@@ -60,6 +60,19 @@ bool mamba2_state_step(float * y, float * ssm_state, const bf16 * xbc, int ld_xb
                        const int32_t * seq_slot, int n_seqs, int n_heads, int head_dim, int n_groups, int d_state,
                        cudaStream_t stream);
 
+// ---- mamba2-ssd.cu ----------------------------------------------------------------------------
+// Chunked (SSD) form of mamba2_scan_varlen for prefill. The caller cuts every sequence into chunks of
+// at most ZK_SSD_CHUNK (64) tokens: chunk c covers tokens [chunk_t0[c], + chunk_len[c]) of one
+// sequence; sequence s owns chunks [seq_chunk0[s], + seq_nchunks[s]) in order (every sequence at
+// least one). Scratch: chunk_states [n_chunks, nh, P, N] f32, dt_buf and lam_buf [n_chunks, nh, 64] f32.
+// Returns false (enqueues nothing) when head_dim > 64 or the shared memory needed exceeds the device's.
+#define ZK_SSD_CHUNK_TOKENS 64
+bool mamba2_ssd_varlen(float * y, float * ssm_state, float * chunk_states, float * dt_buf, float * lam_buf,
+                       const bf16 * xbc, int ld_xbc, const bf16 * dt_raw, int ld_dt, const float * dt_bias,
+                       const float * a_log, const float * d_skip, const int32_t * chunk_t0, const int32_t * chunk_len,
+                       const int32_t * seq_chunk0, const int32_t * seq_nchunks, const int32_t * seq_slot, int n_chunks,
+                       int n_seqs, int n_heads, int head_dim, int n_groups, int d_state, cudaStream_t stream);
+
 // ---- rotary.cu ---------------------------------------------------------------------------------
 // NeoX rope over the full head dim, in place: x: [T, n_heads, head_dim], positions: [T].
 void rope_neox_inplace(bf16 * x, const int32_t * positions, int n_tokens, int n_heads, int head_dim,

@@ -174,6 +174,44 @@ static void test_mamba2_scan(test_table & tab, test_rng & rng) {
                 tab.compare(tag + ": decode step state", d_st.download(), st_ref, TOL_F32);
             }
         }
+        // Chunked SSD form on a ragged batch (chunk edges at 63/64/65 tokens, decodes) from nonzero states.
+        {
+            const ivec lens = {1, 64, 65, 150, 3};
+            const ivec cu = cu_from_lengths(lens);
+            const int T = cu.back();
+            ivec chunk_t0, chunk_len, seq_chunk0, seq_nchunks;
+            for (size_t q = 0; q < lens.size(); ++q) {
+                seq_chunk0.push_back((int) chunk_t0.size());
+                for (int o = 0; o < lens[q]; o += ZK_SSD_CHUNK_TOKENS) {
+                    chunk_t0.push_back(cu[q] + o);
+                    chunk_len.push_back(std::min(ZK_SSD_CHUNK_TOKENS, lens[q] - o));
+                }
+                seq_nchunks.push_back((int) chunk_t0.size() - seq_chunk0.back());
+            }
+            const int C = (int) chunk_t0.size();
+            const vec xs = rng.bf16_values((size_t) T * ld, -1, 1), dts = rng.bf16_values((size_t) T * ld_dt, -2, 2);
+            vec dt((size_t) T * sc.nh);
+            for (int t = 0; t < T; ++t) for (int h = 0; h < sc.nh; ++h) dt[(size_t) t * sc.nh + h] = dts[(size_t) t * ld_dt + 3 + h];
+            vec st_ref = state;
+            dev_buf<float> d_st(state.size()), dy((size_t) T * d), dcs((size_t) C * sc.nh * sc.P * sc.N);
+            dev_buf<float> ddtb((size_t) C * sc.nh * 64), dlam((size_t) C * sc.nh * 64);
+            dev_buf<float> dbias(dt_bias.size()), dalog(a_log.size()), dd(dsk.size());
+            dev_buf<bf16> dx(xs.size()), ddt(dts.size());
+            dev_buf<int32_t> dct0(C), dclen(C), dsc0(lens.size()), dsn(lens.size()), dslot(slots.size());
+            d_st.upload(state); dx.upload(xs); ddt.upload(dts); dbias.upload(dt_bias); dalog.upload(a_log); dd.upload(dsk);
+            upload_ints(dct0, chunk_t0); upload_ints(dclen, chunk_len); upload_ints(dsc0, seq_chunk0);
+            upload_ints(dsn, seq_nchunks); upload_ints(dslot, slots);
+            const bool ok = mamba2_ssd_varlen(dy.ptr, d_st.ptr, dcs.ptr, ddtb.ptr, dlam.ptr, dx.ptr, ld, ddt.ptr + 3, ld_dt,
+                                              dbias.ptr, dalog.ptr, dd.ptr, dct0.ptr, dclen.ptr, dsc0.ptr, dsn.ptr, dslot.ptr,
+                                              C, (int) lens.size(), sc.nh, sc.P, sc.G, sc.N, 0);
+            ZK_LAUNCHED();
+            tab.compare_ints(tag + ": ssd accepts P <= 64", {ok ? 1 : 0}, {sc.P <= 64 ? 1 : 0});
+            if (ok) {
+                const vec y_ref = ref_mamba2_scan(xs, dt, dt_bias, a_log, dsk, st_ref, cu, slots, sc.nh, sc.P, sc.G, sc.N);
+                tab.compare(tag + ": ssd chunked [1,64,65,150,3] y", dy.download(), y_ref, 1e-4);
+                tab.compare(tag + ": ssd chunked final states", d_st.download(), st_ref, 1e-4);
+            }
+        }
         tab.compare(tag + ": one-shot vs ref", y_one, y_one_ref, TOL_F32);
         tab.compare(tag + ": chunked 30+1+69 vs one-shot", y_chunks, y_one, 1e-6);
         tab.compare(tag + ": chunked final state vs one-shot", d_chunk.download(), d_one.download(), 1e-6);
