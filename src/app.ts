@@ -41,6 +41,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   const { config, scheduler, tokenizer, engineDescription } = deps;
   const metrics = deps.metrics ?? new ServerMetrics();
   metrics.bindScheduler(() => scheduler.stats());
+  // Shared with main.ts (it flips `ready` at shutdown), so extended in place, never copied.
+  const readiness = deps.readiness ?? { ready: true };
+  readiness.engineFailed ??= () => scheduler.failed;
   const maxModelLen = Math.min(config.maxModelLen ?? engineDescription.maxModelLen, engineDescription.maxModelLen);
   const ctx: ApiContext = {
     config,
@@ -51,7 +54,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     service: new GenerationService({ scheduler, tokenizer, observer: metrics }),
     samplingDefaults: deps.samplingDefaults ?? OPENAI_SAMPLING_DEFAULTS,
     metrics,
-    readiness: deps.readiness ?? { ready: true },
+    readiness,
   };
 
   const app: FastifyInstance = Fastify({

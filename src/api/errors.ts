@@ -32,6 +32,7 @@ export const ERRORS = {
   ZMB_ERR_GENERATION_FAILED: { status: 500, type: 'server_error', code: 'generation_failed' },
   ZMB_ERR_SHUTTING_DOWN: { status: 503, type: 'server_error', code: 'shutting_down' },
   ZMB_ERR_NOT_READY: { status: 503, type: 'server_error', code: 'not_ready' },
+  ZMB_ERR_ENGINE_FAILED: { status: 503, type: 'server_error', code: 'engine_failed' },
 } as const satisfies Record<string, ErrorDef>;
 
 export type ErrorName = keyof typeof ERRORS;
@@ -95,6 +96,7 @@ const SERVING_ERRORS: Record<ServingErrorReason, ErrorName> = {
   chat_template: 'ZMB_ERR_CHAT_TEMPLATE',
   overloaded: 'ZMB_ERR_OVERLOADED',
   shutting_down: 'ZMB_ERR_SHUTTING_DOWN',
+  engine_failed: 'ZMB_ERR_ENGINE_FAILED',
   generation_failed: 'ZMB_ERR_GENERATION_FAILED',
 };
 

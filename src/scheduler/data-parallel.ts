@@ -73,6 +73,11 @@ export class DataParallelScheduler implements ServingScheduler {
     await Promise.all(this.replicas.map((r) => r.close()));
   }
 
+  /** Failed only when every replica has failed: a live one keeps the process worth routing to. */
+  get failed(): boolean {
+    return this.replicas.every((r) => r.failed);
+  }
+
   get liveSequenceMemory(): number {
     return this.replicas.reduce((sum, r) => sum + r.liveSequenceMemory, 0);
   }

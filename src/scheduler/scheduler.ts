@@ -155,6 +155,11 @@ export class Scheduler implements GenerationScheduler {
     };
   }
 
+  /** A non-retryable engine error ended this scheduler: /health and /ready report it. */
+  get failed(): boolean {
+    return this.state === 'failed';
+  }
+
   /** Sequences still holding cache memory (tests: zero after the load). */
   get liveSequenceMemory(): number {
     return this.cache?.sequenceCount ?? 0;
@@ -162,6 +167,7 @@ export class Scheduler implements GenerationScheduler {
 
   submit(request: GenerationRequest): GenerationHandle {
     if (this.state === 'new') throw new Error('Scheduler.submit before start()');
+    if (this.state === 'failed') throw new SchedulerRejection('the engine failed and cannot serve any more; the server needs a restart', 'engine_failed');
     if (this.state !== 'serving') throw new SchedulerRejection('server is shutting down', 'shutting_down');
     const cache = this.cache!;
     const promptLength = request.promptTokens.length;

@@ -81,8 +81,11 @@ export interface SchedulerObserver {
 export class SchedulerRejection extends Error {
   constructor(
     message: string,
-    /** 'overloaded' → 429/503 with Retry-After; 'too_long' → 400 naming the limit; 'shutting_down' → 503. */
-    readonly reason: 'overloaded' | 'too_long' | 'shutting_down',
+    /**
+     * 'overloaded' → 429/503 with Retry-After; 'too_long' → 400 naming the limit; 'shutting_down' → 503;
+     * 'engine_failed' → 503 (a non-retryable engine error: the process must be restarted).
+     */
+    readonly reason: 'overloaded' | 'too_long' | 'shutting_down' | 'engine_failed',
     readonly retryAfterSeconds?: number,
   ) {
     super(message);
@@ -95,6 +98,8 @@ export interface GenerationScheduler {
   /** Throws SchedulerRejection when the request cannot be accepted. */
   submit(request: GenerationRequest): GenerationHandle;
   stats(): SchedulerStats;
+  /** True once a non-retryable engine error means nothing can run any more (liveness fails). */
+  readonly failed: boolean;
   /** Stop admitting; resolves when running sequences finish or `deadlineMs` passes (then they are aborted). */
   drain(deadlineMs: number): Promise<void>;
 }

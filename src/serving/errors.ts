@@ -9,6 +9,7 @@ export type ServingErrorReason =
   | 'chat_template' // the template raised (e.g. roles must alternate)
   | 'overloaded' // waiting queue full
   | 'shutting_down'
+  | 'engine_failed' // a non-retryable engine error: nothing can be served until a restart
   | 'generation_failed'; // the engine failed the request's step
 
 export class ServingError extends Error {

@@ -33,6 +33,8 @@ function rejectionToServingError(err: SchedulerRejection): ServingError {
       return new ServingError('overloaded', err.message || 'server overloaded: too many waiting requests', null, err.retryAfterSeconds ?? 1);
     case 'too_long':
       return new ServingError('context_length', err.message, 'messages');
+    case 'engine_failed':
+      return new ServingError('engine_failed', err.message);
     default:
       return new ServingError('shutting_down', err.message || 'server is shutting down', null, err.retryAfterSeconds);
   }

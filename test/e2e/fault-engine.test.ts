@@ -106,13 +106,16 @@ test('a fatal engine error on one of two replicas: the other serves every later 
     );
     const statuses = countStatuses(later.map((r) => r.status));
     assert.deepEqual(statuses, { '200': 20 });
+    // One live replica keeps the process worth routing to.
+    assert.equal((await fetch(`${server.url}/health`)).status, 200);
+    assert.equal((await fetch(`${server.url}/ready`)).status, 200);
     t.diagnostic(`fatal error on replica 0 of 2: first request 500, next 20 → ${JSON.stringify(statuses)}`);
   } finally {
     await server.close();
   }
 });
 
-test('a fatal engine error on the only replica: later requests get a clean 503, health still answers', async () => {
+test('a fatal engine error on the only replica: later requests get a clean 503 engine_failed, /health and /ready fail so the orchestrator restarts it', async () => {
   let dead = false;
   const server = await startFaultServer([{ failOnStep: () => (dead ? new EngineError('device lost', 'TEST_DEVICE_LOST', false) : undefined) }]);
   try {
@@ -123,8 +126,13 @@ test('a fatal engine error on the only replica: later requests get a clean 503, 
     assert.ok(raw.endsWith('data: [DONE]\n\n'));
     const later = await postJson(`${server.url}/v1/completions`, { model: MODEL, prompt: 'later', max_tokens: 4 });
     assert.equal(later.status, 503);
-    assert.equal(((await later.json()) as ErrorBody).error.type, 'server_error');
-    assert.equal((await fetch(`${server.url}/health`)).status, 200);
+    const laterBody = (await later.json()) as ErrorBody;
+    assert.equal(laterBody.error.type, 'server_error');
+    assert.equal(laterBody.error.code, 'engine_failed');
+    const health = await fetch(`${server.url}/health`);
+    assert.equal(health.status, 503);
+    assert.equal(((await health.json()) as ErrorBody).error.code, 'engine_failed');
+    assert.equal((await fetch(`${server.url}/ready`)).status, 503);
   } finally {
     await server.close();
   }

@@ -44,6 +44,7 @@ function fakeLogprob(tokenId: number, topN: number | null): TokenLogprob | null 
 export class ScriptedScheduler implements GenerationScheduler {
   readonly records: ScriptedRecord[] = [];
   draining = false;
+  failed = false;
 
   constructor(private readonly script: ScriptOptions) {}
 

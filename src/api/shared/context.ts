@@ -10,6 +10,8 @@ import type { ServerMetrics } from '../metrics/server-metrics.js';
 
 export interface Readiness {
   ready: boolean;
+  /** True once the engine failed for good: /health and /ready answer 503 so the orchestrator restarts the process. */
+  engineFailed?: () => boolean;
 }
 
 export interface ApiContext {
