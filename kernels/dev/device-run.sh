@@ -1,53 +1,123 @@
 #!/usr/bin/env bash
-# Everything one GPU-machine call does, in order, each stage time-boxed so a hang cannot eat the
-# lease: build, kernel tests (two seeds, one under compute-sanitizer), the engine benchmark (plain
-# and per-op profile), the GPU node tests (golden fixtures through the engine), then a summary.
-# Usage (repo root, on the GPU machine; $OUT optional):
-#   bash kernels/dev/device-run.sh [stages...]     stages: build tests sanitize bench node (default: all)
+# Everything one GPU-machine call does, each stage time-boxed so a hang cannot eat the lease:
+#   build      nvcc build (sm_90a only: the lent GPU)
+#   tests      kernel tests vs the float64 CPU reference (two seeds)
+#   node       golden fixtures through the engine: defaults, then each fast path alone, then all of them
+#   bench      bench-engine 1.2b: defaults, each fast path, all, and split GEMMs off (their cost)
+#   sanitize   compute-sanitizer memcheck of the kernel tests
+#   e2e        1.2B random checkpoint, the server with --device cuda, many-streams at 64 concurrent streams
+#   hf         transformers (torch bf16) baseline on the same dims
+# Usage (repo root, on the GPU machine, after `source .devcuda/setup.sh`; $OUT optional):
+#   bash kernels/dev/device-run.sh [stages...]      (default: all, in the order above)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-/tmp/zamba2-device-run}"
 mkdir -p "$out"
-stages="${*:-build tests sanitize bench node}"
+stages="${*:-build tests node bench sanitize e2e hf}"
 status=0
-stage() { echo; echo "=== $1 ($(date +%T))"; }
+t_start=$(date +%s)
+stage() { echo; echo "=== $1 ($(date +%T), +$(($(date +%s) - t_start))s)"; }
 has() { [[ " $stages " == *" $1 "* ]]; }
+FAST_FLAGS=(ZAMBA2_GEMV ZAMBA2_DECODE_STEP ZAMBA2_SSD)
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv,noheader || true
+
 if has build; then
   stage build
-  JOBS=16 timeout 400 bash kernels/build.sh || { echo "BUILD FAILED"; exit 1; }
+  JOBS=16 ZK_ARCHS="-gencode=arch=compute_90a,code=sm_90a" timeout 300 bash kernels/build.sh || { echo "BUILD FAILED"; exit 1; }
 fi
+
 if has tests; then
   stage "kernel tests"
   timeout 120 kernels/build/test-kernels > "$out/kernel-tests.txt" 2>&1 || status=1
-  cat "$out/kernel-tests.txt"
-  timeout 120 kernels/build/test-kernels 12345 | tail -2 || status=1
+  grep -E "FAIL|kernel checks|seed" "$out/kernel-tests.txt"
+  grep -E "f32|hi\+lo|combine" "$out/kernel-tests.txt"
+  timeout 120 kernels/build/test-kernels 12345 | grep -E "FAIL|kernel checks" || status=1
 fi
-if has sanitize; then
-  stage "compute-sanitizer memcheck"
-  timeout 240 compute-sanitizer --tool memcheck --print-limit 10 kernels/build/test-kernels 777 > "$out/sanitizer.txt" 2>&1 || status=1
-  grep -E "ERROR SUMMARY|Invalid|at 0x|kernel checks" "$out/sanitizer.txt" | head -20
+
+golden_line() {  # label file: pass/fail counts and the worst relative error per fixture
+  local pass fail worst
+  pass=$(grep -E "^# pass" "$2" | awk '{print $3}'); fail=$(grep -E "^# fail" "$2" | awk '{print $3}')
+  worst=$(grep -oE "^ *# [a-z]+/[a-z0-9]+: max rel [0-9.e+-]+" "$2" |
+    awk '{split($2,a,"/"); f=a[1]; v=$5+0; if (v > m[f]) m[f]=v} END {for (f in m) printf "%s %.2e  ", f, m[f]}')
+  echo "golden [$1] pass ${pass:-?} fail ${fail:-?} | worst rel: $worst" | tee -a "$out/golden-summary.txt"
+}
+
+passing_flags=()
+if has node; then
+  stage "node GPU tests (golden fixtures)"
+  timeout 200 node test/run-tests.mjs --gpu > "$out/node-gpu.txt" 2>&1 || status=1
+  golden_line defaults "$out/node-gpu.txt"
+  grep -E "max rel|greedy tokens compared|not ok|error:" "$out/node-gpu.txt" | head -40
+  for f in "${FAST_FLAGS[@]}"; do
+    env "$f=1" timeout 150 node test/run-tests.mjs --gpu > "$out/node-gpu-$f.txt" 2>&1
+    rc=$?
+    golden_line "$f=1" "$out/node-gpu-$f.txt"
+    [ $rc = 0 ] && passing_flags+=("$f") || grep -E "not ok|error:" "$out/node-gpu-$f.txt" | head -8
+  done
+  ZAMBA2_GEMV=1 ZAMBA2_DECODE_STEP=1 ZAMBA2_SSD=1 timeout 150 node test/run-tests.mjs --gpu > "$out/node-gpu-all.txt" 2>&1
+  golden_line "all three" "$out/node-gpu-all.txt"
 fi
+
+bench_rows() {  # label env...: the 1.2b table rows, prefixed
+  local label="$1"; shift
+  env "$@" timeout 120 kernels/build/bench-engine 1.2b 2>&1 | grep -E "^(prefill|decode) " | sed "s/^/$label | /" >> "$out/bench.txt"
+}
 if has bench; then
-  stage "bench"
-  for p in 1.2b 2.7b 7b; do timeout 200 kernels/build/bench-engine "$p" >> "$out/bench.txt" 2>&1 || status=1; done
-  ZAMBA2_GEMV=1 ZAMBA2_DECODE_STEP=1 timeout 150 kernels/build/bench-engine 1.2b 2>&1 | grep -E "^decode " | sed 's/^/gemv+step /' >> "$out/bench.txt" || status=1
-  ZAMBA2_SSD=1 timeout 150 kernels/build/bench-engine 1.2b 2>&1 | grep -E "^prefill " | sed 's/^/ssd /' >> "$out/bench.txt" || status=1
-  ZAMBA2_NO_GRAPHS=1 timeout 150 kernels/build/bench-engine 1.2b 2>&1 | grep -E "^decode b(1|64) " | sed 's/^/no-graphs /' >> "$out/bench.txt" || status=1
-  ZAMBA2_PROFILE=1 timeout 150 kernels/build/bench-engine 1.2b 2>&1 | grep -E "^profile|^preset|bench-engine" >> "$out/bench.txt" || status=1
+  stage "bench-engine 1.2b"
+  : > "$out/bench.txt"
+  bench_rows "defaults" ZAMBA2_NONE=1
+  bench_rows "GEMV" ZAMBA2_GEMV=1
+  bench_rows "DECODE_STEP" ZAMBA2_DECODE_STEP=1
+  bench_rows "all three" ZAMBA2_GEMV=1 ZAMBA2_DECODE_STEP=1 ZAMBA2_SSD=1
+  bench_rows "all, no split" ZAMBA2_GEMV=1 ZAMBA2_DECODE_STEP=1 ZAMBA2_SSD=1 ZAMBA2_SPLIT_GEMM=0
+  ZAMBA2_GEMV=1 ZAMBA2_DECODE_STEP=1 ZAMBA2_SSD=1 ZAMBA2_PROFILE=1 timeout 120 kernels/build/bench-engine 1.2b 2>&1 |
+    grep -E "^profile (prefill 2048|decode b1|decode b64)" >> "$out/bench.txt"
   cat "$out/bench.txt"
 fi
-if has node; then
-  stage "node GPU tests"
-  timeout 300 node test/run-tests.mjs --gpu > "$out/node-gpu.txt" 2>&1 || status=1
-  ZAMBA2_GEMV=1 ZAMBA2_DECODE_STEP=1 ZAMBA2_SSD=1 timeout 300 node test/run-tests.mjs --gpu > "$out/node-gpu-fast.txt" 2>&1 || status=1
-  grep -E "^# (pass|fail)" "$out/node-gpu-fast.txt" | sed 's/^/fast paths (gemv+step+ssd): /'
-  grep -E "^# (tests|pass|fail)|not ok|error:|# [a-z]+/len|max rel|greedy tokens" "$out/node-gpu.txt" | head -60
+
+if has sanitize; then
+  stage "compute-sanitizer memcheck"
+  timeout 150 compute-sanitizer --tool memcheck --print-limit 10 kernels/build/test-kernels 777 > "$out/sanitizer.txt" 2>&1 || status=1
+  grep -E "ERROR SUMMARY|Invalid|kernel checks" "$out/sanitizer.txt" | head -10
 fi
+
+if has e2e; then
+  stage "e2e: 1.2B random checkpoint, server --device cuda, many-streams x64"
+  e2e_env=()
+  for f in "${passing_flags[@]}"; do e2e_env+=("$f=1"); done
+  echo "server fast paths (passed the goldens): ${e2e_env[*]:-none}"
+  timeout 150 node dist/main.js make-checkpoint --preset zamba2-1.2b --out /tmp/ck12 2>&1 | tail -3 || status=1
+  port=8123
+  env "${e2e_env[@]}" ZAMBA2_NONE=1 node dist/main.js --device cuda --model /tmp/ck12 --port $port --max-num-seqs 64 \
+    --log-level warn > "$out/server.txt" 2>&1 &
+  server_pid=$!
+  up=0
+  for _ in $(seq 1 120); do
+    if node -e "fetch('http://127.0.0.1:$port/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"; then up=1; break; fi
+    kill -0 $server_pid 2>/dev/null || break
+    sleep 1
+  done
+  echo "server up=$up after +$(($(date +%s) - t_start))s"
+  if [ $up = 1 ]; then
+    timeout 180 node dist/bench/cli.js --workload many-streams --url "http://127.0.0.1:$port" --concurrency 64 \
+      --num-requests 256 --max-tokens 64 --prompt-tokens 128 --out "$out/e2e-many-streams.json" 2>&1 | tee "$out/e2e.txt" | tail -25 || status=1
+  else
+    status=1; tail -20 "$out/server.txt"
+  fi
+  kill $server_pid 2>/dev/null; wait $server_pid 2>/dev/null
+fi
+
+if has hf; then
+  stage "transformers baseline (torch bf16, random 1.2B from config)"
+  PYTHONUNBUFFERED=1 timeout 100 python3 kernels/dev/hf_baseline.py config/models/zamba2-1.2b.json 60 2>&1 | grep -vi warn | tee "$out/hf.txt" | tail -8
+fi
+
 stage summary
 grep -E "kernel checks" "$out/kernel-tests.txt" 2>/dev/null
 grep -E "ERROR SUMMARY" "$out/sanitizer.txt" 2>/dev/null | head -1
-grep -E "^(benchmark|prefill|decode|no-graphs|gemv|ssd)" "$out/bench.txt" 2>/dev/null
-grep -E "^# (pass|fail)" "$out/node-gpu.txt" 2>/dev/null
-echo "device-run status $status"
+cat "$out/golden-summary.txt" 2>/dev/null
+grep -E "^(defaults|all three|all, no split) \|" "$out/bench.txt" 2>/dev/null
+grep -E "^(GEMV|DECODE_STEP) \|" "$out/bench.txt" 2>/dev/null | grep -E "decode b(1|64) "
+grep -E "^hf " "$out/hf.txt" 2>/dev/null
+echo "device-run status $status, $(($(date +%s) - t_start))s"
 exit $status

@@ -28,11 +28,16 @@ struct zamba2_adapter_ptrs {
     const bf16 *q0, *q1, *k0, *k1, *v0, *v1, *gu0, *gu1;  // nullptr when absent
 };
 
-// Scratch activations, sized for cfg.max_tokens tokens.
+// Scratch activations, sized for cfg.max_tokens tokens (T). Activations are fp32; GEMM inputs are bf16,
+// most of them split ([2T, K]: hi rows then lo rows, see rms_norm_f32) so the GEMM sees fp32-accurate
+// inputs; the split GEMM's [2T, N] fp32 output lands in `ysplit` and is summed by combine_halves.
 struct zamba2_scratch {
-    bf16 *x, *e, *u, *u2, *zx, *xbc, *v, *q, *k, *vv, *att, *a, *vn, *gu, *act, *m, *tr, *lora;
-    float *y;
-    bf16 *hl, *hn;     // [max_tokens, H] rows picked for logits, normalized
+    float *x, *tr, *zx, *xbc, *q, *k, *vv, *attf, *a, *gu, *y;   // fp32 activations
+    bf16 *u, *u2, *v, *att, *vn;                                 // split GEMM inputs [2T, K]
+    bf16 *e, *act, *m, *lora;                                    // bf16: embeddings (exact), unsplit GEMM inputs
+    float *ysplit;                                               // [2T, max N] split GEMM output
+    float *hl;         // [max_tokens, H] rows picked for logits
+    bf16 *hn;          // [max_tokens, H] normalized
     float *logits;     // [max_tokens, V]
     int32_t *argmax;   // [max_tokens]
     float *max_logit, *lse;
@@ -52,7 +57,7 @@ struct zamba2_engine {
 
     // pools
     int slot_count = 0, page_count = 0;
-    bf16 * conv_pool = nullptr;   // [layers, slots, 3, conv_dim]
+    float * conv_pool = nullptr;  // [layers, slots, 3, conv_dim] fp32 (holds fp32 in_proj outputs)
     float * ssm_pool = nullptr;   // [layers, slots, nh, P, N]
     bf16 * kv_pool = nullptr;     // [n_hybrid, 2, pages, heads, 16, D]
 
@@ -70,10 +75,12 @@ struct zamba2_engine {
     std::unordered_map<uint64_t, cudaGraphExec_t> graphs;
     std::unordered_map<uint64_t, int> graph_seen;
     bool graphs_enabled = true;
+    // GEMM inputs split into bf16 hi + lo rows (fp32-accurate GEMMs; ZAMBA2_SPLIT_GEMM=0 turns it off)
+    bool split_inputs = true;
     // ZAMBA2_GEMV=1: GEMMs with M <= 8 rows use gemv_bf16_small_m instead of cuBLASLt
     bool use_gemv = false;
-    // ZAMBA2_DECODE_STEP=1: decode-only steps update the SSM state with mamba2_state_step
-    bool use_decode_step = false;
+    // decode-only steps update the SSM state with mamba2_state_step (default; ZAMBA2_DECODE_STEP=0: the scan)
+    bool use_decode_step = true;
     // ZAMBA2_SSD=1: steps with prefill chunks run the chunked SSD scan (mamba2_ssd_varlen)
     bool use_ssd = false;
     int ssd_max_chunks = 0;

@@ -15,7 +15,7 @@
     } while (0)
 
 size_t zamba2_config::state_slot_bytes() const {
-    return (size_t) n_layers * ((size_t) 3 * conv_dim() * sizeof(bf16) +
+    return (size_t) n_layers * ((size_t) 3 * conv_dim() * sizeof(float) +
                                 (size_t) n_mamba_heads * mamba_head_dim * d_state * sizeof(float));
 }
 
@@ -88,12 +88,15 @@ static std::string alloc_scratch(zamba2_engine * e) {
     zamba2_scratch & s = e->s;
     std::string err;
     auto bf = [&](bf16 ** p, size_t n) { if (err.empty()) err = alloc_n(e, p, n); };
-    bf(&s.x, T * H); bf(&s.e, T * H); bf(&s.u, T * H); bf(&s.u2, T * 2 * H);
-    bf(&s.zx, T * c.in_proj_out()); bf(&s.xbc, T * c.conv_dim()); bf(&s.v, T * c.d_inner);
-    bf(&s.q, T * 2 * H); bf(&s.k, T * 2 * H); bf(&s.vv, T * 2 * H); bf(&s.att, T * 2 * H);
-    bf(&s.a, T * H); bf(&s.vn, T * H); bf(&s.gu, T * 2 * c.ffn); bf(&s.act, T * c.ffn);
-    bf(&s.m, T * H); bf(&s.tr, T * H); bf(&s.lora, T * (size_t) (c.adapter_rank > 0 ? c.adapter_rank : 1));
-    bf(&s.hl, T * H); bf(&s.hn, T * H);
+    auto f32 = [&](float ** p, size_t n) { if (err.empty()) err = alloc_n(e, p, n); };
+    const size_t ipo = c.in_proj_out(), F2 = 2 * (size_t) c.ffn, H2 = 2 * (size_t) H;
+    f32(&s.x, T * H); f32(&s.tr, T * H); f32(&s.zx, T * ipo); f32(&s.xbc, T * c.conv_dim());
+    f32(&s.q, T * H2); f32(&s.k, T * H2); f32(&s.vv, T * H2); f32(&s.attf, T * H2); f32(&s.a, T * H);
+    f32(&s.gu, T * F2); f32(&s.hl, T * H);
+    f32(&s.ysplit, 2 * T * std::max(std::max(ipo, F2), H2));
+    bf(&s.u, 2 * T * H); bf(&s.u2, 2 * T * H2); bf(&s.v, 2 * T * c.d_inner); bf(&s.att, 2 * T * H2);
+    bf(&s.vn, 2 * T * H); bf(&s.e, T * H); bf(&s.act, T * c.ffn); bf(&s.m, T * H);
+    bf(&s.lora, 2 * T * (size_t) (c.adapter_rank > 0 ? c.adapter_rank : 1)); bf(&s.hn, T * H);
     if (err.empty()) err = alloc_n(e, &s.y, T * c.d_inner);
     if (err.empty()) err = alloc_n(e, &s.logits, T * (size_t) c.vocab);
     if (err.empty()) err = alloc_n(e, &s.argmax, T);
@@ -147,8 +150,11 @@ zamba2_engine * zamba2_engine_create(const zamba2_config & cfg, std::string * er
     e->graphs_enabled = !e->profiling && !(no_graphs && no_graphs[0] == '1');
     const char * gemv = std::getenv("ZAMBA2_GEMV");
     e->use_gemv = gemv && gemv[0] == '1';
+    // on by default since run 4 (goldens pass, decode b64 9.69 -> 7.87 ms); ZAMBA2_DECODE_STEP=0 turns it off
     const char * decode_step = std::getenv("ZAMBA2_DECODE_STEP");
-    e->use_decode_step = decode_step && decode_step[0] == '1';
+    e->use_decode_step = !(decode_step && decode_step[0] == '0');
+    const char * split = std::getenv("ZAMBA2_SPLIT_GEMM");
+    e->split_inputs = !(split && split[0] == '0');
     const char * ssd = std::getenv("ZAMBA2_SSD");
     e->use_ssd = ssd && ssd[0] == '1';
     if (err.empty() && e->use_ssd) {
@@ -183,6 +189,7 @@ void zamba2_engine_destroy(zamba2_engine * e) {
     zamba2_scratch & s = e->s;
     for (void * p : std::initializer_list<void *>{s.x, s.e, s.u, s.u2, s.zx, s.xbc, s.v, s.q, s.k, s.vv, s.att, s.a,
                                                   s.vn, s.gu, s.act, s.m, s.tr, s.lora, s.hl, s.hn, s.y, s.logits,
+                                                  s.attf, s.ysplit,
                                                   s.argmax, s.max_logit, s.lse, s.packed, e->conv_pool, e->ssm_pool,
                                                   e->kv_pool}) {
         if (p) cudaFree(p);
@@ -348,7 +355,7 @@ std::string zamba2_engine_init_cache(zamba2_engine * e, int slot_count, int page
     if (err.empty()) err = alloc_n(e, &e->ssm_pool, (size_t) c.n_layers * e->ssm_layer_elems());
     if (err.empty()) err = alloc_n(e, &e->kv_pool, c.hybrid_layer_ids.size() * 2 * e->kv_layer_elems());
     if (!err.empty()) return err;
-    ZE_CUDA(cudaMemset(e->conv_pool, 0, (size_t) c.n_layers * e->conv_layer_elems() * sizeof(bf16)));
+    ZE_CUDA(cudaMemset(e->conv_pool, 0, (size_t) c.n_layers * e->conv_layer_elems() * sizeof(float)));
     ZE_CUDA(cudaMemset(e->ssm_pool, 0, (size_t) c.n_layers * e->ssm_layer_elems() * sizeof(float)));
     return "";
 }
@@ -359,9 +366,9 @@ std::string zamba2_engine_copy_slot(zamba2_engine * e, int src, int dst) {
     const size_t conv_slot = (size_t) 3 * e->cfg.conv_dim();
     const size_t ssm_slot = e->ssm_layer_elems() / e->slot_count;
     for (int L = 0; L < e->cfg.n_layers; ++L) {
-        bf16 * conv = e->conv_pool + (size_t) L * e->conv_layer_elems();
+        float * conv = e->conv_pool + (size_t) L * e->conv_layer_elems();
         float * ssm = e->ssm_pool + (size_t) L * e->ssm_layer_elems();
-        ZE_CUDA(cudaMemcpyAsync(conv + dst * conv_slot, conv + src * conv_slot, conv_slot * sizeof(bf16),
+        ZE_CUDA(cudaMemcpyAsync(conv + dst * conv_slot, conv + src * conv_slot, conv_slot * sizeof(float),
                                 cudaMemcpyDeviceToDevice, e->stream));
         ZE_CUDA(cudaMemcpyAsync(ssm + dst * ssm_slot, ssm + src * ssm_slot, ssm_slot * sizeof(float),
                                 cudaMemcpyDeviceToDevice, e->stream));

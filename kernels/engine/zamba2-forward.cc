@@ -83,27 +83,55 @@ static std::string check_step(const zamba2_engine * e, const int32_t * p, size_t
     return "";
 }
 
+// y [T, N] fp32 (+)= x . w^T for a split input x2 = [hi; lo] ([2T, K] bf16): one GEMM over the 2T rows
+// (the weights are read once, so decode pays nothing for the lo rows), then the halves are summed.
+// With a LoRA pair (w0 [r, K], w1 [N, r]), x2 . w0^T . w1^T is added to both halves before the sum.
+static std::string split_gemm(zamba2_engine * e, float * y, int ld_y, const bf16 * x2, const bf16 * w, int T, int N, int K,
+                              bool accumulate, const bf16 * w0 = nullptr, const bf16 * w1 = nullptr) {
+    zamba2_scratch & s = e->s;
+    const int r = e->cfg.adapter_rank;
+    cudaStream_t st = e->stream;
+    if (!e->split_inputs) {  // ZAMBA2_SPLIT_GEMM=0: hi rows only, straight into y
+        ZF_GEMM(y, GEMM_OUT_F32, ld_y, x2, K, w, T, N, K, accumulate ? 1.0f : 0.0f, st);
+        if (w0) {
+            ZF_GEMM(s.lora, GEMM_OUT_BF16, r, x2, K, w0, T, r, K, 0.0f, st);
+            ZF_GEMM(y, GEMM_OUT_F32, ld_y, s.lora, r, w1, T, N, r, 1.0f, st);
+        }
+        return "";
+    }
+    ZF_GEMM(s.ysplit, GEMM_OUT_F32, N, x2, K, w, 2 * T, N, K, 0.0f, st);                  // ysplit: [2T, N]
+    if (w0) {
+        ZF_GEMM(s.lora, GEMM_OUT_BF16, r, x2, K, w0, 2 * T, r, K, 0.0f, st);              // lora: [2T, r]
+        ZF_GEMM(s.ysplit, GEMM_OUT_F32, N, s.lora, r, w1, 2 * T, N, r, 1.0f, st);         // ysplit += [2T, N]
+    }
+    combine_halves(y, ld_y, s.ysplit, T, N, accumulate, st);                              // y: [T, N]
+    return "";
+}
+
+// Where a split input's lo rows go (nullptr: not written, ZAMBA2_SPLIT_GEMM=0).
+static bf16 * lo_rows(const zamba2_engine * e, bf16 * hi, size_t n_elems) { return e->split_inputs ? hi + n_elems : nullptr; }
+
+#define ZF_SPLIT(...)                                                                              \
+    do {                                                                                           \
+        std::string err_ = split_gemm(e, __VA_ARGS__);                                             \
+        if (!err_.empty()) return err_;                                                            \
+    } while (0)
+
 // The shared attention + MLP block at hybrid invocation h; leaves Tr = block output . W_linear^T in s.tr.
 static std::string shared_block(zamba2_engine * e, const step_view & v, int h, const zamba2_layer_ptrs & lw) {
     const zamba2_config & c = e->cfg;
     zamba2_scratch & s = e->s;
-    const int T = v.T, H = c.hidden, H2 = 2 * c.hidden, F = c.ffn, r = c.adapter_rank;
+    const int T = v.T, H = c.hidden, H2 = 2 * c.hidden, F = c.ffn;
     const zamba2_block_ptrs & bw = e->blocks[c.hybrid_block_ids[h]];
     const zamba2_adapter_ptrs & aw = e->adapters[h];
     cudaStream_t st = e->stream;
-    rms_norm_fused(s.u2, nullptr, s.x, nullptr, s.e, bw.input_norm, T, H, H, c.eps, st);  // u2: [T, 2H] = norm(X | E)
+    rms_norm_f32(s.u2, lo_rows(e, s.u2, (size_t) T * H2), s.x, nullptr, s.e, bw.input_norm, T, H, H, c.eps, st);  // u2: [2T, 2H] split norm(X | E)
     zamba2_prof_mark(e, PROF_NORM);
-    bf16 * outs[3] = {s.q, s.k, s.vv};
+    float * outs[3] = {s.q, s.k, s.vv};
     const bf16 * w_main[3] = {bw.q, bw.k, bw.v};
     const bf16 * w0[3] = {aw.q0, aw.k0, aw.v0};
     const bf16 * w1[3] = {aw.q1, aw.k1, aw.v1};
-    for (int i = 0; i < 3; ++i) {
-        ZF_GEMM(outs[i], GEMM_OUT_BF16, H2, s.u2, H2, w_main[i], T, H2, H2, 0.0f, st);    // [T, 2H]
-        if (w0[i]) {
-            ZF_GEMM(s.lora, GEMM_OUT_BF16, r, s.u2, H2, w0[i], T, r, H2, 0.0f, st);       // lora: [T, r]
-            ZF_GEMM(outs[i], GEMM_OUT_BF16, H2, s.lora, r, w1[i], T, H2, r, 1.0f, st);    // += [T, 2H]
-        }
-    }
+    for (int i = 0; i < 3; ++i) ZF_SPLIT(outs[i], H2, s.u2, w_main[i], T, H2, H2, false, w0[i], w1[i]);  // [T, 2H]
     zamba2_prof_mark(e, PROF_GEMM);
     if (c.use_rope) {
         rope_neox_inplace(s.q, v.positions, T, c.heads, c.head_dim, c.rope_theta, st);   // q: [T, heads, D]
@@ -113,44 +141,40 @@ static std::string shared_block(zamba2_engine * e, const step_view & v, int h, c
     bf16 * v_pool = k_pool + e->kv_layer_elems();
     kv_cache_write(k_pool, v_pool, s.k, s.vv, v.kv_index, T, c.heads, c.head_dim, st);
     const float scale = 1.0f / std::sqrt((float) c.kv_channels);
-    paged_attention(s.att, s.q, k_pool, v_pool, v.block_tables, v.W, v.token_seq, v.positions, T, c.heads,
-                    c.head_dim, scale, /*multi_query=*/T > v.S, st);                       // att: [T, 2H]
+    paged_attention(s.attf, s.q, k_pool, v_pool, v.block_tables, v.W, v.token_seq, v.positions, T, c.heads,
+                    c.head_dim, scale, /*multi_query=*/T > v.S, st);                       // attf: [T, 2H]
+    split_rows_bf16(s.att, s.attf, T, H2, st);                                             // att: [2T, 2H]
     zamba2_prof_mark(e, PROF_ATTN);
-    ZF_GEMM(s.a, GEMM_OUT_BF16, H, s.att, H2, bw.o, T, H, H2, 0.0f, st);                  // a: [T, H]
+    ZF_SPLIT(s.a, H, s.att, bw.o, T, H, H2, false);                                        // a: [T, H]
     zamba2_prof_mark(e, PROF_GEMM);
-    rms_norm_fused(s.vn, nullptr, s.a, nullptr, nullptr, bw.pre_ff_norm, T, H, 0, c.eps, st);  // vn: [T, H]
+    rms_norm_f32(s.vn, lo_rows(e, s.vn, (size_t) T * H), s.a, nullptr, nullptr, bw.pre_ff_norm, T, H, 0, c.eps, st);  // vn: [2T, H]
     zamba2_prof_mark(e, PROF_NORM);
-    ZF_GEMM(s.gu, GEMM_OUT_BF16, 2 * F, s.vn, H, bw.gate_up, T, 2 * F, H, 0.0f, st);      // gu: [T, 2F]
-    if (aw.gu0) {
-        ZF_GEMM(s.lora, GEMM_OUT_BF16, r, s.vn, H, aw.gu0, T, r, H, 0.0f, st);            // lora: [T, r]
-        ZF_GEMM(s.gu, GEMM_OUT_BF16, 2 * F, s.lora, r, aw.gu1, T, 2 * F, r, 1.0f, st);    // gu += [T, 2F]
-    }
+    ZF_SPLIT(s.gu, 2 * F, s.vn, bw.gate_up, T, 2 * F, H, false, aw.gu0, aw.gu1);          // gu: [T, 2F]
     zamba2_prof_mark(e, PROF_GEMM);
     gelu_mul(s.act, s.gu, T, F, st);                                                       // act: [T, F]
     zamba2_prof_mark(e, PROF_ELEM);
     ZF_GEMM(s.m, GEMM_OUT_BF16, H, s.act, F, bw.down, T, H, F, 0.0f, st);                 // m: [T, H]
-    ZF_GEMM(s.tr, GEMM_OUT_BF16, H, s.m, H, lw.linear, T, H, H, 0.0f, st);                // tr: [T, H]
+    ZF_GEMM(s.tr, GEMM_OUT_F32, H, s.m, H, lw.linear, T, H, H, 0.0f, st);                 // tr: [T, H]
     zamba2_prof_mark(e, PROF_GEMM);
     return "";
 }
 
-// Mamba2 mixer of layer L on u = s.u; adds its output into the residual stream s.x.
+// Mamba2 mixer of layer L on u = s.u (split); adds its output into the fp32 residual stream s.x.
 static std::string mamba_mixer(zamba2_engine * e, const step_view & v, int L) {
     const zamba2_config & c = e->cfg;
     zamba2_scratch & s = e->s;
     const zamba2_layer_ptrs & lw = e->layers[L];
     const int T = v.T, H = c.hidden, d = c.d_inner, ipo = c.in_proj_out(), cd = c.conv_dim();
-    const int GN = c.ngroups * c.d_state;
     cudaStream_t st = e->stream;
-    ZF_GEMM(s.zx, GEMM_OUT_BF16, ipo, s.u, H, lw.in_proj, T, ipo, H, 0.0f, st);           // zx: [T, 2d+2GN+nh]
+    ZF_SPLIT(s.zx, ipo, s.u, lw.in_proj, T, ipo, H, false);                                // zx: [T, 2d+2GN+nh]
     zamba2_prof_mark(e, PROF_GEMM);
-    bf16 * conv_state = e->conv_pool + (size_t) L * e->conv_layer_elems();                // [slots, 3, cd]
+    float * conv_state = e->conv_pool + (size_t) L * e->conv_layer_elems();               // [slots, 3, cd]
     float * ssm_state = e->ssm_pool + (size_t) L * e->ssm_layer_elems();                  // [slots, nh, P, N]
     causal_conv1d_varlen(s.xbc, s.zx + d, ipo, conv_state, lw.conv_w, lw.conv_b, v.cu_seqlens, v.token_seq,
                          v.seq_slot, T, cd, st);                                           // xbc: [T, cd]
     causal_conv1d_state_update(conv_state, s.zx + d, ipo, v.cu_seqlens, v.seq_slot, v.S, cd, st);
     zamba2_prof_mark(e, PROF_CONV);
-    // decode-only steps may use the 16-byte-state kernel (ZAMBA2_DECODE_STEP=1, opt-in until measured)
+    // decode-only steps may use the 16-byte-state kernel (ZAMBA2_DECODE_STEP)
     const int32_t * ck = e->ssd_chunks;  // t0 | len | seq_chunk0 | seq_nchunks
     const int cmax = e->ssd_max_chunks;
     const bool chunked = e->ssd_n_chunks > 0 &&
@@ -162,15 +186,14 @@ static std::string mamba_mixer(zamba2_engine * e, const step_view & v, int L) {
                          mamba2_state_step(s.y, ssm_state, s.xbc, cd, s.zx + d + cd, ipo, lw.dt_bias, lw.a_log, lw.d,
                                            v.cu_seqlens, v.seq_slot, v.S, c.n_mamba_heads, c.mamba_head_dim, c.ngroups,
                                            c.d_state, st);                                // y: [T, d] f32
-    if (!stepped) {
+    if (!stepped && !chunked) {
         mamba2_scan_varlen(s.y, ssm_state, s.xbc, cd, s.zx + d + cd, ipo, lw.dt_bias, lw.a_log, lw.d, v.cu_seqlens,
                            v.seq_slot, v.S, c.n_mamba_heads, c.mamba_head_dim, c.ngroups, c.d_state, st);  // y: [T, d] f32
     }
-    (void) GN;
     zamba2_prof_mark(e, PROF_SCAN);
-    gated_rms_norm(s.v, s.y, s.zx, ipo, lw.norm, T, d, c.ngroups, 1e-5f, st);             // v: [T, d]
+    gated_rms_norm_f32(s.v, lo_rows(e, s.v, (size_t) T * d), s.y, s.zx, ipo, lw.norm, T, d, c.ngroups, 1e-5f, st);  // v: [2T, d]
     zamba2_prof_mark(e, PROF_NORM);
-    ZF_GEMM(s.x, GEMM_OUT_BF16, H, s.v, d, lw.out_proj, T, H, d, 1.0f, st);               // x += [T, H]
+    ZF_SPLIT(s.x, H, s.v, lw.out_proj, T, H, d, true);                                     // x += [T, H]
     zamba2_prof_mark(e, PROF_GEMM);
     return "";
 }
@@ -184,23 +207,22 @@ static std::string enqueue_forward(zamba2_engine * e, const step_view & v) {
     zamba2_prof_mark(e, -1);
     const int T = v.T, H = c.hidden;
     if (T > 0) {
-        embedding_gather(s.e, e->embed, v.tokens, T, H, st);                              // e: [T, H]
-        ZF_CUDA(cudaMemcpyAsync(s.x, s.e, (size_t) T * H * sizeof(bf16), cudaMemcpyDeviceToDevice, st));
+        embedding_gather(s.e, e->embed, v.tokens, T, H, st);                              // e: [T, H] bf16 (exact)
+        embedding_gather(s.x, e->embed, v.tokens, T, H, st);                              // x: [T, H] fp32
         zamba2_prof_mark(e, PROF_ELEM);
         size_t h = 0;
         for (int L = 0; L < c.n_layers; ++L) {
             const zamba2_layer_ptrs & lw = e->layers[L];
-            if (h < c.hybrid_layer_ids.size() && c.hybrid_layer_ids[h] == L) {
+            const bool hybrid = h < c.hybrid_layer_ids.size() && c.hybrid_layer_ids[h] == L;
+            if (hybrid) {
                 err = shared_block(e, v, (int) h, lw);
                 if (!err.empty()) return err;
-                // NOTE: Tr enters only the mixer input, never the residual stream (spec §3 step 11)
-                rms_norm_fused(s.u, nullptr, s.x, s.tr, nullptr, lw.input_norm, T, H, 0, c.eps, st);  // u: [T, H]
-                zamba2_prof_mark(e, PROF_NORM);
                 ++h;
-            } else {
-                rms_norm_fused(s.u, nullptr, s.x, nullptr, nullptr, lw.input_norm, T, H, 0, c.eps, st);  // u: [T, H]
-                zamba2_prof_mark(e, PROF_NORM);
             }
+            // NOTE: Tr enters only the mixer input, never the residual stream (spec §3 step 11)
+            rms_norm_f32(s.u, lo_rows(e, s.u, (size_t) T * H), s.x, hybrid ? s.tr : nullptr, nullptr, lw.input_norm, T, H, 0, c.eps,
+                         st);                                                              // u: [2T, H]
+            zamba2_prof_mark(e, PROF_NORM);
             err = mamba_mixer(e, v, L);
             if (!err.empty()) return err;
         }
@@ -208,7 +230,7 @@ static std::string enqueue_forward(zamba2_engine * e, const step_view & v) {
     const int O = v.O;
     if (O > 0) {
         gather_rows(s.hl, s.x, v.out_rows, O, H, st);                                       // hl: [O, H]
-        rms_norm_fused(s.hn, nullptr, s.hl, nullptr, nullptr, e->final_norm, O, H, 0, c.eps, st);  // hn: [O, H]
+        rms_norm_f32(s.hn, nullptr, s.hl, nullptr, nullptr, e->final_norm, O, H, 0, c.eps, st);  // hn: [O, H]
         ZF_GEMM(s.logits, GEMM_OUT_F32, c.vocab, s.hn, H, e->lm_head, O, c.vocab, H, 0.0f, st);  // logits: [O, V]
         logits_argmax_lse(s.argmax, s.max_logit, s.lse, s.logits, O, c.vocab, st);
         zamba2_prof_mark(e, PROF_LOGITS);
@@ -306,7 +328,7 @@ std::string zamba2_engine_step(zamba2_engine * e, const int32_t * packed, size_t
         const int slot = hv.reset_slots[i];
         const size_t conv_slot = (size_t) 3 * c.conv_dim(), ssm_slot = e->ssm_layer_elems() / e->slot_count;
         for (int L = 0; L < c.n_layers; ++L) {
-            ZF_CUDA(cudaMemsetAsync(e->conv_pool + L * e->conv_layer_elems() + slot * conv_slot, 0, conv_slot * 2, st));
+            ZF_CUDA(cudaMemsetAsync(e->conv_pool + L * e->conv_layer_elems() + slot * conv_slot, 0, conv_slot * sizeof(float), st));
             ZF_CUDA(cudaMemsetAsync(e->ssm_pool + L * e->ssm_layer_elems() + slot * ssm_slot, 0, ssm_slot * 4, st));
         }
     }

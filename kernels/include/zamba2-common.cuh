@@ -13,6 +13,17 @@ static __device__ __forceinline__ float zk_to_f32(bf16 x) { return __bfloat162fl
 static __device__ __forceinline__ float zk_to_f32(float x) { return x; }
 static __device__ __forceinline__ bf16 zk_to_bf16(float x) { return __float2bfloat16_rn(x); }
 
+// Stores of fp32 results into a bf16 or an fp32 activation buffer (kernels templated on the type).
+static __device__ __forceinline__ void zk_store(bf16 * p, float v) { *p = zk_to_bf16(v); }
+static __device__ __forceinline__ void zk_store(float * p, float v) { *p = v; }
+// A bf16 GEMM input written as hi = bf16(v) and, when lo is given, lo = bf16(v - hi): the GEMM over
+// the stacked [hi; lo] rows sums to v to ~2^-17 relative instead of bf16's 2^-9 (kernels/NOTES.md).
+static __device__ __forceinline__ void zk_store_split(bf16 * hi, bf16 * lo, float v) {
+    const bf16 h = zk_to_bf16(v);
+    *hi = h;
+    if (lo) *lo = zk_to_bf16(v - zk_to_f32(h));
+}
+
 static __device__ __forceinline__ float zk_warp_sum(float v) {
 #pragma unroll
     for (int off = ZK_WARP_SIZE / 2; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);

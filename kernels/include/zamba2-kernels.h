@@ -20,12 +20,19 @@ typedef __nv_bfloat16 bf16;
 // The mean of squares and the scaling are fp32; y is rounded to bf16 once.
 void rms_norm_fused(bf16 * y, bf16 * sum_out, const bf16 * a, const bf16 * b, const bf16 * c,
                     const bf16 * w, int n_rows, int n_a, int n_c, float eps, cudaStream_t stream);
+// fp32 residual stream (a, b fp32; the sum is not rounded). y: [T, n] bf16; y_lo (optional): [T, n] the
+// bf16 remainders v - bf16(v), so a GEMM over the stacked rows [y; y_lo] sees v to ~2^-17 (split input).
+void rms_norm_f32(bf16 * y, bf16 * y_lo, const float * a, const float * b, const bf16 * c, const bf16 * w,
+                  int n_rows, int n_a, int n_c, float eps, cudaStream_t stream);
 
 // ---- gated-rms-norm.cu -------------------------------------------------------------------------
 // v = y * silu(z); per group of d/G channels: v / sqrt(mean(v^2) + eps) * w.
 // y: [T, d] fp32 (scan output); z: [T, d] bf16 with row stride ld_z; w: [d]; out: [T, d] bf16.
 void gated_rms_norm(bf16 * out, const float * y, const bf16 * z, int ld_z, const bf16 * w,
                     int n_rows, int d, int n_groups, float eps, cudaStream_t stream);
+// fp32 z; out [T, d] bf16 and out_lo (optional) [T, d] the split remainders (see rms_norm_f32).
+void gated_rms_norm_f32(bf16 * out, bf16 * out_lo, const float * y, const float * z, int ld_z, const bf16 * w,
+                        int n_rows, int d, int n_groups, float eps, cudaStream_t stream);
 
 // ---- causal-conv1d.cu --------------------------------------------------------------------------
 // Depthwise causal conv of width 4 over the packed varlen batch, starting from each sequence's
@@ -40,6 +47,14 @@ void causal_conv1d_varlen(bf16 * out, const bf16 * xbc, int ld_x, const bf16 * c
 void causal_conv1d_state_update(bf16 * conv_state, const bf16 * xbc, int ld_x,
                                 const int32_t * cu_seqlens, const int32_t * seq_slot, int n_seqs,
                                 int n_channels, cudaStream_t stream);
+// fp32 activations and conv state (same semantics).
+void causal_conv1d_varlen(float * out, const float * xbc, int ld_x, const float * conv_state,
+                          const bf16 * w, const bf16 * bias, const int32_t * cu_seqlens,
+                          const int32_t * token_seq, const int32_t * seq_slot, int n_tokens,
+                          int n_channels, cudaStream_t stream);
+void causal_conv1d_state_update(float * conv_state, const float * xbc, int ld_x,
+                                const int32_t * cu_seqlens, const int32_t * seq_slot, int n_seqs,
+                                int n_channels, cudaStream_t stream);
 
 // ---- mamba2-scan.cu ----------------------------------------------------------------------------
 // Selective-state recurrence over the packed varlen batch (prefill chunks and decodes alike):
@@ -52,10 +67,19 @@ void mamba2_scan_varlen(float * y, float * ssm_state, const bf16 * xbc, int ld_x
                         const float * d_skip, const int32_t * cu_seqlens, const int32_t * seq_slot,
                         int n_seqs, int n_heads, int head_dim, int n_groups, int d_state,
                         cudaStream_t stream);
+void mamba2_scan_varlen(float * y, float * ssm_state, const float * xbc, int ld_xbc,
+                        const float * dt_raw, int ld_dt, const float * dt_bias, const float * a_log,
+                        const float * d_skip, const int32_t * cu_seqlens, const int32_t * seq_slot,
+                        int n_seqs, int n_heads, int head_dim, int n_groups, int d_state,
+                        cudaStream_t stream);
 
 // Decode-only variant (every sequence exactly one token) with 16-byte state traffic. Returns false
 // (enqueues nothing) when d_state is not 4 x a power of two <= 128 or ld_xbc / d are not multiples of 4.
 bool mamba2_state_step(float * y, float * ssm_state, const bf16 * xbc, int ld_xbc, const bf16 * dt_raw, int ld_dt,
+                       const float * dt_bias, const float * a_log, const float * d_skip, const int32_t * cu_seqlens,
+                       const int32_t * seq_slot, int n_seqs, int n_heads, int head_dim, int n_groups, int d_state,
+                       cudaStream_t stream);
+bool mamba2_state_step(float * y, float * ssm_state, const float * xbc, int ld_xbc, const float * dt_raw, int ld_dt,
                        const float * dt_bias, const float * a_log, const float * d_skip, const int32_t * cu_seqlens,
                        const int32_t * seq_slot, int n_seqs, int n_heads, int head_dim, int n_groups, int d_state,
                        cudaStream_t stream);
@@ -72,10 +96,17 @@ bool mamba2_ssd_varlen(float * y, float * ssm_state, float * chunk_states, float
                        const float * a_log, const float * d_skip, const int32_t * chunk_t0, const int32_t * chunk_len,
                        const int32_t * seq_chunk0, const int32_t * seq_nchunks, const int32_t * seq_slot, int n_chunks,
                        int n_seqs, int n_heads, int head_dim, int n_groups, int d_state, cudaStream_t stream);
+bool mamba2_ssd_varlen(float * y, float * ssm_state, float * chunk_states, float * dt_buf, float * lam_buf,
+                       const float * xbc, int ld_xbc, const float * dt_raw, int ld_dt, const float * dt_bias,
+                       const float * a_log, const float * d_skip, const int32_t * chunk_t0, const int32_t * chunk_len,
+                       const int32_t * seq_chunk0, const int32_t * seq_nchunks, const int32_t * seq_slot, int n_chunks,
+                       int n_seqs, int n_heads, int head_dim, int n_groups, int d_state, cudaStream_t stream);
 
 // ---- rotary.cu ---------------------------------------------------------------------------------
 // NeoX rope over the full head dim, in place: x: [T, n_heads, head_dim], positions: [T].
 void rope_neox_inplace(bf16 * x, const int32_t * positions, int n_tokens, int n_heads, int head_dim,
+                       float theta, cudaStream_t stream);
+void rope_neox_inplace(float * x, const int32_t * positions, int n_tokens, int n_heads, int head_dim,
                        float theta, cudaStream_t stream);
 
 // ---- paged-attention.cu ------------------------------------------------------------------------
@@ -83,6 +114,9 @@ void rope_neox_inplace(bf16 * x, const int32_t * positions, int n_tokens, int n_
 #define ZK_PAGE_TOKENS 16
 // Write this step's k, v ([T, n_heads, head_dim]) at kv_index[t] = page * 16 + offset.
 void kv_cache_write(bf16 * k_pool, bf16 * v_pool, const bf16 * k, const bf16 * v,
+                    const int32_t * kv_index, int n_tokens, int n_heads, int head_dim,
+                    cudaStream_t stream);
+void kv_cache_write(bf16 * k_pool, bf16 * v_pool, const float * k, const float * v,
                     const int32_t * kv_index, int n_tokens, int n_heads, int head_dim,
                     cudaStream_t stream);
 // Causal attention of every token over its sequence's keys at positions [0, positions[t]], read
@@ -93,6 +127,11 @@ void paged_attention(bf16 * out, const bf16 * q, const bf16 * k_pool, const bf16
                      const int32_t * block_tables, int max_pages, const int32_t * token_seq,
                      const int32_t * positions, int n_tokens, int n_heads, int head_dim,
                      float scale, bool multi_query, cudaStream_t stream);
+// fp32 queries and output (the pool stays bf16).
+void paged_attention(float * out, const float * q, const bf16 * k_pool, const bf16 * v_pool,
+                     const int32_t * block_tables, int max_pages, const int32_t * token_seq,
+                     const int32_t * positions, int n_tokens, int n_heads, int head_dim,
+                     float scale, bool multi_query, cudaStream_t stream);
 
 // ---- elementwise.cu ----------------------------------------------------------------------------
 // out[t] = table[ids[t]]: table [V, H], out [T, H].
@@ -100,6 +139,15 @@ void embedding_gather(bf16 * out, const bf16 * table, const int32_t * ids, int n
                       cudaStream_t stream);
 // out[t, f] = gelu_erf(gu[t, f]) * gu[t, F + f]: gu [T, 2F], out [T, F].
 void gelu_mul(bf16 * out, const bf16 * gu, int n_rows, int ffn, cudaStream_t stream);
+void gelu_mul(bf16 * out, const float * gu, int n_rows, int ffn, cudaStream_t stream);
+// fp32 embedding rows (the fp32 residual stream starts as the embeddings).
+void embedding_gather(float * out, const bf16 * table, const int32_t * ids, int n_tokens, int hidden,
+                      cudaStream_t stream);
+void gather_rows(float * out, const float * in, const int32_t * rows, int n, int n_cols, cudaStream_t stream);
+// Split GEMM input of an fp32 activation: out [2n, cols] = [bf16(in); bf16(in - bf16(in))].
+void split_rows_bf16(bf16 * out, const float * in, int n_rows, int n_cols, cudaStream_t stream);
+// y[r, :] = (accumulate ? y[r, :] : 0) + Y[r, :] + Y[n + r, :]: Y [2n, cols] is a split GEMM's output.
+void combine_halves(float * y, int ld_y, const float * Y, int n_rows, int n_cols, bool accumulate, cudaStream_t stream);
 // out[i] = in[rows[i]]: in [*, n_cols], out [n, n_cols].
 void gather_rows(bf16 * out, const bf16 * in, const int32_t * rows, int n, int n_cols,
                  cudaStream_t stream);

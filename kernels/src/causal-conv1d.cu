@@ -10,8 +10,9 @@
 // ---- kernels -----------------------------------------------------------------------------------
 
 // One thread per (token, channel): four cached loads, no sequential dependency.
-static __global__ void causal_conv1d_varlen_kernel(bf16 * __restrict__ out, const bf16 * __restrict__ xbc,
-                                                   int ld_x, const bf16 * __restrict__ conv_state,
+template <typename TX>
+static __global__ void causal_conv1d_varlen_kernel(TX * __restrict__ out, const TX * __restrict__ xbc,
+                                                   int ld_x, const TX * __restrict__ conv_state,
                                                    const bf16 * __restrict__ w, const bf16 * __restrict__ bias,
                                                    const int32_t * __restrict__ cu_seqlens,
                                                    const int32_t * __restrict__ token_seq,
@@ -22,7 +23,7 @@ static __global__ void causal_conv1d_varlen_kernel(bf16 * __restrict__ out, cons
     const int s = token_seq[t];
     const int64_t t0 = cu_seqlens[s];
     const int64_t j = t - t0;                                         // index inside the sequence
-    const bf16 * st = conv_state + (int64_t) seq_slot[s] * ZK_CONV_STATE * n_channels;  // [3, C]
+    const TX * st = conv_state + (int64_t) seq_slot[s] * ZK_CONV_STATE * n_channels;    // [3, C]
     float acc = bias ? zk_to_f32(bias[ch]) : 0.0f;
 #pragma unroll
     for (int k = 0; k < ZK_CONV_TAPS; ++k) {
@@ -31,13 +32,14 @@ static __global__ void causal_conv1d_varlen_kernel(bf16 * __restrict__ out, cons
                                   : zk_to_f32(st[(ZK_CONV_STATE + src) * n_channels + ch]);
         acc += zk_to_f32(w[ch * ZK_CONV_TAPS + k]) * xv;                             // w: [C, 4]
     }
-    out[t * n_channels + ch] = zk_to_bf16(zk_silu(acc));                              // out: [T, C]
+    zk_store(out + t * n_channels + ch, zk_silu(acc));                                // out: [T, C]
 }
 
 // One thread per (sequence, channel): reads the old state before writing it (no other thread
 // touches this (slot, channel)).
-static __global__ void causal_conv1d_state_update_kernel(bf16 * __restrict__ conv_state,
-                                                         const bf16 * __restrict__ xbc, int ld_x,
+template <typename TX>
+static __global__ void causal_conv1d_state_update_kernel(TX * __restrict__ conv_state,
+                                                         const TX * __restrict__ xbc, int ld_x,
                                                          const int32_t * __restrict__ cu_seqlens,
                                                          const int32_t * __restrict__ seq_slot,
                                                          int n_channels) {
@@ -46,8 +48,8 @@ static __global__ void causal_conv1d_state_update_kernel(bf16 * __restrict__ con
     if (ch >= n_channels) return;
     const int64_t t0 = cu_seqlens[s];
     const int64_t len = cu_seqlens[s + 1] - t0;
-    bf16 * st = conv_state + (int64_t) seq_slot[s] * ZK_CONV_STATE * n_channels;     // [3, C]
-    bf16 old[ZK_CONV_STATE];
+    TX * st = conv_state + (int64_t) seq_slot[s] * ZK_CONV_STATE * n_channels;       // [3, C]
+    TX old[ZK_CONV_STATE];
 #pragma unroll
     for (int k = 0; k < ZK_CONV_STATE; ++k) old[k] = st[k * n_channels + ch];
 #pragma unroll
@@ -70,6 +72,25 @@ void causal_conv1d_varlen(bf16 * out, const bf16 * xbc, int ld_x, const bf16 * c
 }
 
 void causal_conv1d_state_update(bf16 * conv_state, const bf16 * xbc, int ld_x,
+                                const int32_t * cu_seqlens, const int32_t * seq_slot, int n_seqs,
+                                int n_channels, cudaStream_t stream) {
+    if (n_seqs <= 0) return;
+    dim3 grid((n_channels + 127) / 128, n_seqs);
+    causal_conv1d_state_update_kernel<<<grid, 128, 0, stream>>>(conv_state, xbc, ld_x, cu_seqlens,
+                                                                seq_slot, n_channels);
+}
+
+void causal_conv1d_varlen(float * out, const float * xbc, int ld_x, const float * conv_state,
+                          const bf16 * w, const bf16 * bias, const int32_t * cu_seqlens,
+                          const int32_t * token_seq, const int32_t * seq_slot, int n_tokens,
+                          int n_channels, cudaStream_t stream) {
+    if (n_tokens <= 0) return;
+    dim3 grid((n_channels + 127) / 128, n_tokens);
+    causal_conv1d_varlen_kernel<<<grid, 128, 0, stream>>>(out, xbc, ld_x, conv_state, w, bias,
+                                                          cu_seqlens, token_seq, seq_slot, n_channels);
+}
+
+void causal_conv1d_state_update(float * conv_state, const float * xbc, int ld_x,
                                 const int32_t * cu_seqlens, const int32_t * seq_slot, int n_seqs,
                                 int n_channels, cudaStream_t stream) {
     if (n_seqs <= 0) return;

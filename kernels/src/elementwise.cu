@@ -5,23 +5,44 @@
 
 // ---- kernels -----------------------------------------------------------------------------------
 
-static __global__ void gather_rows_kernel(bf16 * __restrict__ out, const bf16 * __restrict__ in,
+template <typename TO, typename TI>
+static __global__ void gather_rows_kernel(TO * __restrict__ out, const TI * __restrict__ in,
                                           const int32_t * __restrict__ rows, int n_cols) {
     const int64_t r = blockIdx.y;
     const int64_t src = rows[r];
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n_cols; i += gridDim.x * blockDim.x) {
-        out[r * n_cols + i] = in[src * n_cols + i];           // in: [*, n_cols] -> out: [n, n_cols]
+        zk_store(out + r * n_cols + i, zk_to_f32(in[src * n_cols + i]));  // in: [*, n_cols] -> out: [n, n_cols]
     }
 }
 
-static __global__ void gelu_mul_kernel(bf16 * __restrict__ out, const bf16 * __restrict__ gu, int ffn) {
+template <typename TG>
+static __global__ void gelu_mul_kernel(bf16 * __restrict__ out, const TG * __restrict__ gu, int ffn) {
     const int64_t r = blockIdx.y;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < ffn; i += gridDim.x * blockDim.x) {
         const float g = zk_to_f32(gu[r * 2 * ffn + i]);       // gu: [T, 2F]
         const float u = zk_to_f32(gu[r * 2 * ffn + ffn + i]);
-        // NOTE: HF rounds gelu(g) to bf16 before the product
-        const float act = zk_to_f32(zk_to_bf16(0.5f * g * (1.0f + erff(g * 0.70710678118654752f))));
+        float act = 0.5f * g * (1.0f + erff(g * 0.70710678118654752f));
+        // NOTE: HF rounds gelu(g) to bf16 before the product; the fp32 path keeps it
+        if (sizeof(TG) == 2) act = zk_to_f32(zk_to_bf16(act));
         out[r * ffn + i] = zk_to_bf16(act * u);                // out: [T, F]
+    }
+}
+
+// out[0..n) = bf16(in), out[n..2n) = bf16(in - bf16(in)): the split GEMM input of an fp32 activation.
+static __global__ void split_rows_kernel(bf16 * __restrict__ out, const float * __restrict__ in, int64_t n_elems) {
+    for (int64_t i = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; i < n_elems; i += (int64_t) gridDim.x * blockDim.x) {
+        zk_store_split(out + i, out + n_elems + i, in[i]);    // in: [n, cols] -> out: [2n, cols]
+    }
+}
+
+// y[r, c] (+)= Y[r, c] + Y[n + r, c]: sums the hi and lo halves of a split GEMM's output.
+static __global__ void combine_halves_kernel(float * __restrict__ y, int ld_y, const float * __restrict__ Y, int n_rows,
+                                             int n_cols, bool accumulate) {
+    const int64_t r = blockIdx.y;
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < n_cols; c += gridDim.x * blockDim.x) {
+        const float v = Y[r * n_cols + c] + Y[(r + n_rows) * n_cols + c];  // Y: [2n, cols]
+        float * dst = y + r * ld_y + c;                                    // y: [n, cols] stride ld_y
+        *dst = accumulate ? *dst + v : v;
     }
 }
 
@@ -52,7 +73,21 @@ void embedding_gather(bf16 * out, const bf16 * table, const int32_t * ids, int n
     gather_rows(out, table, ids, n_tokens, hidden, stream);
 }
 
+void embedding_gather(float * out, const bf16 * table, const int32_t * ids, int n_tokens, int hidden,
+                      cudaStream_t stream) {
+    if (n_tokens <= 0) return;
+    dim3 grid((hidden + 255) / 256 < 8 ? (hidden + 255) / 256 : 8, n_tokens);
+    gather_rows_kernel<<<grid, 256, 0, stream>>>(out, table, ids, hidden);
+}
+
 void gather_rows(bf16 * out, const bf16 * in, const int32_t * rows, int n, int n_cols,
+                 cudaStream_t stream) {
+    if (n <= 0) return;
+    dim3 grid((n_cols + 255) / 256 < 8 ? (n_cols + 255) / 256 : 8, n);
+    gather_rows_kernel<<<grid, 256, 0, stream>>>(out, in, rows, n_cols);
+}
+
+void gather_rows(float * out, const float * in, const int32_t * rows, int n, int n_cols,
                  cudaStream_t stream) {
     if (n <= 0) return;
     dim3 grid((n_cols + 255) / 256 < 8 ? (n_cols + 255) / 256 : 8, n);
@@ -63,6 +98,25 @@ void gelu_mul(bf16 * out, const bf16 * gu, int n_rows, int ffn, cudaStream_t str
     if (n_rows <= 0) return;
     dim3 grid((ffn + 255) / 256 < 16 ? (ffn + 255) / 256 : 16, n_rows);
     gelu_mul_kernel<<<grid, 256, 0, stream>>>(out, gu, ffn);
+}
+
+void gelu_mul(bf16 * out, const float * gu, int n_rows, int ffn, cudaStream_t stream) {
+    if (n_rows <= 0) return;
+    dim3 grid((ffn + 255) / 256 < 16 ? (ffn + 255) / 256 : 16, n_rows);
+    gelu_mul_kernel<<<grid, 256, 0, stream>>>(out, gu, ffn);
+}
+
+void split_rows_bf16(bf16 * out, const float * in, int n_rows, int n_cols, cudaStream_t stream) {
+    const int64_t n = (int64_t) n_rows * n_cols;
+    if (n <= 0) return;
+    const int64_t blocks = (n + 255) / 256 < 2048 ? (n + 255) / 256 : 2048;
+    split_rows_kernel<<<(unsigned) blocks, 256, 0, stream>>>(out, in, n);
+}
+
+void combine_halves(float * y, int ld_y, const float * Y, int n_rows, int n_cols, bool accumulate, cudaStream_t stream) {
+    if (n_rows <= 0) return;
+    dim3 grid((n_cols + 255) / 256 < 32 ? (n_cols + 255) / 256 : 32, n_rows);
+    combine_halves_kernel<<<grid, 256, 0, stream>>>(y, ld_y, Y, n_rows, n_cols, accumulate);
 }
 
 void fill_random_bf16(bf16 * x, int64_t n, uint64_t seed, float scale, float offset, cudaStream_t stream) {

@@ -6,8 +6,9 @@
 // ---- kernels -----------------------------------------------------------------------------------
 
 // One block per (row, group).
-static __global__ void gated_rms_norm_kernel(bf16 * __restrict__ out, const float * __restrict__ y,
-                                             const bf16 * __restrict__ z, int ld_z,
+template <typename TZ>
+static __global__ void gated_rms_norm_kernel(bf16 * __restrict__ out, bf16 * __restrict__ out_lo,
+                                             const float * __restrict__ y, const TZ * __restrict__ z, int ld_z,
                                              const bf16 * __restrict__ w, int d, int group_size,
                                              float eps) {
     extern __shared__ float v[];  // [group_size]
@@ -24,7 +25,8 @@ static __global__ void gated_rms_norm_kernel(bf16 * __restrict__ out, const floa
     ss = zk_block_sum(ss, scratch);
     const float inv = rsqrtf(ss / (float) group_size + eps);
     for (int i = threadIdx.x; i < group_size; i += blockDim.x) {
-        out[r * d + g0 + i] = zk_to_bf16(v[i] * inv * zk_to_f32(w[g0 + i]));  // out: [T, d]
+        // out (and out_lo): [T, d]
+        zk_store_split(out + r * d + g0 + i, out_lo ? out_lo + r * d + g0 + i : nullptr, v[i] * inv * zk_to_f32(w[g0 + i]));
     }
 }
 
@@ -35,6 +37,15 @@ void gated_rms_norm(bf16 * out, const float * y, const bf16 * z, int ld_z, const
     if (n_rows <= 0) return;
     const int group_size = d / n_groups;
     dim3 grid(n_rows, n_groups);
-    gated_rms_norm_kernel<<<grid, 256, (size_t) group_size * sizeof(float), stream>>>(
-        out, y, z, ld_z, w, d, group_size, eps);
+    gated_rms_norm_kernel<bf16><<<grid, 256, (size_t) group_size * sizeof(float), stream>>>(
+        out, nullptr, y, z, ld_z, w, d, group_size, eps);
+}
+
+void gated_rms_norm_f32(bf16 * out, bf16 * out_lo, const float * y, const float * z, int ld_z, const bf16 * w,
+                        int n_rows, int d, int n_groups, float eps, cudaStream_t stream) {
+    if (n_rows <= 0) return;
+    const int group_size = d / n_groups;
+    dim3 grid(n_rows, n_groups);
+    gated_rms_norm_kernel<float><<<grid, 256, (size_t) group_size * sizeof(float), stream>>>(
+        out, out_lo, y, z, ld_z, w, d, group_size, eps);
 }

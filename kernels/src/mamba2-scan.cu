@@ -13,10 +13,10 @@
 // ---- kernels -----------------------------------------------------------------------------------
 
 // One warp per (sequence, head, row p of the state). Lane l owns state columns n = l + 32k.
-template <int NPL>
+template <int NPL, typename TX>
 static __global__ void mamba2_scan_varlen_kernel(float * __restrict__ y, float * __restrict__ ssm_state,
-                                                 const bf16 * __restrict__ xbc, int ld_xbc,
-                                                 const bf16 * __restrict__ dt_raw, int ld_dt,
+                                                 const TX * __restrict__ xbc, int ld_xbc,
+                                                 const TX * __restrict__ dt_raw, int ld_dt,
                                                  const float * __restrict__ dt_bias,
                                                  const float * __restrict__ a_log,
                                                  const float * __restrict__ d_skip,
@@ -67,7 +67,7 @@ static __global__ void mamba2_scan_varlen_kernel(float * __restrict__ y, float *
             const float dt = __shfl_sync(0xffffffffu, dt_l, i);
             const float dA = __shfl_sync(0xffffffffu, dA_l, i);
             const float xv = __shfl_sync(0xffffffffu, x_l, i);
-            const bf16 * row = xbc + (tg + i) * ld_xbc;
+            const TX * row = xbc + (tg + i) * ld_xbc;
             const float dtx = dt * xv;
             float acc = 0.0f;
 #pragma unroll
@@ -94,10 +94,18 @@ static __global__ void mamba2_scan_varlen_kernel(float * __restrict__ y, float *
 // row and moves it with 16-byte loads/stores (float4 of S, 8-byte B and C), so a warp covers
 // 32 / (N/4) rows. The state pool read + write is the whole cost at large batch; this reads it at
 // full width instead of the scan kernel's 4-byte-per-lane pattern.
-template <int GW>  // threads per row = N / 4, a power of two <= 32
+static __device__ __forceinline__ float4 zk_load4(const bf16 * p) {
+    const uint2 raw = *reinterpret_cast<const uint2 *>(p);
+    const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&raw.x));
+    const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&raw.y));
+    return make_float4(a.x, a.y, b.x, b.y);
+}
+static __device__ __forceinline__ float4 zk_load4(const float * p) { return *reinterpret_cast<const float4 *>(p); }
+
+template <int GW, typename TX>  // threads per row = N / 4, a power of two <= 32
 static __global__ void mamba2_state_step_kernel(float * __restrict__ y, float * __restrict__ ssm_state,
-                                                const bf16 * __restrict__ xbc, int ld_xbc,
-                                                const bf16 * __restrict__ dt_raw, int ld_dt,
+                                                const TX * __restrict__ xbc, int ld_xbc,
+                                                const TX * __restrict__ dt_raw, int ld_dt,
                                                 const float * __restrict__ dt_bias,
                                                 const float * __restrict__ a_log,
                                                 const float * __restrict__ d_skip,
@@ -116,24 +124,20 @@ static __global__ void mamba2_state_step_kernel(float * __restrict__ y, float * 
     const int d_inner = n_heads * head_dim;
     const int n0 = (int) (thread % GW) * 4;
     const int64_t t = cu_seqlens[s];
-    const bf16 * xrow = xbc + t * ld_xbc;                     // xbc: [T, d + 2GN]
+    const TX * xrow = xbc + t * ld_xbc;                       // xbc: [T, d + 2GN]
     const float dt = zk_softplus(zk_to_f32(dt_raw[t * ld_dt + h]) + dt_bias[h]);  // dt_raw: [T, nh]
     const float dA = expf(dt * -expf(a_log[h]));
     const float xv = zk_to_f32(xrow[h * head_dim + p]);
     float4 * st = reinterpret_cast<float4 *>(ssm_state + (((int64_t) seq_slot[s] * n_heads + h) * head_dim + p) * d_state + n0);
     float4 S = valid ? *st : make_float4(0.f, 0.f, 0.f, 0.f);  // state row [N], 4 per thread
-    const uint2 braw = *reinterpret_cast<const uint2 *>(xrow + d_inner + g * d_state + n0);
-    const uint2 craw = *reinterpret_cast<const uint2 *>(xrow + d_inner + n_groups * d_state + g * d_state + n0);
-    const float2 b01 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&braw.x));
-    const float2 b23 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&braw.y));
-    const float2 c01 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&craw.x));
-    const float2 c23 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&craw.y));
+    const float4 b = zk_load4(xrow + d_inner + g * d_state + n0);
+    const float4 cc = zk_load4(xrow + d_inner + n_groups * d_state + g * d_state + n0);
     const float dtx = dt * xv;
-    S.x = S.x * dA + dtx * b01.x;
-    S.y = S.y * dA + dtx * b01.y;
-    S.z = S.z * dA + dtx * b23.x;
-    S.w = S.w * dA + dtx * b23.y;
-    float acc = S.x * c01.x + S.y * c01.y + S.z * c23.x + S.w * c23.y;
+    S.x = S.x * dA + dtx * b.x;
+    S.y = S.y * dA + dtx * b.y;
+    S.z = S.z * dA + dtx * b.z;
+    S.w = S.w * dA + dtx * b.w;
+    float acc = S.x * cc.x + S.y * cc.y + S.z * cc.z + S.w * cc.w;
 #pragma unroll
     for (int off = GW / 2; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
     if (valid) {
@@ -144,8 +148,9 @@ static __global__ void mamba2_state_step_kernel(float * __restrict__ y, float * 
 
 // ---- launchers ---------------------------------------------------------------------------------
 
-void mamba2_scan_varlen(float * y, float * ssm_state, const bf16 * xbc, int ld_xbc,
-                        const bf16 * dt_raw, int ld_dt, const float * dt_bias, const float * a_log,
+template <typename TX>
+static void scan_launch(float * y, float * ssm_state, const TX * xbc, int ld_xbc,
+                        const TX * dt_raw, int ld_dt, const float * dt_bias, const float * a_log,
                         const float * d_skip, const int32_t * cu_seqlens, const int32_t * seq_slot,
                         int n_seqs, int n_heads, int head_dim, int n_groups, int d_state,
                         cudaStream_t stream) {
@@ -154,7 +159,7 @@ void mamba2_scan_varlen(float * y, float * ssm_state, const bf16 * xbc, int ld_x
     const int threads = 128;
     const int64_t blocks = (n_warps * ZK_WARP_SIZE + threads - 1) / threads;
 #define ZK_SCAN_LAUNCH(NPL)                                                                        \
-    mamba2_scan_varlen_kernel<NPL><<<(unsigned) blocks, threads, 0, stream>>>(                      \
+    mamba2_scan_varlen_kernel<NPL, TX><<<(unsigned) blocks, threads, 0, stream>>>(                      \
         y, ssm_state, xbc, ld_xbc, dt_raw, ld_dt, dt_bias, a_log, d_skip, cu_seqlens, seq_slot,    \
         n_seqs, n_heads, head_dim, n_groups, d_state)
     if (d_state <= 32) ZK_SCAN_LAUNCH(1);
@@ -164,19 +169,20 @@ void mamba2_scan_varlen(float * y, float * ssm_state, const bf16 * xbc, int ld_x
 #undef ZK_SCAN_LAUNCH
 }
 
-bool mamba2_state_step(float * y, float * ssm_state, const bf16 * xbc, int ld_xbc, const bf16 * dt_raw, int ld_dt,
+template <typename TX>
+static bool state_step_launch(float * y, float * ssm_state, const TX * xbc, int ld_xbc, const TX * dt_raw, int ld_dt,
                        const float * dt_bias, const float * a_log, const float * d_skip, const int32_t * cu_seqlens,
                        const int32_t * seq_slot, int n_seqs, int n_heads, int head_dim, int n_groups, int d_state,
                        cudaStream_t stream) {
     const int gw = d_state / 4;
-    // 8-byte B/C loads need 4-aligned columns: ld_xbc and d_inner multiples of 4 (bf16), 16-byte state rows
+    // 4-wide B/C loads need 4-aligned columns: ld_xbc and d_inner multiples of 4, 16-byte state rows
     if (d_state % 4 != 0 || gw > 32 || (gw & (gw - 1)) != 0 || ld_xbc % 4 != 0 || (n_heads * head_dim) % 4 != 0) return false;
     if (n_seqs <= 0) return true;
     const int64_t threads = (int64_t) n_seqs * n_heads * head_dim * gw;
     const int block = 256;
     const unsigned blocks = (unsigned) ((threads + block - 1) / block);
 #define ZK_STEP_LAUNCH(GW)                                                                         \
-    mamba2_state_step_kernel<GW><<<blocks, block, 0, stream>>>(y, ssm_state, xbc, ld_xbc, dt_raw, ld_dt, dt_bias, \
+    mamba2_state_step_kernel<GW, TX><<<blocks, block, 0, stream>>>(y, ssm_state, xbc, ld_xbc, dt_raw, ld_dt, dt_bias, \
                                                               a_log, d_skip, cu_seqlens, seq_slot, n_seqs, n_heads, \
                                                               head_dim, n_groups, d_state)
     switch (gw) {
@@ -190,3 +196,15 @@ bool mamba2_state_step(float * y, float * ssm_state, const bf16 * xbc, int ld_xb
 #undef ZK_STEP_LAUNCH
     return true;
 }
+
+#define ZK_SCAN_ARGS                                                                               \
+    y, ssm_state, xbc, ld_xbc, dt_raw, ld_dt, dt_bias, a_log, d_skip, cu_seqlens, seq_slot, n_seqs, n_heads, \
+        head_dim, n_groups, d_state, stream
+#define ZK_SCAN_PARAMS(TX)                                                                         \
+    float *y, float *ssm_state, const TX *xbc, int ld_xbc, const TX *dt_raw, int ld_dt, const float *dt_bias, \
+        const float *a_log, const float *d_skip, const int32_t *cu_seqlens, const int32_t *seq_slot, int n_seqs, \
+        int n_heads, int head_dim, int n_groups, int d_state, cudaStream_t stream
+void mamba2_scan_varlen(ZK_SCAN_PARAMS(bf16)) { scan_launch(ZK_SCAN_ARGS); }
+void mamba2_scan_varlen(ZK_SCAN_PARAMS(float)) { scan_launch(ZK_SCAN_ARGS); }
+bool mamba2_state_step(ZK_SCAN_PARAMS(bf16)) { return state_step_launch(ZK_SCAN_ARGS); }
+bool mamba2_state_step(ZK_SCAN_PARAMS(float)) { return state_step_launch(ZK_SCAN_ARGS); }

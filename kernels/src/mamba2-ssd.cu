@@ -14,8 +14,9 @@
 // ---- kernels -----------------------------------------------------------------------------------
 
 // dt and the inclusive cumsum Λ of dt*A per (chunk, head): one warp, two tokens per lane.
+template <typename TX>
 static __global__ void ssd_chunk_prep_kernel(float * __restrict__ dt_out, float * __restrict__ lam_out,
-                                             const bf16 * __restrict__ dt_raw, int ld_dt,
+                                             const TX * __restrict__ dt_raw, int ld_dt,
                                              const float * __restrict__ dt_bias, const float * __restrict__ a_log,
                                              const int32_t * __restrict__ chunk_t0, const int32_t * __restrict__ chunk_len,
                                              int n_heads) {
@@ -44,7 +45,8 @@ static __global__ void ssd_chunk_prep_kernel(float * __restrict__ dt_out, float 
 }
 
 // s_c for one (chunk, head): Xw[j][p] = exp(Λ_last − Λ_j) dt_j x_j[p]; s[p][n] = Σ_j Xw[j][p] B_j[n].
-static __global__ void ssd_chunk_state_kernel(float * __restrict__ states, const bf16 * __restrict__ xbc, int ld_xbc,
+template <typename TX>
+static __global__ void ssd_chunk_state_kernel(float * __restrict__ states, const TX * __restrict__ xbc, int ld_xbc,
                                               const float * __restrict__ dt_in, const float * __restrict__ lam_in,
                                               const int32_t * __restrict__ chunk_t0, const int32_t * __restrict__ chunk_len,
                                               int n_heads, int head_dim, int n_groups, int d_state) {
@@ -99,8 +101,9 @@ static __global__ void ssd_state_pass_kernel(float * __restrict__ states, float 
 }
 
 // y for one (chunk, head): intra-chunk (masked CB^T with decays) plus the entering state's share.
+template <typename TX>
 static __global__ void ssd_chunk_output_kernel(float * __restrict__ y, const float * __restrict__ states,
-                                               const bf16 * __restrict__ xbc, int ld_xbc,
+                                               const TX * __restrict__ xbc, int ld_xbc,
                                                const float * __restrict__ dt_in, const float * __restrict__ lam_in,
                                                const float * __restrict__ d_skip,
                                                const int32_t * __restrict__ chunk_t0, const int32_t * __restrict__ chunk_len,
@@ -119,7 +122,7 @@ static __global__ void ssd_chunk_output_kernel(float * __restrict__ y, const flo
     const float * lam = lam_in + ((int64_t) c * n_heads + h) * L;
     for (int e = threadIdx.x; e < L * N; e += blockDim.x) {
         const int j = e / N, n = e % N;
-        const bf16 * row = xbc + (t0 + j) * ld_xbc;                                    // xbc: [T, d + 2GN]
+        const TX * row = xbc + (t0 + j) * ld_xbc;                                      // xbc: [T, d + 2GN]
         cs[e] = j < len ? zk_to_f32(row[d_inner + n_groups * N + g * N + n]) : 0.0f;
         bs[j * NP + n] = j < len ? zk_to_f32(row[d_inner + g * N + n]) : 0.0f;
     }
@@ -154,8 +157,9 @@ static __global__ void ssd_chunk_output_kernel(float * __restrict__ y, const flo
 // ---- launchers ---------------------------------------------------------------------------------
 
 
-bool mamba2_ssd_varlen(float * y, float * ssm_state, float * chunk_states, float * dt_buf, float * lam_buf,
-                       const bf16 * xbc, int ld_xbc, const bf16 * dt_raw, int ld_dt, const float * dt_bias,
+template <typename TX>
+static bool ssd_launch(float * y, float * ssm_state, float * chunk_states, float * dt_buf, float * lam_buf,
+                       const TX * xbc, int ld_xbc, const TX * dt_raw, int ld_dt, const float * dt_bias,
                        const float * a_log, const float * d_skip, const int32_t * chunk_t0, const int32_t * chunk_len,
                        const int32_t * seq_chunk0, const int32_t * seq_nchunks, const int32_t * seq_slot, int n_chunks,
                        int n_seqs, int n_heads, int head_dim, int n_groups, int d_state, cudaStream_t stream) {
@@ -168,17 +172,29 @@ bool mamba2_ssd_varlen(float * y, float * ssm_state, float * chunk_states, float
     cudaDeviceGetAttribute(&max_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
     if (smem_out > (size_t) max_optin || smem_state > (size_t) max_optin) return false;
     if (n_chunks <= 0) return true;
-    cudaFuncSetAttribute(ssd_chunk_output_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem_out);
-    cudaFuncSetAttribute(ssd_chunk_state_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem_state);
+    cudaFuncSetAttribute(ssd_chunk_output_kernel<TX>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem_out);
+    cudaFuncSetAttribute(ssd_chunk_state_kernel<TX>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem_state);
     const dim3 ch(n_chunks, n_heads);
-    ssd_chunk_prep_kernel<<<ch, 32, 0, stream>>>(dt_buf, lam_buf, dt_raw, ld_dt, dt_bias, a_log, chunk_t0, chunk_len, n_heads);
-    ssd_chunk_state_kernel<<<ch, ZK_SSD_THREADS, smem_state, stream>>>(chunk_states, xbc, ld_xbc, dt_buf, lam_buf, chunk_t0,
+    ssd_chunk_prep_kernel<TX><<<ch, 32, 0, stream>>>(dt_buf, lam_buf, dt_raw, ld_dt, dt_bias, a_log, chunk_t0, chunk_len, n_heads);
+    ssd_chunk_state_kernel<TX><<<ch, ZK_SSD_THREADS, smem_state, stream>>>(chunk_states, xbc, ld_xbc, dt_buf, lam_buf, chunk_t0,
                                                                        chunk_len, n_heads, head_dim, n_groups, d_state);
     const int pn = head_dim * d_state;
     const dim3 sp(n_seqs, n_heads, (pn + 255) / 256);
     ssd_state_pass_kernel<<<sp, 256, 0, stream>>>(chunk_states, ssm_state, lam_buf, chunk_len, seq_chunk0, seq_nchunks,
                                                   seq_slot, n_heads, pn);
-    ssd_chunk_output_kernel<<<ch, ZK_SSD_THREADS, smem_out, stream>>>(y, chunk_states, xbc, ld_xbc, dt_buf, lam_buf, d_skip,
+    ssd_chunk_output_kernel<TX><<<ch, ZK_SSD_THREADS, smem_out, stream>>>(y, chunk_states, xbc, ld_xbc, dt_buf, lam_buf, d_skip,
                                                                       chunk_t0, chunk_len, n_heads, head_dim, n_groups, d_state);
     return true;
 }
+
+#define ZK_SSD_PARAMS(TX)                                                                          \
+    float *y, float *ssm_state, float *chunk_states, float *dt_buf, float *lam_buf, const TX *xbc, int ld_xbc, \
+        const TX *dt_raw, int ld_dt, const float *dt_bias, const float *a_log, const float *d_skip,            \
+        const int32_t *chunk_t0, const int32_t *chunk_len, const int32_t *seq_chunk0, const int32_t *seq_nchunks, \
+        const int32_t *seq_slot, int n_chunks, int n_seqs, int n_heads, int head_dim, int n_groups, int d_state, \
+        cudaStream_t stream
+#define ZK_SSD_ARGS                                                                                \
+    y, ssm_state, chunk_states, dt_buf, lam_buf, xbc, ld_xbc, dt_raw, ld_dt, dt_bias, a_log, d_skip, chunk_t0, \
+        chunk_len, seq_chunk0, seq_nchunks, seq_slot, n_chunks, n_seqs, n_heads, head_dim, n_groups, d_state, stream
+bool mamba2_ssd_varlen(ZK_SSD_PARAMS(bf16)) { return ssd_launch(ZK_SSD_ARGS); }
+bool mamba2_ssd_varlen(ZK_SSD_PARAMS(float)) { return ssd_launch(ZK_SSD_ARGS); }

@@ -11,8 +11,9 @@
 
 // ---- kernels -----------------------------------------------------------------------------------
 
+template <typename TS>
 static __global__ void kv_cache_write_kernel(bf16 * __restrict__ k_pool, bf16 * __restrict__ v_pool,
-                                             const bf16 * __restrict__ k, const bf16 * __restrict__ v,
+                                             const TS * __restrict__ k, const TS * __restrict__ v,
                                              const int32_t * __restrict__ kv_index, int n_heads,
                                              int head_dim) {
     const int64_t t = blockIdx.x;
@@ -22,8 +23,8 @@ static __global__ void kv_cache_write_kernel(bf16 * __restrict__ k_pool, bf16 * 
     for (int i = threadIdx.x; i < n_heads * head_dim; i += blockDim.x) {
         const int h = i / head_dim, e = i % head_dim;
         const int64_t dst = ((page * n_heads + h) * ZK_PAGE_TOKENS + off) * head_dim + e;  // pool
-        k_pool[dst] = k[t * n_heads * head_dim + i];          // k: [T, heads, D]
-        v_pool[dst] = v[t * n_heads * head_dim + i];          // v: [T, heads, D]
+        k_pool[dst] = zk_to_bf16(zk_to_f32(k[t * n_heads * head_dim + i]));  // k: [T, heads, D]
+        v_pool[dst] = zk_to_bf16(zk_to_f32(v[t * n_heads * head_dim + i]));  // v: [T, heads, D]
     }
 }
 
@@ -31,14 +32,14 @@ static __global__ void kv_cache_write_kernel(bf16 * __restrict__ k_pool, bf16 * 
 // every K/V load (Q-fold less traffic for prefill). Keys go in groups of 32: one key per lane for
 // the Q scores, then the lanes switch to owning output dims (e = lane + 32k) to accumulate p_j v_j.
 // A tile that straddles two sequences is processed one query at a time (Q = 1 path).
-template <int Q, int DPL, bool VEC8>
-static __device__ void attend_tile(bf16 * __restrict__ out, const bf16 * __restrict__ q,
+template <int Q, int DPL, bool VEC8, typename TQ, typename TO>
+static __device__ void attend_tile(TO * __restrict__ out, const TQ * __restrict__ q,
                                    const bf16 * __restrict__ k_pool, const bf16 * __restrict__ v_pool,
                                    const int32_t * __restrict__ bt, int64_t t0, int n_q, int pos0,
                                    int h, int n_heads, int head_dim, float scale, float * qs, int lane) {
     // qs: [Q, D] scaled queries; query i (clamped to n_q - 1) is token t0 + i at position pos0 + i
     for (int i = 0; i < Q; ++i) {
-        const bf16 * qrow = q + ((t0 + min(i, n_q - 1)) * n_heads + h) * head_dim;   // q: [T, heads, D]
+        const TQ * qrow = q + ((t0 + min(i, n_q - 1)) * n_heads + h) * head_dim;     // q: [T, heads, D]
         for (int e = lane; e < head_dim; e += ZK_WARP_SIZE) qs[i * head_dim + e] = zk_to_f32(qrow[e]) * scale;
     }
     __syncwarp();
@@ -119,18 +120,18 @@ static __device__ void attend_tile(bf16 * __restrict__ out, const bf16 * __restr
     for (int i = 0; i < Q; ++i) {
         if (i >= n_q) break;
         const float inv_l = 1.0f / l[i];
-        bf16 * orow = out + ((t0 + i) * n_heads + h) * head_dim;  // out: [T, heads, D]
+        TO * orow = out + ((t0 + i) * n_heads + h) * head_dim;    // out: [T, heads, D]
 #pragma unroll
         for (int k = 0; k < DPL; ++k) {
             const int e = lane + ZK_WARP_SIZE * k;
-            if (e < head_dim) orow[e] = zk_to_bf16(acc[i][k] * inv_l);
+            if (e < head_dim) zk_store(orow + e, acc[i][k] * inv_l);
         }
     }
     __syncwarp();  // NOTE: qs is reused by the next tile of this warp
 }
 
-template <int Q, int DPL, bool VEC8>
-static __global__ void paged_attention_kernel(bf16 * __restrict__ out, const bf16 * __restrict__ q,
+template <int Q, int DPL, bool VEC8, typename TQ, typename TO>
+static __global__ void paged_attention_kernel(TO * __restrict__ out, const TQ * __restrict__ q,
                                               const bf16 * __restrict__ k_pool,
                                               const bf16 * __restrict__ v_pool,
                                               const int32_t * __restrict__ block_tables, int max_pages,
@@ -149,12 +150,12 @@ static __global__ void paged_attention_kernel(bf16 * __restrict__ out, const bf1
     float * qs = q_smem + (size_t) warp * Q * head_dim;
     const int s0 = token_seq[t0];
     if (token_seq[t0 + n_q - 1] == s0) {
-        attend_tile<Q, DPL, VEC8>(out, q, k_pool, v_pool, block_tables + (int64_t) s0 * max_pages, t0, n_q,
+        attend_tile<Q, DPL, VEC8, TQ, TO>(out, q, k_pool, v_pool, block_tables + (int64_t) s0 * max_pages, t0, n_q,
                                   positions[t0], h, n_heads, head_dim, scale, qs, lane);
     } else {
         for (int i = 0; i < n_q; ++i) {
             const int s = token_seq[t0 + i];
-            attend_tile<1, DPL, VEC8>(out, q, k_pool, v_pool, block_tables + (int64_t) s * max_pages, t0 + i, 1,
+            attend_tile<1, DPL, VEC8, TQ, TO>(out, q, k_pool, v_pool, block_tables + (int64_t) s * max_pages, t0 + i, 1,
                                       positions[t0 + i], h, n_heads, head_dim, scale, qs, lane);
         }
     }
@@ -169,8 +170,15 @@ void kv_cache_write(bf16 * k_pool, bf16 * v_pool, const bf16 * k, const bf16 * v
     kv_cache_write_kernel<<<n_tokens, 256, 0, stream>>>(k_pool, v_pool, k, v, kv_index, n_heads, head_dim);
 }
 
-template <int Q, int DPL>
-static void paged_attention_launch(bf16 * out, const bf16 * q, const bf16 * k_pool, const bf16 * v_pool,
+void kv_cache_write(bf16 * k_pool, bf16 * v_pool, const float * k, const float * v,
+                    const int32_t * kv_index, int n_tokens, int n_heads, int head_dim,
+                    cudaStream_t stream) {
+    if (n_tokens <= 0) return;
+    kv_cache_write_kernel<<<n_tokens, 256, 0, stream>>>(k_pool, v_pool, k, v, kv_index, n_heads, head_dim);
+}
+
+template <int Q, int DPL, typename TQ, typename TO>
+static void paged_attention_launch(TO * out, const TQ * q, const bf16 * k_pool, const bf16 * v_pool,
                                    const int32_t * block_tables, int max_pages, const int32_t * token_seq,
                                    const int32_t * positions, int n_tokens, int n_heads, int head_dim,
                                    float scale, cudaStream_t stream) {
@@ -178,16 +186,16 @@ static void paged_attention_launch(bf16 * out, const bf16 * q, const bf16 * k_po
     const unsigned blocks = (unsigned) ((items + ZK_ATTN_WARPS - 1) / ZK_ATTN_WARPS);
     const size_t smem = (size_t) ZK_ATTN_WARPS * Q * head_dim * sizeof(float);
     if (head_dim % 8 == 0) {
-        paged_attention_kernel<Q, DPL, true><<<blocks, ZK_ATTN_WARPS * ZK_WARP_SIZE, smem, stream>>>(
+        paged_attention_kernel<Q, DPL, true, TQ, TO><<<blocks, ZK_ATTN_WARPS * ZK_WARP_SIZE, smem, stream>>>(
             out, q, k_pool, v_pool, block_tables, max_pages, token_seq, positions, n_tokens, n_heads, head_dim, scale);
     } else {
-        paged_attention_kernel<Q, DPL, false><<<blocks, ZK_ATTN_WARPS * ZK_WARP_SIZE, smem, stream>>>(
+        paged_attention_kernel<Q, DPL, false, TQ, TO><<<blocks, ZK_ATTN_WARPS * ZK_WARP_SIZE, smem, stream>>>(
             out, q, k_pool, v_pool, block_tables, max_pages, token_seq, positions, n_tokens, n_heads, head_dim, scale);
     }
 }
 
-template <int DPL>
-static void paged_attention_dpl(bf16 * out, const bf16 * q, const bf16 * k_pool, const bf16 * v_pool,
+template <int DPL, typename TQ, typename TO>
+static void paged_attention_dpl(TO * out, const TQ * q, const bf16 * k_pool, const bf16 * v_pool,
                                 const int32_t * block_tables, int max_pages, const int32_t * token_seq,
                                 const int32_t * positions, int n_tokens, int n_heads, int head_dim, float scale,
                                 bool multi_query, cudaStream_t stream) {
@@ -202,10 +210,11 @@ static void paged_attention_dpl(bf16 * out, const bf16 * q, const bf16 * k_pool,
 
 // Tiles of 4 queries when the batch holds prefill chunks (T > 4 * S on average is not required:
 // straddling tiles fall back per query); one query per warp for decode-only batches.
-void paged_attention(bf16 * out, const bf16 * q, const bf16 * k_pool, const bf16 * v_pool,
-                     const int32_t * block_tables, int max_pages, const int32_t * token_seq,
-                     const int32_t * positions, int n_tokens, int n_heads, int head_dim,
-                     float scale, bool multi_query, cudaStream_t stream) {
+template <typename TQ, typename TO>
+static void paged_attention_any(TO * out, const TQ * q, const bf16 * k_pool, const bf16 * v_pool,
+                                const int32_t * block_tables, int max_pages, const int32_t * token_seq,
+                                const int32_t * positions, int n_tokens, int n_heads, int head_dim,
+                                float scale, bool multi_query, cudaStream_t stream) {
     if (n_tokens <= 0 || head_dim > ZK_WARP_SIZE * ZK_ATTN_MAX_DPL) return;
     const int dpl = (head_dim + ZK_WARP_SIZE - 1) / ZK_WARP_SIZE;
 #define ZK_ATTN_DPL(N) paged_attention_dpl<N>(out, q, k_pool, v_pool, block_tables, max_pages, token_seq, \
@@ -216,4 +225,20 @@ void paged_attention(bf16 * out, const bf16 * q, const bf16 * k_pool, const bf16
     else if (dpl <= 7) ZK_ATTN_DPL(7);
     else ZK_ATTN_DPL(8);
 #undef ZK_ATTN_DPL
+}
+
+void paged_attention(bf16 * out, const bf16 * q, const bf16 * k_pool, const bf16 * v_pool,
+                     const int32_t * block_tables, int max_pages, const int32_t * token_seq,
+                     const int32_t * positions, int n_tokens, int n_heads, int head_dim,
+                     float scale, bool multi_query, cudaStream_t stream) {
+    paged_attention_any(out, q, k_pool, v_pool, block_tables, max_pages, token_seq, positions, n_tokens, n_heads,
+                        head_dim, scale, multi_query, stream);
+}
+
+void paged_attention(float * out, const float * q, const bf16 * k_pool, const bf16 * v_pool,
+                     const int32_t * block_tables, int max_pages, const int32_t * token_seq,
+                     const int32_t * positions, int n_tokens, int n_heads, int head_dim,
+                     float scale, bool multi_query, cudaStream_t stream) {
+    paged_attention_any(out, q, k_pool, v_pool, block_tables, max_pages, token_seq, positions, n_tokens, n_heads,
+                        head_dim, scale, multi_query, stream);
 }

@@ -7,7 +7,8 @@
 // ---- kernels -----------------------------------------------------------------------------------
 
 // One thread per (token, head, i < D/2).
-static __global__ void rope_neox_kernel(bf16 * __restrict__ x, const int32_t * __restrict__ positions,
+template <typename TX>
+static __global__ void rope_neox_kernel(TX * __restrict__ x, const int32_t * __restrict__ positions,
                                         int n_heads, int head_dim, float theta) {
     const int half = head_dim / 2;
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -19,16 +20,25 @@ static __global__ void rope_neox_kernel(bf16 * __restrict__ x, const int32_t * _
     const float ang = (float) positions[t] * inv_freq;
     float sn, cs;
     sincosf(ang, &sn, &cs);
-    bf16 * row = x + (t * n_heads + h) * head_dim;           // x: [T, n_heads, D]
+    TX * row = x + (t * n_heads + h) * head_dim;             // x: [T, n_heads, D]
     const float x1 = zk_to_f32(row[i]);
     const float x2 = zk_to_f32(row[i + half]);
-    row[i] = zk_to_bf16(x1 * cs - x2 * sn);
-    row[i + half] = zk_to_bf16(x2 * cs + x1 * sn);
+    zk_store(row + i, x1 * cs - x2 * sn);
+    zk_store(row + i + half, x2 * cs + x1 * sn);
 }
 
 // ---- launchers ---------------------------------------------------------------------------------
 
 void rope_neox_inplace(bf16 * x, const int32_t * positions, int n_tokens, int n_heads, int head_dim,
+                       float theta, cudaStream_t stream) {
+    if (n_tokens <= 0) return;
+    const int half = head_dim / 2;
+    const int threads = half < 128 ? ((half + 31) / 32) * 32 : 128;
+    dim3 grid((half + threads - 1) / threads, n_tokens, n_heads);
+    rope_neox_kernel<<<grid, threads, 0, stream>>>(x, positions, n_heads, head_dim, theta);
+}
+
+void rope_neox_inplace(float * x, const int32_t * positions, int n_tokens, int n_heads, int head_dim,
                        float theta, cudaStream_t stream) {
     if (n_tokens <= 0) return;
     const int half = head_dim / 2;

@@ -358,6 +358,100 @@ static void test_sampling(test_table & tab, test_rng & rng) {
     tab.compare("logits_lse [5,32000]", dlse.download(), lse, 1e-6);
 }
 
+// The fp32-activation paths of the engine: fp32 residual inputs, split (hi + lo) bf16 outputs whose sum
+// must match the float64 reference to ~2^-17, the split/combine pair, and the fp32 conv with fp32 state.
+static vec sum_halves(const vec & v) {
+    const size_t n = v.size() / 2;
+    vec out(n);
+    for (size_t i = 0; i < n; ++i) out[i] = v[i] + v[n + i];
+    return out;
+}
+
+static void test_fp32_paths(test_table & tab, test_rng & rng) {
+    const int rows = 37, n_a = 301, m = 150;
+    const vec a = rng.f32_values((size_t) rows * n_a, -2, 2), b = rng.f32_values((size_t) rows * n_a, -1, 1);
+    const vec w = rng.bf16_values(n_a, 0.5, 1.5);
+    dev_buf<float> da(a.size()), db(b.size());
+    dev_buf<bf16> dw(w.size()), dy(2 * a.size());
+    da.upload(a); db.upload(b); dw.upload(w);
+    rms_norm_f32(dy.ptr, dy.ptr + a.size(), da.ptr, db.ptr, nullptr, dw.ptr, rows, n_a, 0, 1e-5f, 0);
+    ZK_LAUNCHED();
+    const vec ref = ref_rms_norm(a, b, {}, w, rows, n_a, 0, 1e-5);
+    tab.compare("rms_norm_f32 add, hi+lo [37,301]", sum_halves(dy.download()), ref, 2e-5);
+
+    const vec a2 = rng.f32_values((size_t) rows * m, -3, 3), c2 = rng.bf16_values((size_t) rows * m, -1, 1);
+    const vec w2 = rng.bf16_values(2 * m, 0.5, 1.5);
+    dev_buf<float> da2(a2.size());
+    dev_buf<bf16> dc2(c2.size()), dw2(w2.size()), dy2((size_t) 2 * rows * 2 * m);
+    da2.upload(a2); dc2.upload(c2); dw2.upload(w2);
+    rms_norm_f32(dy2.ptr, dy2.ptr + (size_t) rows * 2 * m, da2.ptr, nullptr, dc2.ptr, dw2.ptr, rows, m, m, 1e-5f, 0);
+    ZK_LAUNCHED();
+    tab.compare("rms_norm_f32 concat, hi+lo [37,300]", sum_halves(dy2.download()), ref_rms_norm(a2, {}, c2, w2, rows, m, m, 1e-5), 2e-5);
+
+    const int grows = 29, d = 192, groups = 2, ld_z = 2 * d + 7;
+    const vec y = rng.f32_values((size_t) grows * d, -2, 2), zbig = rng.f32_values((size_t) grows * ld_z, -3, 3);
+    const vec gw = rng.bf16_values(d, 0.5, 1.5);
+    vec z((size_t) grows * d);
+    for (int r = 0; r < grows; ++r) for (int i = 0; i < d; ++i) z[(size_t) r * d + i] = zbig[(size_t) r * ld_z + 5 + i];
+    dev_buf<float> dyin(y.size()), dz(zbig.size());
+    dev_buf<bf16> dgw(gw.size()), dout(2 * y.size());
+    dyin.upload(y); dz.upload(zbig); dgw.upload(gw);
+    gated_rms_norm_f32(dout.ptr, dout.ptr + y.size(), dyin.ptr, dz.ptr + 5, ld_z, dgw.ptr, grows, d, groups, 1e-5f, 0);
+    ZK_LAUNCHED();
+    tab.compare("gated_rms_norm_f32 G=2, hi+lo [29,192]", sum_halves(dout.download()),
+                ref_gated_rms_norm(y, z, gw, grows, d, groups, 1e-5), 2e-5);
+
+    // split then combine (Y = [hi; lo] as a GEMM with the identity would produce), accumulating
+    const int n = 19, cols = 133, ld_y = cols + 5;
+    const vec x = rng.f32_values((size_t) n * cols, -5, 5), y0 = rng.f32_values((size_t) n * ld_y, -1, 1);
+    dev_buf<float> dx(x.size()), dY(2 * x.size()), dy0(y0.size());
+    dev_buf<bf16> dsplit(2 * x.size());
+    dx.upload(x); dy0.upload(y0);
+    split_rows_bf16(dsplit.ptr, dx.ptr, n, cols, 0);
+    ZK_LAUNCHED();
+    const vec halves = dsplit.download();
+    dY.upload(halves);
+    combine_halves(dy0.ptr, ld_y, dY.ptr, n, cols, true, 0);
+    ZK_LAUNCHED();
+    vec want = y0;  // combine sums the halves exactly as stored (hi + lo), in fp32
+    for (int r = 0; r < n; ++r) {
+        for (int c = 0; c < cols; ++c) {
+            const size_t i = (size_t) r * cols + c;
+            want[(size_t) r * ld_y + c] += halves[i] + halves[x.size() + i];
+        }
+    }
+    tab.compare("split_rows_bf16 hi+lo [19,133]", sum_halves(halves), x, 2e-5);
+    tab.compare("combine_halves accumulate [19,133]", dy0.download(), want, 1e-6);
+
+    // fp32 conv with fp32 state, two calls
+    const int C = 99, ld_x = C + 13, n_slots = 9;
+    const ivec slots = pick_slots(rng, 6, n_slots);
+    vec state = rng.f32_values((size_t) n_slots * 3 * C, -1, 1);
+    const vec cw = rng.bf16_values((size_t) C * 4, -0.5, 0.5), bias = rng.bf16_values(C, -0.2, 0.2);
+    dev_buf<float> dstate(state.size());
+    dev_buf<bf16> dcw(cw.size()), dbias(bias.size());
+    dstate.upload(state); dcw.upload(cw); dbias.upload(bias);
+    const ivec lens_by_call[2] = {{1, 5, 2, 37, 1, 64}, {1, 1, 3, 2, 40, 1}};
+    for (int call = 0; call < 2; ++call) {
+        const ivec cu = cu_from_lengths(lens_by_call[call]);
+        const ivec ts = token_seq_from_cu(cu);
+        const int T = cu.back();
+        const vec xbig = rng.f32_values((size_t) T * ld_x, -2, 2);
+        vec xc((size_t) T * C);
+        for (int t = 0; t < T; ++t) for (int c = 0; c < C; ++c) xc[(size_t) t * C + c] = xbig[(size_t) t * ld_x + 4 + c];
+        dev_buf<float> dxc(xbig.size()), dcout((size_t) T * C);
+        dev_buf<int32_t> dcu(cu.size()), dts(ts.size()), dslot(slots.size());
+        dxc.upload(xbig); upload_ints(dcu, cu); upload_ints(dts, ts); upload_ints(dslot, slots);
+        causal_conv1d_varlen(dcout.ptr, dxc.ptr + 4, ld_x, dstate.ptr, dcw.ptr, dbias.ptr, dcu.ptr, dts.ptr, dslot.ptr, T, C, 0);
+        causal_conv1d_state_update(dstate.ptr, dxc.ptr + 4, ld_x, dcu.ptr, dslot.ptr, (int) slots.size(), C, 0);
+        ZK_LAUNCHED();
+        const vec cref = ref_causal_conv1d(xc, state, cw, bias, cu, slots, C);
+        const std::string tag = "causal_conv1d f32 call " + std::to_string(call + 1);
+        tab.compare(tag + ": out", dcout.download(), cref, TOL_F32);
+        tab.compare(tag + ": state pool", dstate.download(), state, 1e-12);
+    }
+}
+
 int main(int argc, char ** argv) {
     const uint64_t seed = argc > 1 ? std::strtoull(argv[1], nullptr, 10)
                                    : (uint64_t) std::chrono::system_clock::now().time_since_epoch().count();
@@ -373,6 +467,7 @@ int main(int argc, char ** argv) {
     test_elementwise(tab, rng);
     test_gemv(tab, rng);
     test_sampling(tab, rng);
+    test_fp32_paths(tab, rng);
     std::printf("kernel checks: %d, failed: %d\n", tab.checks, tab.failures);
     return tab.failures ? 1 : 0;
 }

@@ -9,14 +9,12 @@ import { GREEDY, type Engine, type ScheduledSequence, type StepPlan } from '../.
 import { assertLogitsClose, compareLogits, listGoldenFixtures, loadGoldenFixture, type GoldenCase } from '../helpers/golden.js';
 
 /**
- * bf16 weights and activations against a float64 reference (max abs error over max |logit|, per row).
- * The trained demo model lands at 2-4e-3 (H200, 2026-11-28). The random fixtures a and b draw
- * embeddings from N(0, 1), norms from 1 + 0.3 N and every linear at full N(0, 1/fan_in) scale
- * (test/golden/README.md), which amplifies bf16 rounding: they measured 1.2e-2 to 4.5e-2 on the same
- * run, with chunked == one-shot agreement inside 2e-2, so they get a wider bound.
+ * The issue's bar: logits relative error (max abs error over max |logit|, per row) <= 2e-2 on every
+ * fixture. The random fixtures a and b (N(0, 1) embeddings, full-scale linears, tiny H) amplify
+ * activation rounding: with bf16 activations they measured 1.2e-2 to 4.5e-2 (H200, 2026-11-28), so the
+ * engine keeps activations in fp32 and feeds GEMMs split bf16 inputs (kernels/NOTES.md, run 4).
  */
 const BF16_LOGITS_REL = 2e-2;
-const BF16_LOGITS_REL_RANDOM_FIXTURE = 5e-2;
 const PREFILL_CHUNK = 64;
 const MAX_PAGES = 32; // 512 positions per sequence
 const SLOTS = 6;
@@ -95,7 +93,7 @@ for (const name of listGoldenFixtures()) {
   test(`cuda engine matches golden fixture "${name}"`, async (t) => {
     const fx = loadGoldenFixture(name);
     const engine = await createCudaEngine({ modelDir: fx.checkpointDir, maxTokensPerStep: 512, maxSequencesPerStep: 16, maxModelLen: MAX_PAGES * 16 });
-    const tol = name === 'a' || name === 'b' ? BF16_LOGITS_REL_RANDOM_FIXTURE : BF16_LOGITS_REL;
+    const tol = BF16_LOGITS_REL;
     try {
       await engine.initCache({ slotCount: SLOTS, pageCount: SLOTS * MAX_PAGES });
       const V = engine.describe().vocabSize;

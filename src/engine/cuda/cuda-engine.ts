@@ -49,9 +49,9 @@ interface SlotBook {
 
 const emptyBook = (): SlotBook => ({ history: [], lastLogits: null });
 
-/** Bytes of one state slot as the native engine stores it: bf16 conv (3 taps) + fp32 SSM state. */
+/** Bytes of one state slot as the native engine stores it: fp32 conv (3 taps) + fp32 SSM state. */
 export function cudaStateSlotBytes(d: Zamba2Dims): number {
-  return d.numLayers * (3 * d.convDim * 2 + d.nMambaHeads * d.mambaHeadDim * d.mambaDState * 4);
+  return d.numLayers * (3 * d.convDim * 4 + d.nMambaHeads * d.mambaHeadDim * d.mambaDState * 4);
 }
 
 /** Bytes of one 16-token KV page over all attention layers, bf16. */
