@@ -5,8 +5,9 @@ applied at the points where the engine stores a tensor in bf16. Each rounding po
 "scheme" is the set of names that are rounded. GEMM inputs are always rounded (cuBLASLt bf16 GEMMs),
 everything else is float64 here (the engine's fp32 math is far below bf16 error).
 
-    python3 kernels/dev/bf16_emulate.py                 # every scheme on fixtures a, b, demo
-    python3 kernels/dev/bf16_emulate.py a len6 len33    # one fixture, some cases
+    python3 kernels/dev/bf16_emulate.py                 # every scheme on fixtures a, b, demo (prompts <= 100)
+    python3 kernels/dev/bf16_emulate.py a len6 len300   # one fixture, the cases named
+    SCHEMES=engine-v2 python3 kernels/dev/bf16_emulate.py b   # schemes whose label contains a word
 
 Prints, per scheme and case, the golden relative error (max |a - e| / max |e| per row, worst row).
 """
@@ -164,15 +165,18 @@ def rel_error(got: np.ndarray, exp: np.ndarray) -> float:
     return max(float(np.max(np.abs(g - e)) / np.max(np.abs(e))) for g, e in zip(got, exp))
 
 
+# name -> (rounded storage points, GEMM inputs fed split = exact)
 SCHEMES = {
-    "engine-v1 (all bf16)": ALL_POINTS,
-    "fp32 residual x": ALL_POINTS - {"x"},
-    "fp32 x, tr": ALL_POINTS - {"x", "tr"},
-    "fp32 x, tr, dt": ALL_POINTS - {"x", "tr", "dt"},
-    "fp32 x, tr, dt, z": ALL_POINTS - {"x", "tr", "dt", "z"},
-    "fp32 x,tr,zx,conv": ALL_POINTS - {"x", "tr", "dt", "z", "xbc", "conv"},
-    "fp32 x,tr,zx,conv,m": ALL_POINTS - {"x", "tr", "dt", "z", "xbc", "conv", "m"},
-    "GEMM inputs only": set(),
+    "engine-v1 (all bf16)": (ALL_POINTS, set()),
+    "engine-v2 (run 4: fp32 acts, split u,v,u2,att,vn)": ({"kv"}, {"u", "v", "u2", "att", "vn"}),
+    "engine-v2, split off": ({"kv"}, set()),
+    "fp32 residual x": (ALL_POINTS - {"x"}, set()),
+    "fp32 x, tr": (ALL_POINTS - {"x", "tr"}, set()),
+    "fp32 x, tr, dt": (ALL_POINTS - {"x", "tr", "dt"}, set()),
+    "fp32 x, tr, dt, z": (ALL_POINTS - {"x", "tr", "dt", "z"}, set()),
+    "fp32 x,tr,zx,conv": (ALL_POINTS - {"x", "tr", "dt", "z", "xbc", "conv"}, set()),
+    "fp32 x,tr,zx,conv,m": (ALL_POINTS - {"x", "tr", "dt", "z", "xbc", "conv", "m"}, set()),
+    "GEMM inputs only": (set(), set()),
 }
 
 
@@ -184,8 +188,8 @@ def main() -> None:
         schemes = {k: v for k, v in SCHEMES.items() if any(s in k for s in os.environ["SCHEMES"].split(","))}
     for fx in fixtures:
         ckpt, cases = fixture_cases(fx)
-        for label, points in schemes.items():
-            em = Emulator(ckpt, set(points))
+        for label, (points, exact) in schemes.items():
+            em = Emulator(ckpt, set(points), set(exact))
             errs = []
             for name, prompt, positions, golden in cases:
                 if only and name not in only:
@@ -195,7 +199,7 @@ def main() -> None:
                 out = em.run(prompt, keep_positions=positions)
                 got = np.stack([out["logits"][p] for p in positions])
                 errs.append(f"{name} {rel_error(got, golden):.2e}")
-            print(f"{fx:5s} {label:24s} " + "  ".join(errs), flush=True)
+            print(f"{fx:5s} {label:50s} " + "  ".join(errs), flush=True)
 
 
 if __name__ == "__main__":
