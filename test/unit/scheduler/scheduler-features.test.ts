@@ -200,7 +200,8 @@ describe('Scheduler faults and lifecycle', () => {
     const [ra, rb] = await Promise.all([a, b]);
     assert.equal(ra.finishes[0]![0]!.reason, 'error');
     assert.equal(rb.finishes[0]![0]!.reason, 'error');
-    assert.throws(() => scheduler.submit(request({ promptTokens: prompt(5) })), (e: unknown) => e instanceof SchedulerRejection && e.reason === 'shutting_down');
+    assert.equal(scheduler.failed, true);
+    assert.throws(() => scheduler.submit(request({ promptTokens: prompt(5) })), (e: unknown) => e instanceof SchedulerRejection && e.reason === 'engine_failed');
     assertMemoryReturned(scheduler);
     await scheduler.close();
   });
