@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <unordered_map>
 
@@ -18,6 +19,10 @@ struct gemm_plan {
     cublasLtMatmulDesc_t desc = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
     cublasLtMatmulAlgo_t algo{};
+    // ZAMBA2_GEMM_TUNE=n: up to n heuristic candidates, timed once on the first uncaptured call
+    cublasLtMatmulAlgo_t candidates[8]{};
+    int n_candidates = 0;
+    bool tuned = true;
 };
 
 struct gemm_context {
@@ -87,14 +92,22 @@ static int gemm_plan_build(gemm_context * ctx, gemm_plan & p, gemm_out_type y_ty
     GEMM_TRY(cublasLtMatmulPreferenceCreate(&pref), "preference");
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ctx->workspace_bytes,
                                          sizeof(ctx->workspace_bytes));
-    cublasLtMatmulHeuristicResult_t result{};
+    const char * tune_env = std::getenv("ZAMBA2_GEMM_TUNE");
+    int want = tune_env ? std::atoi(tune_env) : 1;
+    if (want < 1) want = 1;
+    if (want > 8) want = 8;
+    cublasLtMatmulHeuristicResult_t results[8]{};
     int found = 0;
     const cublasStatus_t st =
-        cublasLtMatmulAlgoGetHeuristic(ctx->handle, p.desc, p.a, p.b, p.c, p.c, pref, 1, &result, &found);
+        cublasLtMatmulAlgoGetHeuristic(ctx->handle, p.desc, p.a, p.b, p.c, p.c, pref, want, results, &found);
     cublasLtMatmulPreferenceDestroy(pref);
     if (st != CUBLAS_STATUS_SUCCESS || found == 0) return gemm_fail(ctx, st, "cublasLtMatmulAlgoGetHeuristic");
-    p.algo = result.algo;
-    (void) accumulate;
+    p.algo = results[0].algo;
+    p.n_candidates = 0;
+    for (int i = 0; i < found; ++i)
+        if (results[i].state == CUBLAS_STATUS_SUCCESS) p.candidates[p.n_candidates++] = results[i].algo;
+    // timing reruns the GEMM, so only overwrite-GEMMs (beta 0) are tuned: an accumulate would add twice
+    p.tuned = accumulate || p.n_candidates < 2;
     return 0;
 }
 
@@ -110,8 +123,39 @@ int gemm_bf16(gemm_context * ctx, void * y, gemm_out_type y_type, int ld_y, cons
         if (rc != 0) return rc;
         it = ctx->plans.emplace(key, p).first;
     }
-    const gemm_plan & p = it->second;
+    gemm_plan & p = it->second;
     const float alpha = 1.0f;
+    if (!p.tuned) {
+        cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+        cudaStreamIsCapturing(stream, &cap);
+        if (cap == cudaStreamCaptureStatusNone) {  // events cannot be waited on inside a graph capture
+            cudaEvent_t t0, t1;
+            cudaEventCreate(&t0);
+            cudaEventCreate(&t1);
+            float best_ms = 1e30f;
+            for (int i = 0; i < p.n_candidates; ++i) {
+                // warm-up run also rejects candidates that fail at launch
+                if (cublasLtMatmul(ctx->handle, p.desc, &alpha, w, p.a, x, p.b, &beta, y, p.c, y, p.c, &p.candidates[i],
+                                   ctx->workspace, ctx->workspace_bytes, stream) != CUBLAS_STATUS_SUCCESS)
+                    continue;
+                cudaEventRecord(t0, stream);
+                for (int r = 0; r < 3; ++r)
+                    cublasLtMatmul(ctx->handle, p.desc, &alpha, w, p.a, x, p.b, &beta, y, p.c, y, p.c, &p.candidates[i],
+                                   ctx->workspace, ctx->workspace_bytes, stream);
+                cudaEventRecord(t1, stream);
+                cudaEventSynchronize(t1);
+                float ms = 0.0f;
+                cudaEventElapsedTime(&ms, t0, t1);
+                if (ms < best_ms) {
+                    best_ms = ms;
+                    p.algo = p.candidates[i];
+                }
+            }
+            cudaEventDestroy(t0);
+            cudaEventDestroy(t1);
+            p.tuned = true;
+        }
+    }
     GEMM_TRY(cublasLtMatmul(ctx->handle, p.desc, &alpha, w, p.a, x, p.b, &beta, y, p.c, y, p.c, &p.algo,
                             ctx->workspace, ctx->workspace_bytes, stream),
              "cublasLtMatmul");
