@@ -270,10 +270,11 @@ class StepGraphBuilder {
 
     // Heads as [G, hpg]: B/C broadcast over the heads of their group inside MatMul.
     const xg = g.node('Transpose', [this.reshape(xs!, this.shapeBTWith([G, hpg, P]))], { perm: [0, 2, 3, 1, 4] }); // [B,G,hpg,T,P]
-    const grouped = (t: string) =>
-      g.node('Unsqueeze', [g.node('Transpose', [this.reshape(t, this.shapeBTWith([G, N]))], { perm: [0, 2, 1, 3] }), g.constInt64([2])]); // [B,G,1,T,N]
-    const bg = grouped(bs!);
-    const cg = grouped(cs!);
+    const grouped = (t: string) => g.node('Transpose', [this.reshape(t, this.shapeBTWith([G, N]))], { perm: [0, 2, 1, 3] }); // [B,G,T,N]
+    const bg2 = grouped(bs!);
+    const cg2 = grouped(cs!);
+    const bg = g.node('Unsqueeze', [bg2, g.constInt64([2])]); // [B,G,1,T,N]
+    const cg = g.node('Unsqueeze', [cg2, g.constInt64([2])]);
 
     const dtBias = this.weight(`${p}.dt_bias`, m.dtBias, [nh]);
     const dt2 = g.node('Softplus', [g.node('Add', [dtRaw!, dtBias])]); // [M,nh]
@@ -291,9 +292,11 @@ class StepGraphBuilder {
 
     const ssmIn = g.input(GraphNames.ssmState(l), 'float32', ['batch', nh, P, N]);
     const s0 = this.reshape(ssmIn, g.constInt64([0, G, hpg, P, N]));
-    // S0·Cᵀ reads the state row-major (a GEMV per head at T = 1), then the small result is transposed.
-    const s0c = g.node('MatMul', [s0, g.node('Transpose', [cg], { perm: [0, 1, 2, 4, 3] })]); // [B,G,hpg,P,T]
-    const cs0 = g.node('Transpose', [s0c], { perm: [0, 1, 2, 4, 3] }); // [B,G,hpg,T,P]
+    // S0·Cᵀ with the group's heads folded into M: one GEMM per (b, g) reading the state row-major
+    // (a broadcast batch dim would make ORT loop over B·nh tiny GEMMs), then the small result is transposed.
+    const cgT = g.node('Transpose', [cg2], { perm: [0, 1, 3, 2] }); // [B,G,N,T]
+    const s0c = g.node('MatMul', [this.reshape(ssmIn, g.constInt64([0, G, hpg * P, N])), cgT]); // [B,G,hpg·P,T]
+    const cs0 = g.node('Transpose', [this.reshape(s0c, g.constInt64([0, G, hpg, P, -1]))], { perm: [0, 1, 2, 4, 3] }); // [B,G,hpg,T,P]
     const yOff = g.node('Mul', [cs0, g.node('Unsqueeze', [g.node('Exp', [lam]), g.constInt64([4])])]);
     const D = this.weight(`${p}.D`, m.d, [nh]);
     const Dg = this.reshape(D, g.constInt64([G, hpg, 1, 1]));
@@ -303,7 +306,8 @@ class StepGraphBuilder {
     const lamT = g.node('Gather', [lam, g.constInt64([-1], [])], { axis: 3 }); // [B,G,hpg]
     const wj = g.node('Mul', [g.node('Exp', [g.node('Sub', [g.node('Unsqueeze', [lamT, g.constInt64([3])]), lam])]), dt]); // [B,G,hpg,T]
     const xw = g.node('Mul', [xg, g.node('Unsqueeze', [wj, g.constInt64([4])])]);
-    const sIn = g.node('MatMul', [g.node('Transpose', [xw], { perm: [0, 1, 2, 4, 3] }), bg]); // [B,G,hpg,P,N]
+    const xwT = this.reshape(g.node('Transpose', [xw], { perm: [0, 1, 2, 4, 3] }), g.constInt64([0, G, hpg * P, -1])); // [B,G,hpg·P,T]
+    const sIn = this.reshape(g.node('MatMul', [xwT, bg2]), g.constInt64([0, G, hpg, P, N])); // [B,G,hpg,P,N]
     const decay = g.node('Unsqueeze', [g.node('Exp', [lamT]), g.constInt64([3, 4])]);
     const s1 = g.node('Add', [g.node('Mul', [s0, decay]), sIn]);
     g.node('Reshape', [s1, g.constInt64([0, nh, P, N])], {}, GraphNames.ssmStateOut(l));
