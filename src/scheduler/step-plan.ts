@@ -2,7 +2,7 @@
  * Turning the scheduler's per-step decisions (chunks) into the engine's StepPlan, and the step's
  * telemetry summary. Called by the scheduler loop only, right after schedule() and after the step.
  */
-import type { ScheduledSequence, StepPlan } from '../engine/engine.js';
+import type { SamplingParams, ScheduledSequence, StepPlan } from '../engine/engine.js';
 import type { HybridCache } from '../cache/index.js';
 import type { Sequence } from './request-state.js';
 
@@ -38,11 +38,20 @@ export function buildStepPlan(stepId: number, chunks: readonly ScheduledChunk[],
       tokens: Int32Array.from(seq.tokens.slice(c.start, c.start + c.count)),
       promptLength: seq.promptLength,
       sample: c.sample,
-      sampling: banEnd ? seq.request.minTokensSampling! : request.sampling,
+      sampling: completionSampling(banEnd ? seq.request.minTokensSampling! : request.sampling, seq.index),
       promptLogprobs: c.wantsPromptLogprobs ? request.promptLogprobs : null,
     };
   });
   return { stepId, sequences, resetSlots: cache.takePendingResets(), releasedSeqIds };
+}
+
+/**
+ * n > 1 with a seed: completion i draws from seed + i·φ (completion 0 keeps the request's seed),
+ * so the n completions differ from each other yet the whole request stays reproducible.
+ */
+export function completionSampling(sampling: SamplingParams, index: number): SamplingParams {
+  if (index === 0 || sampling.seed === null) return sampling;
+  return { ...sampling, seed: (sampling.seed + Math.imul(index, 0x9e3779b1)) >>> 0 };
 }
 
 export function summarizeStep(chunks: readonly ScheduledChunk[]): { sequences: number; tokens: number; prefillTokens: number; decodeTokens: number } {

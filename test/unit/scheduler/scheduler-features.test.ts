@@ -16,6 +16,7 @@ import {
   ticks,
   tinyPools,
 } from './scheduler-harness.js';
+import { completionSampling } from '../../../src/scheduler/step-plan.js';
 
 describe('Scheduler n > 1', () => {
   it('prefills the prompt once, forks with copySlot and shares the full pages', async () => {
@@ -32,12 +33,14 @@ describe('Scheduler n > 1', () => {
     assert.deepEqual(shared[2], shared[0]);
     assert.equal(new Set(tails.map((s) => s.pageTable[2])).size, 3, 'each sibling writes its own tail page');
     assert.equal(engine.plans.reduce((sum, p) => sum + p.sequences.filter((s) => s.startPosition < 32).length, 0), 1, 'prompt prefix computed once');
-    const alone = (await runAlone({}, { ...req, n: 1 })).tokens[0];
     for (let i = 0; i < 3; i++) {
+      // Completion i samples with completionSampling(seed, i): the same tokens as a solo run with that seed.
+      const alone = (await runAlone({}, { ...req, n: 1, sampling: completionSampling(req.sampling, i) })).tokens[0];
       assert.equal(got.tokens[i]!.length, 6);
-      assert.deepEqual(got.tokens[i], alone, 'same seed, same history → same tokens as n = 1');
+      assert.deepEqual(got.tokens[i], alone, 'completion i, seeded seed+i·φ → the same tokens as n = 1 with that seed');
       assert.deepEqual(got.finishes[i], [{ reason: 'length' }]);
     }
+    assert.equal(new Set(got.tokens.map((t) => t.join(','))).size, 3, 'a seeded n > 1 request gives n different completions');
     assertPlansWithinLimits(engine, options);
     assertMemoryReturned(scheduler);
     await scheduler.close();
@@ -120,9 +123,10 @@ describe('Scheduler n > 1', () => {
     assert.deepEqual(got.finishes[1], [{ reason: 'stop' }]);
     assert.equal(got.tokens[0]!.length, 40);
     assert.equal(got.tokens[2]!.length, 40);
-    const alone = (await runAlone({}, { ...req, n: 1 })).tokens[0]!;
-    assert.deepEqual(got.tokens[0], alone);
-    assert.deepEqual(got.tokens[1], alone.slice(0, got.tokens[1]!.length));
+    const alone = async (i: number) => (await runAlone({}, { ...req, n: 1, sampling: completionSampling(req.sampling, i) })).tokens[0]!;
+    assert.deepEqual(got.tokens[0], await alone(0));
+    assert.deepEqual(got.tokens[1], (await alone(1)).slice(0, got.tokens[1]!.length));
+    assert.deepEqual(got.tokens[2], await alone(2));
     assertMemoryReturned(scheduler);
     await scheduler.close();
   });
