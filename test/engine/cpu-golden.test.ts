@@ -4,57 +4,23 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCpuEngine } from '../../src/engine/cpu/index.js';
-import { GREEDY, type Engine, type ScheduledSequence, type StepPlan } from '../../src/engine/engine.js';
+import type { Engine } from '../../src/engine/engine.js';
+import { EngineDriver, goldenRowsOf } from '../helpers/engine-driver.js';
 import { assertLogitsClose, listGoldenFixtures, loadGoldenFixture, type GoldenCase } from '../helpers/golden.js';
 
 const PREFILL_CHUNK = 64;
 const MAX_PAGES = 32; // 512 positions per sequence
 const SLOTS = 4;
 
-let stepId = 0;
-const plan = (sequences: ScheduledSequence[], resetSlots: number[] = []): StepPlan => ({
-  stepId: stepId++,
-  sequences,
-  resetSlots: Int32Array.from(resetSlots),
-  releasedSeqIds: [],
-});
-
 const pagesOf = (slot: number) => Int32Array.from({ length: MAX_PAGES }, (_, i) => slot * MAX_PAGES + i);
-
-function seq(slot: number, startPosition: number, tokens: ArrayLike<number>, promptLength: number, extra: Partial<ScheduledSequence> = {}): ScheduledSequence {
-  return {
-    seqId: slot,
-    slot,
-    pageTable: pagesOf(slot),
-    startPosition,
-    tokens: Int32Array.from(tokens),
-    promptLength,
-    sample: startPosition + tokens.length >= promptLength,
-    sampling: GREEDY,
-    promptLogprobs: null,
-    ...extra,
-  };
-}
-
-/** Feeds the prompt in chunks of `chunk` tokens into a freshly reset slot; returns all logits rows and the sampled token. */
-async function prefill(engine: Engine, slot: number, prompt: Int32Array, chunk: number): Promise<{ logits: Float32Array; token: number }> {
-  const V = engine.describe().vocabSize;
-  const logits = new Float32Array(prompt.length * V);
-  let token = -1;
-  for (let start = 0; start < prompt.length; start += chunk) {
-    const part = prompt.slice(start, start + chunk);
-    const r = await engine.step(plan([seq(slot, start, part, prompt.length, { returnLogits: true })], start === 0 ? [slot] : []));
-    logits.set(r.outputs[0]!.logits!, start * V);
-    token = r.outputs[0]!.token;
-  }
-  return { logits, token };
-}
+const driver = new EngineDriver(pagesOf);
+const plan = driver.plan.bind(driver);
+const seq = driver.seq.bind(driver);
+const prefill = driver.prefill.bind(driver);
 
 /** Golden rows vs the same positions of a prompt's full logits; relative error per row ≤ 1e-3. */
 function assertGoldenRows(logits: Float32Array, c: GoldenCase, V: number, label: string): void {
-  const rows = new Float32Array(c.logitPositions.length * V);
-  c.logitPositions.forEach((pos, k) => rows.set(logits.subarray(pos * V, (pos + 1) * V), k * V));
-  assertLogitsClose(rows, c.logits, { maxRelError: 1e-3, vocabSize: V, label: `${label} ${c.name}`, positions: c.logitPositions });
+  assertLogitsClose(goldenRowsOf(logits, c, V), c.logits, { maxRelError: 1e-3, vocabSize: V, label: `${label} ${c.name}`, positions: c.logitPositions });
 }
 
 async function greedyContinue(engine: Engine, slot: number, promptLength: number, first: number, count: number): Promise<number[]> {

@@ -5,7 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCudaEngine } from '../../src/engine/cuda/index.js';
-import { GREEDY, type Engine, type ScheduledSequence, type StepPlan } from '../../src/engine/engine.js';
+import { GREEDY, type Engine, type ScheduledSequence } from '../../src/engine/engine.js';
+import { EngineDriver, goldenRowsOf } from '../helpers/engine-driver.js';
 import { assertLogitsClose, compareLogits, listGoldenFixtures, loadGoldenFixture, type GoldenCase } from '../helpers/golden.js';
 
 /**
@@ -19,51 +20,13 @@ const PREFILL_CHUNK = 64;
 const MAX_PAGES = 32; // 512 positions per sequence
 const SLOTS = 6;
 
-let stepId = 0;
-const plan = (sequences: ScheduledSequence[], resetSlots: number[] = []): StepPlan => ({
-  stepId: stepId++,
-  sequences,
-  resetSlots: Int32Array.from(resetSlots),
-  releasedSeqIds: [],
-});
-
 // Pages of a slot, interleaved across slots so that neighbours in the pool belong to other sequences.
 const pagesOf = (slot: number) => Int32Array.from({ length: MAX_PAGES }, (_, i) => i * SLOTS + slot);
+const driver = new EngineDriver(pagesOf);
+const plan = driver.plan.bind(driver);
+const seq = driver.seq.bind(driver);
+const prefill = driver.prefill.bind(driver);
 
-function seq(slot: number, startPosition: number, tokens: ArrayLike<number>, promptLength: number, extra: Partial<ScheduledSequence> = {}): ScheduledSequence {
-  return {
-    seqId: slot,
-    slot,
-    pageTable: pagesOf(slot),
-    startPosition,
-    tokens: Int32Array.from(tokens),
-    promptLength,
-    sample: startPosition + tokens.length >= promptLength,
-    sampling: GREEDY,
-    promptLogprobs: null,
-    ...extra,
-  };
-}
-
-async function prefill(engine: Engine, slot: number, prompt: ArrayLike<number>, chunk: number): Promise<{ logits: Float32Array; token: number }> {
-  const V = engine.describe().vocabSize;
-  const logits = new Float32Array(prompt.length * V);
-  let token = -1;
-  for (let start = 0; start < prompt.length; start += chunk) {
-    const part = Array.from(prompt).slice(start, start + chunk);
-    const r = await engine.step(plan([seq(slot, start, part, prompt.length, { returnLogits: true })], start === 0 ? [slot] : []));
-    logits.set(r.outputs[0]!.logits!, start * V);
-    token = r.outputs[0]!.token;
-  }
-  return { logits, token };
-}
-
-/** Rows of `logits` (all prompt positions) at the golden case's stored positions. */
-function rowsAt(logits: Float32Array, c: GoldenCase, V: number): Float32Array {
-  const out = new Float32Array(c.logitPositions.length * V);
-  c.logitPositions.forEach((pos, k) => out.set(logits.subarray(pos * V, (pos + 1) * V), k * V));
-  return out;
-}
 
 async function greedyContinue(engine: Engine, slot: number, promptLength: number, first: number, count: number, extra: Partial<ScheduledSequence> = {}): Promise<{ tokens: number[]; logits: Float32Array[] }> {
   const tokens = [first];
@@ -104,7 +67,7 @@ for (const name of listGoldenFixtures()) {
         const failures: string[] = [];
         for (const c of fx.cases) {
           const { logits, token } = await prefill(engine, 0, c.promptTokens, PREFILL_CHUNK);
-          const cmp = compareLogits(rowsAt(logits, c, V), c.logits, V);
+          const cmp = compareLogits(goldenRowsOf(logits, c, V), c.logits, V);
           t.diagnostic(`${name}/${c.name}: max rel ${cmp.maxRelError.toExponential(2)}, max abs ${cmp.maxAbsError.toExponential(2)} (bound ${tol})`);
           if (!(cmp.maxRelError <= tol)) failures.push(`${c.name}: ${cmp.maxRelError.toExponential(3)} at position ${c.logitPositions[cmp.worstRow]}`);
           if (c.greedyTokens.length > 0) {
@@ -137,7 +100,7 @@ for (const name of listGoldenFixtures()) {
           const cmp = compareLogits(other.logits, one.logits, V);
           assert.ok(cmp.maxRelError <= BF16_LOGITS_REL, `${c.name} chunks of ${chunk}: relative difference ${cmp.maxRelError}`);
         }
-        assertLogitsClose(rowsAt(one.logits, c, V), c.logits, { maxRelError: tol, vocabSize: V, label: `${name}/${c.name} one chunk`, positions: c.logitPositions });
+        assertLogitsClose(goldenRowsOf(one.logits, c, V), c.logits, { maxRelError: tol, vocabSize: V, label: `${name}/${c.name} one chunk`, positions: c.logitPositions });
       });
 
       await t.test('a mixed batch (prefills and decodes in one step) matches each sequence run alone', async () => {
