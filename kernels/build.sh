@@ -66,9 +66,13 @@ for f in "$here"/src/*.cu; do
   while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 0.2; done
 done
 compile "$here/tests/cpu-reference.cc" "$out/obj/cpu-reference.o" & pids+=($!)
-compile "$here/tests/test-kernels.cu" "$out/obj/test-kernels.o" & pids+=($!)
+test_objs=()
+for f in "$here"/tests/test-*.cu; do
+  o="$out/obj/$(basename "$f").o"; test_objs+=("$o")
+  compile "$f" "$o" & pids+=($!)
+done
 for p in "${pids[@]}"; do wait "$p"; done
-"$NVCC" $ARCHS -o "$out/test-kernels" "$out/obj/test-kernels.o" "$out/obj/cpu-reference.o" "${kernel_objs[@]}"
+"$NVCC" $ARCHS -o "$out/test-kernels" "${test_objs[@]}" "$out/obj/cpu-reference.o" "${kernel_objs[@]}"
 echo "built kernels/build/test-kernels"
 [ "$mode" = "--tests" ] && exit 0
 

@@ -113,6 +113,21 @@ struct test_table {
     }
 };
 
+// Test files beside test-kernels.cu (kernels/tests/test-*.cu, one kernel family each) register their
+// entry point with ZK_REGISTER_TEST(fn); main runs the built-in tests, then every registered one
+// (in link order), with the same table and random stream.
+typedef void (*kernel_test_fn)(test_table & tab, test_rng & rng);
+struct kernel_test_entry { const char * name; kernel_test_fn fn; };
+inline std::vector<kernel_test_entry> & kernel_test_registry() {
+    static std::vector<kernel_test_entry> tests;
+    return tests;
+}
+inline int register_kernel_test(const char * name, kernel_test_fn fn) {
+    kernel_test_registry().push_back({name, fn});
+    return (int) kernel_test_registry().size();
+}
+#define ZK_REGISTER_TEST(fn) static const int zk_registered_##fn = register_kernel_test(#fn, fn)
+
 // Tolerances: bf16 outputs carry a relative rounding error of up to 2^-9 per element.
 constexpr double TOL_BF16 = 8e-3;
 constexpr double TOL_F32 = 2e-5;

@@ -2,6 +2,7 @@
 // random inputs with awkward shapes (odd widths, ragged batches mixing decodes and prefill chunks,
 // permuted slots, state carried across calls). Prints one table row per check; exits 1 on failure.
 // Usage: test-kernels [seed]   (default: time-based; the seed is printed for reruns)
+#include <cstring>
 #include <algorithm>
 #include <chrono>
 #include <numeric>
@@ -468,6 +469,12 @@ int main(int argc, char ** argv) {
     test_gemv(tab, rng);
     test_sampling(tab, rng);
     test_fp32_paths(tab, rng);
+    const char * only = std::getenv("ZK_TEST_ONLY");  // substring filter for registered tests
+    for (const kernel_test_entry & t : kernel_test_registry()) {
+        if (only && !std::strstr(t.name, only)) continue;
+        std::printf("-- %s\n", t.name);
+        t.fn(tab, rng);
+    }
     std::printf("kernel checks: %d, failed: %d\n", tab.checks, tab.failures);
     return tab.failures ? 1 : 0;
 }
