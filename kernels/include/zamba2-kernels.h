@@ -157,12 +157,39 @@ void fill_random_bf16(bf16 * x, int64_t n, uint64_t seed, float scale, float off
 void fill_random_f32(float * x, int64_t n, uint64_t seed, float scale, float offset,
                      cudaStream_t stream);
 
-// ---- gemv.cu -----------------------------------------------------------------------------------
-// Skinny GEMM for decode: y[M, N] = x[M, K] . w[N, K]^T + beta * y, M <= 8, bf16 x/w, y bf16 or f32.
-// Returns false (enqueues nothing) when unsupported: M > 8, K or ld_x not a multiple of 8, or x/w not
-// 16-byte aligned; the caller then uses cuBLASLt.
-bool gemv_bf16_small_m(void * y, bool y_f32, int ld_y, const bf16 * x, int ld_x, const bf16 * w, int M, int N, int K,
-                       float beta, cudaStream_t stream);
+// ---- skinny-gemm.cu ----------------------------------------------------------------------------
+// Decode-sized GEMMs on tensor cores (M <= 64 token rows, weights read once):
+//   y[M, N] (+)= x[M, K] . w[N, K]^T (+ x2[M, K2] . w2[N, K2]^T)
+// Segments: up to 3 weight matrices sharing x and K in one launch (q/k/v, LoRA w0s), each with its own
+// output and optional second operand (LoRA: x2 fp32 rows of stride ld_x2, w2 [N, K2]).
+// Returns false (enqueues nothing) when unsupported: M > 64, K or ld_x not a multiple of 8, pointers not
+// 16-byte aligned, K2 not a multiple of 8 or ld_x2 not of 4. The caller then uses cuBLASLt.
+enum skinny_x_mode {
+    SKINNY_X_BF16 = 0,   // x: bf16 [M, K]
+    SKINNY_X_SPLIT = 1,  // x: bf16 hi [M, K] and x_lo: bf16 lo [M, K] (stride ld_x); the input is hi + lo
+    SKINNY_X_F32 = 2,    // x: fp32 [M, K], split into hi + lo in registers
+};
+#define ZK_SKINNY_MAX_M 64
+#define ZK_SKINNY_MAX_SEGMENTS 3
+struct skinny_segment {
+    const bf16 * w;          // [n, K]
+    const bf16 * w2;         // [n, K2] or nullptr
+    const float * x2;        // [M, K2] rows of stride ld_x2 (with w2)
+    void * y;                // [M, n] rows of stride ld_y, fp32 or bf16 (y_f32)
+    int n, ld_y;
+};
+struct skinny_gemm_args {
+    skinny_segment seg[ZK_SKINNY_MAX_SEGMENTS];
+    int n_seg;
+    skinny_x_mode x_mode;
+    const void * x;
+    const bf16 * x_lo;
+    int ld_x, K;
+    int ld_x2, K2;
+    int M;
+    bool y_f32, accumulate;  // accumulate: y += result (else y = result)
+};
+bool skinny_gemm(const skinny_gemm_args & a, cudaStream_t stream);
 
 // ---- sampling.cu -------------------------------------------------------------------------------
 // Per row of logits [n, V] fp32: argmax token, the max logit and log-sum-exp.

@@ -317,31 +317,6 @@ static void test_elementwise(test_table & tab, test_rng & rng) {
     tab.compare("embedding_gather [23,70]", demb.download(), ref, 0.0);
 }
 
-// x rows with a row stride above K (a slice of a wider activation), odd N, accumulate (beta = 1) into bf16
-// and plain writes into f32, every supported row count class.
-static void test_gemv(test_table & tab, test_rng & rng) {
-    const int N = 77, K = 264, ld_x = K + 16;
-    for (int M : {1, 3, 8}) {
-        for (int mode = 0; mode < 2; ++mode) {
-            const bool f32 = mode == 1;
-            const double beta = f32 ? 0.0 : 1.0;
-            const vec xbig = rng.bf16_values((size_t) M * ld_x, -1, 1), w = rng.bf16_values((size_t) N * K, -0.5, 0.5);
-            const vec y0 = rng.bf16_values((size_t) M * N, -2, 2);
-            vec x((size_t) M * K);
-            for (int m = 0; m < M; ++m) for (int k = 0; k < K; ++k) x[(size_t) m * K + k] = xbig[(size_t) m * ld_x + k];
-            dev_buf<bf16> dx(xbig.size()), dw(w.size()), dyb((size_t) M * N);
-            dev_buf<float> dyf((size_t) M * N);
-            dx.upload(xbig); dw.upload(w); dyb.upload(y0);
-            const bool ok = gemv_bf16_small_m(f32 ? (void *) dyf.ptr : (void *) dyb.ptr, f32, N, dx.ptr, ld_x, dw.ptr, M, N, K,
-                                              (float) beta, 0);
-            ZK_LAUNCHED();
-            const std::string name = "gemv M=" + std::to_string(M) + (f32 ? " f32 out" : " bf16 out, beta 1") + " [77,264]";
-            if (!ok) { tab.compare(name + " (refused)", {1.0}, {0.0}, 0.0); continue; }
-            tab.compare(name, f32 ? dyf.download() : dyb.download(), ref_matmul_nt(x, w, y0, M, N, K, beta), f32 ? 1e-5 : TOL_BF16);
-        }
-    }
-}
-
 static void test_sampling(test_table & tab, test_rng & rng) {
     const int rows = 5, V = 32000;
     vec logits = rng.f32_values((size_t) rows * V, -8, 8);
@@ -466,7 +441,6 @@ int main(int argc, char ** argv) {
     test_rope(tab, rng);
     test_paged_attention(tab, rng);
     test_elementwise(tab, rng);
-    test_gemv(tab, rng);
     test_sampling(tab, rng);
     test_fp32_paths(tab, rng);
     const char * only = std::getenv("ZK_TEST_ONLY");  // substring filter for registered tests

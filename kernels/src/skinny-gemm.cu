@@ -1,0 +1,202 @@
+// Skinny GEMM for decode-sized steps (M <= 64 token rows) on tensor cores, weights streamed once:
+//
+//   y[m, n] (+)= sum_k x[m, k] w[n, k]  +  sum_r x2[m, r] w2[n, r]          (w2 term optional)
+//
+// x comes as bf16 (SKINNY_X_BF16), as bf16 hi + lo rows whose sum is the fp32 value to ~2^-17
+// (SKINNY_X_SPLIT, what the norms write), or as fp32 split into hi + lo in registers (SKINNY_X_F32);
+// split inputs cost a second MMA per tile, not a second pass over W, so decode stays exact to fp32
+// and pays no combine kernel. The optional second operand (LoRA: x2 = x . w0^T, fp32) accumulates
+// into the same registers, so q/k/v and gate_up with adapters need one launch each.
+//
+// "Swap AB": mma.m16n8k16's A operand (16 rows) holds 16 output features n of W and its B operand
+// (8 columns) holds 8 token rows of x^T, so one decode row wastes no weight bandwidth. A lane
+// (g = lane / 4, t = lane % 4) loads 16 bytes of W rows n0+g and n0+g+8 at k = k0 + 8t and 16 bytes
+// of x row 8j+g at the same k: since a dot product may permute k freely as long as A and B agree,
+// those 8 elements feed the fragments' k slots {2t, 2t+1, 2t+8, 2t+9} of two MMAs directly (no
+// shuffles, no shared-memory staging of W).
+// A block = 16 output features x all M rows; its 8 warps split K (interleaved 32-wide steps, 4 steps
+// of loads in flight per warp), then sum their partial tiles through shared memory in a fixed order
+// (deterministic). Several weight matrices with the same K (q/k/v, LoRA w0s) share one launch as
+// segments of the grid.
+#include "zamba2-common.cuh"
+
+#define ZK_SKINNY_WARPS 8
+#define ZK_SKINNY_UNROLL 4
+
+// ---- device helpers ----------------------------------------------------------------------------
+
+// Streamed once per step: do not allocate in L1.
+static __device__ __forceinline__ uint4 zk_ld_stream(const bf16 * p) {
+    uint4 r;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+    return r;
+}
+
+static __device__ __forceinline__ uint32_t zk_pack_bf16x2(float lo_elem, float hi_elem) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(lo_elem, hi_elem);  // .x (low 16 bits) = lo_elem
+    return *reinterpret_cast<const uint32_t *>(&v);
+}
+
+// c[16 x 8] += a[16 x 16] . b[16 x 8], bf16 in, fp32 accumulate.
+static __device__ __forceinline__ void zk_mma_bf16(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                                   uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+                 "{%0, %1, %2, %3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// 8 consecutive x elements of row m at column k as bf16 hi (and lo for split modes).
+template <int XMODE>
+static __device__ __forceinline__ void zk_load_x8(uint4 & hi, uint4 & lo, const void * x, const bf16 * x_lo, int64_t ld_x,
+                                                  int m, int k) {
+    if (XMODE == SKINNY_X_F32) {
+        const float4 * p = reinterpret_cast<const float4 *>(static_cast<const float *>(x) + m * ld_x + k);  // x: [M, K] f32
+        const float4 v0 = __ldg(p), v1 = __ldg(p + 1);
+        const float f[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
+        float h[8];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) h[i] = zk_to_f32(zk_to_bf16(f[i]));
+        hi = make_uint4(zk_pack_bf16x2(h[0], h[1]), zk_pack_bf16x2(h[2], h[3]), zk_pack_bf16x2(h[4], h[5]),
+                        zk_pack_bf16x2(h[6], h[7]));
+        lo = make_uint4(zk_pack_bf16x2(f[0] - h[0], f[1] - h[1]), zk_pack_bf16x2(f[2] - h[2], f[3] - h[3]),
+                        zk_pack_bf16x2(f[4] - h[4], f[5] - h[5]), zk_pack_bf16x2(f[6] - h[6], f[7] - h[7]));
+    } else {
+        hi = __ldg(reinterpret_cast<const uint4 *>(static_cast<const bf16 *>(x) + m * ld_x + k));            // x: [M, K] bf16
+        if (XMODE == SKINNY_X_SPLIT) lo = __ldg(reinterpret_cast<const uint4 *>(x_lo + m * ld_x + k));     // x_lo: [M, K]
+    }
+}
+
+// acc[j] (16 features x 8 rows 8j..8j+7) += W[n0.., k] . x[8j.., k]^T over this warp's share of K.
+template <int NT, int XMODE>
+static __device__ __forceinline__ void zk_skinny_accumulate(float (&acc)[NT][4], const bf16 * w_a, const bf16 * w_b,
+                                                            bool ok_a, bool ok_b, const void * x, const bf16 * x_lo,
+                                                            int ld_x, int K, int M, int warp, int g, int t) {
+    const uint4 zero = make_uint4(0, 0, 0, 0);
+    const int n_steps = (K + 31) / 32;
+    for (int s0 = warp; s0 < n_steps; s0 += ZK_SKINNY_WARPS * ZK_SKINNY_UNROLL) {
+        uint4 wa[ZK_SKINNY_UNROLL], wb[ZK_SKINNY_UNROLL];
+#pragma unroll
+        for (int u = 0; u < ZK_SKINNY_UNROLL; ++u) {  // all loads of the group first: 4 x 1 KB in flight per warp
+            const int k = (s0 + u * ZK_SKINNY_WARPS) * 32 + 8 * t;  // K % 8 == 0: 8 elements all in or all out
+            wa[u] = ok_a && k < K ? zk_ld_stream(w_a + k) : zero;   // W row n0+g
+            wb[u] = ok_b && k < K ? zk_ld_stream(w_b + k) : zero;   // W row n0+g+8
+        }
+#pragma unroll
+        for (int u = 0; u < ZK_SKINNY_UNROLL; ++u) {
+            if (s0 + u * ZK_SKINNY_WARPS >= n_steps) break;         // warp-uniform
+            const int k = (s0 + u * ZK_SKINNY_WARPS) * 32 + 8 * t;
+#pragma unroll
+            for (int j = 0; j < NT; ++j) {
+                const int m = 8 * j + g;
+                uint4 xh = zero, xl = zero;
+                if (m < M && k < K) zk_load_x8<XMODE>(xh, xl, x, x_lo, ld_x, m, k);
+                zk_mma_bf16(acc[j], wa[u].x, wb[u].x, wa[u].y, wb[u].y, xh.x, xh.y);  // k slots <- k+0..3
+                zk_mma_bf16(acc[j], wa[u].z, wb[u].z, wa[u].w, wb[u].w, xh.z, xh.w);  // k slots <- k+4..7
+                if (XMODE != SKINNY_X_BF16) {
+                    zk_mma_bf16(acc[j], wa[u].x, wb[u].x, wa[u].y, wb[u].y, xl.x, xl.y);
+                    zk_mma_bf16(acc[j], wa[u].z, wb[u].z, wa[u].w, wb[u].w, xl.z, xl.w);
+                }
+            }
+        }
+    }
+}
+
+// ---- kernel ------------------------------------------------------------------------------------
+
+struct skinny_launch {
+    skinny_gemm_args a;
+    int tile_end[ZK_SKINNY_MAX_SEGMENTS];  // cumulative 16-feature tiles per segment
+};
+
+template <int NT, int XMODE, bool OUT_F32>
+static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE) skinny_gemm_kernel(const skinny_launch L) {
+    __shared__ float red[ZK_SKINNY_WARPS][NT * 4][ZK_WARP_SIZE];  // per-warp partial tiles
+    const skinny_gemm_args & a = L.a;
+    const int tile = blockIdx.x;
+    int s = 0;
+    while (s + 1 < a.n_seg && tile >= L.tile_end[s]) ++s;
+    const skinny_segment & sg = a.seg[s];
+    const int n0 = (tile - (s > 0 ? L.tile_end[s - 1] : 0)) * 16;
+    const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE, g = lane / 4, t = lane % 4;
+    const int na = n0 + g, nb = n0 + g + 8;
+    const bool ok_a = na < sg.n, ok_b = nb < sg.n;
+
+    float acc[NT][4];
+#pragma unroll
+    for (int j = 0; j < NT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+    zk_skinny_accumulate<NT, XMODE>(acc, sg.w + (int64_t) (ok_a ? na : 0) * a.K, sg.w + (int64_t) (ok_b ? nb : 0) * a.K,
+                                    ok_a, ok_b, a.x, a.x_lo, a.ld_x, a.K, a.M, warp, g, t);           // w: [N, K]
+    if (sg.w2) {
+        zk_skinny_accumulate<NT, SKINNY_X_F32>(acc, sg.w2 + (int64_t) (ok_a ? na : 0) * a.K2,
+                                               sg.w2 + (int64_t) (ok_b ? nb : 0) * a.K2, ok_a, ok_b, sg.x2, nullptr,
+                                               a.ld_x2, a.K2, a.M, warp, g, t);                         // w2: [N, K2]
+    }
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+#pragma unroll
+        for (int c = 0; c < 4; ++c) red[warp][j * 4 + c][lane] = acc[j][c];
+    }
+    __syncthreads();
+    // C fragment: c0, c1 -> feature g, rows 2t, 2t+1 of the 8-row tile; c2, c3 -> feature g+8
+    for (int e = threadIdx.x; e < NT * 4 * ZK_WARP_SIZE; e += blockDim.x) {
+        const int q = e / ZK_WARP_SIZE, ln = e % ZK_WARP_SIZE, j = q / 4, c = q % 4;
+        float v = 0.0f;
+#pragma unroll
+        for (int w = 0; w < ZK_SKINNY_WARPS; ++w) v += red[w][q][ln];
+        const int n = n0 + ln / 4 + (c >= 2 ? 8 : 0), m = 8 * j + 2 * (ln % 4) + (c & 1);
+        if (n >= sg.n || m >= a.M) continue;
+        if (OUT_F32) {
+            float * yo = static_cast<float *>(sg.y) + (int64_t) m * sg.ld_y + n;   // y: [M, N] f32
+            *yo = a.accumulate ? *yo + v : v;
+        } else {
+            bf16 * yo = static_cast<bf16 *>(sg.y) + (int64_t) m * sg.ld_y + n;     // y: [M, N] bf16
+            *yo = zk_to_bf16(a.accumulate ? zk_to_f32(*yo) + v : v);
+        }
+    }
+}
+
+// ---- launcher ----------------------------------------------------------------------------------
+
+static bool aligned16(const void * p) { return ((uintptr_t) p % 16) == 0; }
+
+template <int NT, int XMODE>
+static void skinny_launch_nt(const skinny_launch & L, unsigned tiles, cudaStream_t stream) {
+    const dim3 block(ZK_SKINNY_WARPS * ZK_WARP_SIZE);
+    if (L.a.y_f32) skinny_gemm_kernel<NT, XMODE, true><<<tiles, block, 0, stream>>>(L);
+    else skinny_gemm_kernel<NT, XMODE, false><<<tiles, block, 0, stream>>>(L);
+}
+
+template <int XMODE>
+static void skinny_launch_mode(const skinny_launch & L, unsigned tiles, cudaStream_t stream) {
+    const int M = L.a.M;
+    if (M <= 8) skinny_launch_nt<1, XMODE>(L, tiles, stream);
+    else if (M <= 16) skinny_launch_nt<2, XMODE>(L, tiles, stream);
+    else if (M <= 32) skinny_launch_nt<4, XMODE>(L, tiles, stream);
+    else skinny_launch_nt<8, XMODE>(L, tiles, stream);
+}
+
+bool skinny_gemm(const skinny_gemm_args & a, cudaStream_t stream) {
+    if (a.M < 1 || a.M > ZK_SKINNY_MAX_M || a.n_seg < 1 || a.n_seg > ZK_SKINNY_MAX_SEGMENTS) return false;
+    if (a.K < 8 || a.K % 8 != 0 || a.ld_x % 8 != 0 || !aligned16(a.x)) return false;
+    if (a.x_mode == SKINNY_X_SPLIT && (!a.x_lo || !aligned16(a.x_lo))) return false;
+    skinny_launch L;
+    L.a = a;
+    int tiles = 0;
+    for (int s = 0; s < a.n_seg; ++s) {
+        const skinny_segment & sg = a.seg[s];
+        if (sg.n < 1 || !sg.w || !sg.y || !aligned16(sg.w)) return false;
+        if (sg.w2 && (a.K2 < 8 || a.K2 % 8 != 0 || a.ld_x2 % 4 != 0 || !sg.x2 || !aligned16(sg.x2) || !aligned16(sg.w2))) {
+            return false;
+        }
+        tiles += (sg.n + 15) / 16;
+        L.tile_end[s] = tiles;
+    }
+    switch (a.x_mode) {
+        case SKINNY_X_BF16: skinny_launch_mode<SKINNY_X_BF16>(L, (unsigned) tiles, stream); break;
+        case SKINNY_X_SPLIT: skinny_launch_mode<SKINNY_X_SPLIT>(L, (unsigned) tiles, stream); break;
+        default: skinny_launch_mode<SKINNY_X_F32>(L, (unsigned) tiles, stream); break;
+    }
+    return true;
+}
