@@ -2,6 +2,8 @@
 // prefill latency at 512/2048 tokens, decode tokens/s at batch 1/16/64/256 after 128-token prompts,
 // and batch-1 decode against the weight-bandwidth bound. Prints a table last.
 // Usage: bench-engine [1.2b|2.7b|7b] [bandwidth_GBps=4300]
+// Env: ZAMBA2_BENCH_PREFILL="512,2048" and ZAMBA2_BENCH_BATCHES="1,16,64,256" pick the rows ("" or
+// "none": no rows of that kind), e.g. for a short run under ncu.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -14,6 +16,20 @@
 #include <cuda_runtime.h>
 
 #include "../engine/zamba2-engine.h"
+
+static std::vector<int> env_list(const char * name, std::vector<int> dflt) {
+    const char * v = std::getenv(name);
+    if (!v) return dflt;
+    std::vector<int> out;
+    for (const char * p = v; *p;) {
+        char * end = nullptr;
+        const long n = std::strtol(p, &end, 10);
+        if (end == p) { ++p; continue; }
+        if (n > 0) out.push_back((int) n);
+        p = end;
+    }
+    return out;
+}
 
 static zamba2_config preset(const std::string & name) {
     zamba2_config c;
@@ -136,7 +152,7 @@ int main(int argc, char ** argv) {
     std::vector<row> rows;
     int slot_next = 0;
 
-    for (int len : {512, 2048}) {
+    for (int len : env_list("ZAMBA2_BENCH_PREFILL", {512, 2048})) {
         std::vector<double> ms;
         for (int rep = 0; rep < 7; ++rep) {
             bench_seq s{slot_next % n_slots};
@@ -147,7 +163,7 @@ int main(int argc, char ** argv) {
         if (profiling) std::printf("profile prefill %d: %s\n", len, zamba2_engine_profile_report(e).c_str());
         rows.push_back({"prefill " + std::to_string(len) + " tok (b1)", median(ms), len / median(ms) * 1e3, "latency"});
     }
-    for (int batch : {1, 16, 64, 256}) {
+    for (int batch : env_list("ZAMBA2_BENCH_BATCHES", {1, 16, 64, 256})) {
         pk.next_page = 0;
         std::vector<bench_seq> seqs(batch);
         for (int i = 0; i < batch; ++i) seqs[i].slot = i;

@@ -3,7 +3,8 @@
 #   build      nvcc build (sm_90a only: the lent GPU)
 #   tests      kernel tests vs the float64 CPU reference (two seeds)
 #   node       golden fixtures through the engine: defaults, then each fast path alone, then all of them
-#   bench      bench-engine 1.2b: defaults, each fast path, all, and split GEMMs off (their cost)
+#   bench      bench-engine 1.2b: defaults, then each variant of BENCH_VARIANTS
+#   ncu        per-kernel time of decode steps at b1 and b64 (ncu, graphs off; kernels/dev/ncu_summary.py)
 #   sanitize   compute-sanitizer memcheck of the kernel tests
 #   e2e        1.2B random checkpoint, the server with --device cuda, many-streams at 64 concurrent streams
 #   hf         transformers (torch bf16) baseline on the same dims
@@ -13,12 +14,14 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-/tmp/zamba2-device-run}"
 mkdir -p "$out"
-stages="${*:-build tests node bench sanitize e2e hf}"
+stages="${*:-build tests node bench ncu sanitize e2e hf}"
 status=0
 t_start=$(date +%s)
 stage() { echo; echo "=== $1 ($(date +%T), +$(($(date +%s) - t_start))s)"; }
 has() { [[ " $stages " == *" $1 "* ]]; }
-FAST_FLAGS=(ZAMBA2_GEMV ZAMBA2_DECODE_STEP ZAMBA2_SSD)
+# golden runs besides the defaults (one env assignment each) and bench variants ("label:ENV=V ENV=V")
+read -r -a FLAG_RUNS <<< "${FLAG_RUNS:-ZAMBA2_SSD=1 ZAMBA2_SKINNY_MAX_M=0 ZAMBA2_ATTN_TC=0}"
+IFS=';' read -r -a BENCH_VARIANTS <<< "${BENCH_VARIANTS:-no skinny:ZAMBA2_SKINNY_MAX_M=0;skinny<=16:ZAMBA2_SKINNY_MAX_M=16;SSD:ZAMBA2_SSD=1;old attn:ZAMBA2_ATTN_TC=0;SSD no split:ZAMBA2_SSD=1 ZAMBA2_SPLIT_GEMM=0}"
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv,noheader || true
 
 if has build; then
@@ -48,14 +51,12 @@ if has node; then
   timeout 200 node test/run-tests.mjs --gpu > "$out/node-gpu.txt" 2>&1 || status=1
   golden_line defaults "$out/node-gpu.txt"
   grep -E "max rel|greedy tokens compared|not ok|error:" "$out/node-gpu.txt" | head -40
-  for f in "${FAST_FLAGS[@]}"; do
-    env "$f=1" timeout 150 node test/run-tests.mjs --gpu > "$out/node-gpu-$f.txt" 2>&1
+  for f in "${FLAG_RUNS[@]}"; do
+    env "$f" timeout 150 node test/run-tests.mjs --gpu > "$out/node-gpu-$f.txt" 2>&1
     rc=$?
-    golden_line "$f=1" "$out/node-gpu-$f.txt"
+    golden_line "$f" "$out/node-gpu-$f.txt"
     [ $rc = 0 ] && passing_flags+=("$f") || grep -E "not ok|error:" "$out/node-gpu-$f.txt" | head -8
   done
-  ZAMBA2_GEMV=1 ZAMBA2_DECODE_STEP=1 ZAMBA2_SSD=1 timeout 150 node test/run-tests.mjs --gpu > "$out/node-gpu-all.txt" 2>&1
-  golden_line "all three" "$out/node-gpu-all.txt"
 fi
 
 bench_rows() {  # label env...: the 1.2b table rows, prefixed
@@ -66,13 +67,26 @@ if has bench; then
   stage "bench-engine 1.2b"
   : > "$out/bench.txt"
   bench_rows "defaults" ZAMBA2_NONE=1
-  bench_rows "GEMV" ZAMBA2_GEMV=1
-  bench_rows "DECODE_STEP" ZAMBA2_DECODE_STEP=1
-  bench_rows "all three" ZAMBA2_GEMV=1 ZAMBA2_DECODE_STEP=1 ZAMBA2_SSD=1
-  bench_rows "all, no split" ZAMBA2_GEMV=1 ZAMBA2_DECODE_STEP=1 ZAMBA2_SSD=1 ZAMBA2_SPLIT_GEMM=0
-  ZAMBA2_GEMV=1 ZAMBA2_DECODE_STEP=1 ZAMBA2_SSD=1 ZAMBA2_PROFILE=1 timeout 120 kernels/build/bench-engine 1.2b 2>&1 |
+  for v in "${BENCH_VARIANTS[@]}"; do
+    # shellcheck disable=SC2086
+    bench_rows "${v%%:*}" ${v#*:}
+  done
+  ZAMBA2_PROFILE=1 timeout 120 kernels/build/bench-engine 1.2b 2>&1 |
     grep -E "^profile (prefill 2048|decode b1|decode b64)" >> "$out/bench.txt"
   cat "$out/bench.txt"
+fi
+
+if has ncu; then
+  stage "ncu: kernel time per decode step (graphs off)"
+  for b in 1 64; do
+    # skip the prefill steps and the first decode steps; 1500 launches = several decode steps
+    ZAMBA2_NO_GRAPHS=1 ZAMBA2_BENCH_PREFILL=none ZAMBA2_BENCH_BATCHES=$b timeout 150 \
+      ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
+      --print-kernel-base function --launch-skip 6000 --launch-count 1500 kernels/build/bench-engine 1.2b \
+      > "$out/ncu-b$b.csv" 2> "$out/ncu-b$b.err"
+    echo "-- decode b$b"
+    python3 kernels/dev/ncu_summary.py "$out/ncu-b$b.csv" | head -24 | tee "$out/ncu-b$b.txt"
+  done
 fi
 
 if has sanitize; then
@@ -84,7 +98,7 @@ fi
 if has e2e; then
   stage "e2e: 1.2B random checkpoint, server --device cuda, many-streams x64"
   e2e_env=()
-  for f in "${passing_flags[@]}"; do e2e_env+=("$f=1"); done
+  for f in "${passing_flags[@]}"; do [ "$f" = ZAMBA2_SSD=1 ] && e2e_env+=("$f"); done
   echo "server fast paths (passed the goldens): ${e2e_env[*]:-none}"
   timeout 150 node dist/main.js make-checkpoint --preset zamba2-1.2b --out /tmp/ck12 2>&1 | tail -3 || status=1
   port=8123
@@ -116,8 +130,8 @@ stage summary
 grep -E "kernel checks" "$out/kernel-tests.txt" 2>/dev/null
 grep -E "ERROR SUMMARY" "$out/sanitizer.txt" 2>/dev/null | head -1
 cat "$out/golden-summary.txt" 2>/dev/null
-grep -E "^(defaults|all three|all, no split) \|" "$out/bench.txt" 2>/dev/null
-grep -E "^(GEMV|DECODE_STEP) \|" "$out/bench.txt" 2>/dev/null | grep -E "decode b(1|64) "
+grep -E "^defaults \|" "$out/bench.txt" 2>/dev/null
+grep -vE "^(defaults|profile) " "$out/bench.txt" 2>/dev/null | grep -E "decode b(1|64) |prefill 2048"
 grep -E "^hf " "$out/hf.txt" 2>/dev/null
 echo "device-run status $status, $(($(date +%s) - t_start))s"
 exit $status

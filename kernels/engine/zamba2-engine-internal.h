@@ -36,6 +36,7 @@ struct zamba2_scratch {
     bf16 *u, *u2, *v, *att, *vn;                                 // split GEMM inputs [2T, K]
     bf16 *e, *act, *m, *lora;                                    // bf16: embeddings (exact), unsplit GEMM inputs
     float *ysplit;                                               // [2T, max N] split GEMM output
+    float *lora3;                                                // [64, 3r] LoRA intermediates of skinny steps
     float *hl;         // [max_tokens, H] rows picked for logits
     bf16 *hn;          // [max_tokens, H] normalized
     float *logits;     // [max_tokens, V]
@@ -77,8 +78,9 @@ struct zamba2_engine {
     bool graphs_enabled = true;
     // GEMM inputs split into bf16 hi + lo rows (fp32-accurate GEMMs; ZAMBA2_SPLIT_GEMM=0 turns it off)
     bool split_inputs = true;
-    // ZAMBA2_GEMV=1: GEMMs with M <= 8 rows use gemv_bf16_small_m instead of cuBLASLt
-    bool use_gemv = false;
+    // GEMMs of steps with at most this many tokens go through skinny_gemm (tensor cores, weights read once,
+    // fp32-exact inputs without combine_halves); larger steps through cuBLASLt. ZAMBA2_SKINNY_MAX_M (0..64).
+    int skinny_max_m = ZK_SKINNY_MAX_M;
     // decode-only steps update the SSM state with mamba2_state_step (default; ZAMBA2_DECODE_STEP=0: the scan)
     bool use_decode_step = true;
     // ZAMBA2_SSD=1: steps with prefill chunks run the chunked SSD scan (mamba2_ssd_varlen)

@@ -97,6 +97,7 @@ static std::string alloc_scratch(zamba2_engine * e) {
     bf(&s.u, 2 * T * H); bf(&s.u2, 2 * T * H2); bf(&s.v, 2 * T * c.d_inner); bf(&s.att, 2 * T * H2);
     bf(&s.vn, 2 * T * H); bf(&s.e, T * H); bf(&s.act, T * c.ffn); bf(&s.m, T * H);
     bf(&s.lora, 2 * T * (size_t) (c.adapter_rank > 0 ? c.adapter_rank : 1)); bf(&s.hn, T * H);
+    f32(&s.lora3, (size_t) ZK_SKINNY_MAX_M * 3 * (c.adapter_rank > 0 ? c.adapter_rank : 1));
     if (err.empty()) err = alloc_n(e, &s.y, T * c.d_inner);
     if (err.empty()) err = alloc_n(e, &s.logits, T * (size_t) c.vocab);
     if (err.empty()) err = alloc_n(e, &s.argmax, T);
@@ -148,8 +149,9 @@ zamba2_engine * zamba2_engine_create(const zamba2_config & cfg, std::string * er
     e->profiling = prof && prof[0] == '1';
     const char * no_graphs = std::getenv("ZAMBA2_NO_GRAPHS");
     e->graphs_enabled = !e->profiling && !(no_graphs && no_graphs[0] == '1');
-    const char * gemv = std::getenv("ZAMBA2_GEMV");
-    e->use_gemv = gemv && gemv[0] == '1';
+    // steps of up to 64 tokens run their GEMMs through skinny_gemm (ZAMBA2_SKINNY_MAX_M=0 turns it off)
+    const char * skinny = std::getenv("ZAMBA2_SKINNY_MAX_M");
+    if (skinny && *skinny) e->skinny_max_m = std::max(0, std::min(ZK_SKINNY_MAX_M, std::atoi(skinny)));
     // on by default since run 4 (goldens pass, decode b64 9.69 -> 7.87 ms); ZAMBA2_DECODE_STEP=0 turns it off
     const char * decode_step = std::getenv("ZAMBA2_DECODE_STEP");
     e->use_decode_step = !(decode_step && decode_step[0] == '0');
@@ -189,7 +191,7 @@ void zamba2_engine_destroy(zamba2_engine * e) {
     zamba2_scratch & s = e->s;
     for (void * p : std::initializer_list<void *>{s.x, s.e, s.u, s.u2, s.zx, s.xbc, s.v, s.q, s.k, s.vv, s.att, s.a,
                                                   s.vn, s.gu, s.act, s.m, s.tr, s.lora, s.hl, s.hn, s.y, s.logits,
-                                                  s.attf, s.ysplit,
+                                                  s.attf, s.ysplit, s.lora3,
                                                   s.argmax, s.max_logit, s.lse, s.packed, e->conv_pool, e->ssm_pool,
                                                   e->kv_pool}) {
         if (p) cudaFree(p);

@@ -12,13 +12,32 @@
         if (err_ != cudaSuccess) return std::string(#call ": ") + cudaGetErrorString(err_);        \
     } while (0)
 
-// Decode-sized GEMMs (M <= 8) go to the GEMV kernel when ZAMBA2_GEMV=1 (opt-in until measured on the
-// GPU; kernels/NOTES.md); everything else, and any shape the GEMV refuses, to cuBLASLt.
+// Steps of at most skinny_max_m tokens (decodes, small chunks) run every GEMM through skinny_gemm
+// (tensor cores, weights read once); larger ones, and any shape it refuses, through cuBLASLt.
+static bool skinny_step(const zamba2_engine * e, int T) { return T <= e->skinny_max_m; }
+
+static skinny_gemm_args skinny_args(skinny_x_mode mode, const void * x, const bf16 * x_lo, int ld_x, int K, int M,
+                                    bool accumulate) {
+    skinny_gemm_args a{};
+    a.x_mode = mode;
+    a.x = x;
+    a.x_lo = x_lo;
+    a.ld_x = ld_x;
+    a.K = K;
+    a.M = M;
+    a.y_f32 = true;
+    a.accumulate = accumulate;
+    return a;
+}
+
 static int engine_gemm(zamba2_engine * e, void * y, gemm_out_type y_type, int ld_y, const bf16 * x, int ld_x,
                        const bf16 * w, int M, int N, int K, float beta, cudaStream_t st) {
-    if (e->use_gemv && M <= 8 &&
-        gemv_bf16_small_m(y, y_type == GEMM_OUT_F32, ld_y, x, ld_x, w, M, N, K, beta, st)) {
-        return 0;
+    if (skinny_step(e, M) && (beta == 0.0f || beta == 1.0f)) {
+        skinny_gemm_args a = skinny_args(SKINNY_X_BF16, x, nullptr, ld_x, K, M, beta == 1.0f);
+        a.y_f32 = y_type == GEMM_OUT_F32;
+        a.seg[0] = {w, nullptr, nullptr, y, N, ld_y};
+        a.n_seg = 1;
+        if (skinny_gemm(a, st)) return 0;
     }
     return gemm_bf16(e->gemm, y, y_type, ld_y, x, ld_x, w, M, N, K, beta, st);
 }
@@ -91,6 +110,26 @@ static std::string split_gemm(zamba2_engine * e, float * y, int ld_y, const bf16
     zamba2_scratch & s = e->s;
     const int r = e->cfg.adapter_rank;
     cudaStream_t st = e->stream;
+    if (skinny_step(e, T) && (!w0 || r % 8 == 0)) {
+        // x2 = [hi; lo] read in place (lo rows start T * K later); LoRA: lora3 [T, r] = x . w0^T, then
+        // y (+)= x . w^T + lora3 . w1^T in one launch
+        const skinny_x_mode mode = e->split_inputs ? SKINNY_X_SPLIT : SKINNY_X_BF16;
+        const bf16 * x_lo = e->split_inputs ? x2 + (size_t) T * K : nullptr;
+        bool ok = true;
+        if (w0) {
+            skinny_gemm_args a0 = skinny_args(mode, x2, x_lo, K, K, T, false);
+            a0.seg[0] = {w0, nullptr, nullptr, s.lora3, r, r};                            // lora3: [T, r]
+            a0.n_seg = 1;
+            ok = skinny_gemm(a0, st);
+        }
+        skinny_gemm_args a = skinny_args(mode, x2, x_lo, K, K, T, accumulate);
+        a.seg[0] = {w, w0 ? w1 : nullptr, w0 ? s.lora3 : nullptr, y, N, ld_y};            // y: [T, N]
+        a.n_seg = 1;
+        a.ld_x2 = r;
+        a.K2 = r;
+        if (ok && skinny_gemm(a, st)) return "";
+        if (w0 && ok) return "skinny_gemm refused a LoRA shape after its first half ran";
+    }
     if (!e->split_inputs) {  // ZAMBA2_SPLIT_GEMM=0: hi rows only, straight into y
         ZF_GEMM(y, GEMM_OUT_F32, ld_y, x2, K, w, T, N, K, accumulate ? 1.0f : 0.0f, st);
         if (w0) {
@@ -117,6 +156,35 @@ static bf16 * lo_rows(const zamba2_engine * e, bf16 * hi, size_t n_elems) { retu
         if (!err_.empty()) return err_;                                                            \
     } while (0)
 
+// q, k, v ([T, 2H] each) of a skinny step in two launches: lora3 [T, 3r] = u2 . [q0; k0; v0]^T, then
+// out_i = u2 . w_i^T + lora3[:, i r : (i+1) r] . w1_i^T (three segments). False: not a skinny step or
+// a shape skinny_gemm refuses before anything was enqueued (the caller runs the general path).
+static bool skinny_qkv(zamba2_engine * e, int T, float * const outs[3], const bf16 * const w_main[3],
+                       const bf16 * const w0[3], const bf16 * const w1[3]) {
+    const zamba2_config & c = e->cfg;
+    zamba2_scratch & s = e->s;
+    const int H2 = 2 * c.hidden, r = c.adapter_rank;
+    if (!skinny_step(e, T)) return false;
+    const bool lora = w0[0] && w0[1] && w0[2];
+    if (!lora && (w0[0] || w0[1] || w0[2])) return false;
+    const skinny_x_mode mode = e->split_inputs ? SKINNY_X_SPLIT : SKINNY_X_BF16;
+    const bf16 * x_lo = e->split_inputs ? s.u2 + (size_t) T * H2 : nullptr;               // u2: [2T, 2H] split
+    skinny_gemm_args a = skinny_args(mode, s.u2, x_lo, H2, H2, T, false);
+    a.n_seg = 3;
+    a.ld_x2 = 3 * r;
+    a.K2 = r;
+    for (int i = 0; i < 3; ++i) a.seg[i] = {w_main[i], lora ? w1[i] : nullptr, lora ? s.lora3 + i * r : nullptr, outs[i], H2, H2};
+    if (lora) {
+        skinny_gemm_args a0 = skinny_args(mode, s.u2, x_lo, H2, H2, T, false);
+        a0.n_seg = 3;
+        for (int i = 0; i < 3; ++i) a0.seg[i] = {w0[i], nullptr, nullptr, s.lora3 + i * r, r, 3 * r};  // lora3: [T, 3r]
+        // both launches must be accepted; the second is checked first with the same shape rules
+        if (r % 8 != 0 || (3 * r) % 4 != 0) return false;
+        if (!skinny_gemm(a0, e->stream)) return false;
+    }
+    return skinny_gemm(a, e->stream);
+}
+
 // The shared attention + MLP block at hybrid invocation h; leaves Tr = block output . W_linear^T in s.tr.
 static std::string shared_block(zamba2_engine * e, const step_view & v, int h, const zamba2_layer_ptrs & lw) {
     const zamba2_config & c = e->cfg;
@@ -131,7 +199,9 @@ static std::string shared_block(zamba2_engine * e, const step_view & v, int h, c
     const bf16 * w_main[3] = {bw.q, bw.k, bw.v};
     const bf16 * w0[3] = {aw.q0, aw.k0, aw.v0};
     const bf16 * w1[3] = {aw.q1, aw.k1, aw.v1};
-    for (int i = 0; i < 3; ++i) ZF_SPLIT(outs[i], H2, s.u2, w_main[i], T, H2, H2, false, w0[i], w1[i]);  // [T, 2H]
+    if (!skinny_qkv(e, T, outs, w_main, w0, w1)) {
+        for (int i = 0; i < 3; ++i) ZF_SPLIT(outs[i], H2, s.u2, w_main[i], T, H2, H2, false, w0[i], w1[i]);  // [T, 2H]
+    }
     zamba2_prof_mark(e, PROF_GEMM);
     if (c.use_rope) {
         rope_neox_inplace(s.q, v.positions, T, c.heads, c.head_dim, c.rope_theta, st);   // q: [T, heads, D]
@@ -143,9 +213,14 @@ static std::string shared_block(zamba2_engine * e, const step_view & v, int h, c
     const float scale = 1.0f / std::sqrt((float) c.kv_channels);
     paged_attention(s.attf, s.q, k_pool, v_pool, v.block_tables, v.W, v.token_seq, v.positions, T, c.heads,
                     c.head_dim, scale, /*multi_query=*/T > v.S, st);                       // attf: [T, 2H]
-    split_rows_bf16(s.att, s.attf, T, H2, st);                                             // att: [2T, 2H]
     zamba2_prof_mark(e, PROF_ATTN);
-    ZF_SPLIT(s.a, H, s.att, bw.o, T, H, H2, false);                                        // a: [T, H]
+    skinny_gemm_args ao = skinny_args(SKINNY_X_F32, s.attf, nullptr, H2, H2, T, false);  // split in registers
+    ao.seg[0] = {bw.o, nullptr, nullptr, s.a, H, H};                                       // a: [T, H] = attf . o^T
+    ao.n_seg = 1;
+    if (!(e->split_inputs && skinny_step(e, T) && skinny_gemm(ao, st))) {
+        split_rows_bf16(s.att, s.attf, T, H2, st);                                         // att: [2T, 2H]
+        ZF_SPLIT(s.a, H, s.att, bw.o, T, H, H2, false);                                    // a: [T, H]
+    }
     zamba2_prof_mark(e, PROF_GEMM);
     rms_norm_f32(s.vn, lo_rows(e, s.vn, (size_t) T * H), s.a, nullptr, nullptr, bw.pre_ff_norm, T, H, 0, c.eps, st);  // vn: [2T, H]
     zamba2_prof_mark(e, PROF_NORM);
