@@ -127,11 +127,31 @@ void paged_attention(bf16 * out, const bf16 * q, const bf16 * k_pool, const bf16
                      const int32_t * block_tables, int max_pages, const int32_t * token_seq,
                      const int32_t * positions, int n_tokens, int n_heads, int head_dim,
                      float scale, bool multi_query, cudaStream_t stream);
-// fp32 queries and output (the pool stays bf16).
+// fp32 queries and output (the pool stays bf16). With cu_seqlens [S+1] (device) and n_seqs = S given,
+// multi_query batches whose head_dim the tensor-core kernel supports go to attention_prefill_tc
+// (unless env ZAMBA2_ATTN_TC=0); without them, or otherwise, the CUDA-core kernel above runs.
 void paged_attention(float * out, const float * q, const bf16 * k_pool, const bf16 * v_pool,
                      const int32_t * block_tables, int max_pages, const int32_t * token_seq,
                      const int32_t * positions, int n_tokens, int n_heads, int head_dim,
-                     float scale, bool multi_query, cudaStream_t stream);
+                     float scale, bool multi_query, cudaStream_t stream,
+                     const int32_t * cu_seqlens = nullptr, int n_seqs = 0);
+
+// ---- attention-prefill-tc.cu -------------------------------------------------------------------
+// Tensor-core (mma.sync bf16, fp32 accumulate) causal attention over the paged pool for prefill:
+// the same function as paged_attention(float *) above. q and P are split into bf16 hi + lo (two MMAs
+// each), so the result is fp32-accurate (~1e-5 rel). One CTA per (64-query tile of one sequence, head):
+// tiles are cut per sequence from cu_seqlens [S+1] (device), so any mix of prefill chunks (positions
+// need not start at 0) and decode tokens works; tokens of a sequence are consecutive with consecutive
+// positions. head_dim in {64, 80, 96, 128, 160, 192, 224, 256}. Returns false (enqueues nothing) when
+// head_dim is unsupported or cu_seqlens is null / n_seqs <= 0. Dynamic shared memory: (128 + 4 BK) x
+// (head_dim + 8) x 2 B, BK = 64 keys for head_dim <= 128 else 32 (104 KB at 128, 119 KB at 224).
+bool attention_prefill_tc_supported(int head_dim);
+bool attention_prefill_tc(float * out, const float * q, const bf16 * k_pool, const bf16 * v_pool,
+                          const int32_t * block_tables, int max_pages, const int32_t * cu_seqlens, int n_seqs,
+                          const int32_t * positions, int n_tokens, int n_heads, int head_dim, float scale,
+                          cudaStream_t stream);
+// env ZAMBA2_ATTN_TC != "0", read once.
+bool attention_prefill_tc_enabled();
 
 // ---- elementwise.cu ----------------------------------------------------------------------------
 // out[t] = table[ids[t]]: table [V, H], out [T, H].
@@ -195,3 +215,34 @@ bool skinny_gemm(const skinny_gemm_args & a, cudaStream_t stream);
 // Per row of logits [n, V] fp32: argmax token, the max logit and log-sum-exp.
 void logits_argmax_lse(int32_t * token, float * max_logit, float * lse, const float * logits,
                        int n_rows, int vocab, cudaStream_t stream);
+
+// Sampling of one token per row with a request's parameters (semantics of src/engine/cpu/sampler.ts).
+// Byte layout shared with src/engine/cuda/step-packing.ts (96 bytes = 24 int32 words per row).
+#define ZK_SAMPLE_MAX_TOP 20
+struct zk_sample_params {
+    double temperature;         // <= 0: greedy (argmax of the processed logits)
+    double top_p;               // >= 1: off
+    double min_p;               // <= 0: off (relative to the most likely token)
+    double presence_penalty;    // subtracted once per output token seen
+    double frequency_penalty;   // subtracted per occurrence in the output
+    double repetition_penalty;  // 1: off; over prompt + output tokens
+    int32_t logits_row;         // row of `logits` this sample reads
+    int32_t top_k;              // <= 0 or >= V: off
+    uint32_t seed_lo, seed_hi;  // RNG key (64-bit), with `position`: u = uniformAt(seed, position)
+    int32_t position;
+    int32_t n_top;              // top-N logprobs to list, 0..ZK_SAMPLE_MAX_TOP
+    int32_t penalty_start, penalty_count;  // entries of `penalties` (unique tokens)
+    int32_t bias_start, bias_count;        // entries of `biases` (unique tokens)
+    int32_t reserved[2];
+};
+// A token the sequence has seen (prompt or output) and how often it occurs in the output.
+struct zk_penalty_entry { int32_t token; int32_t output_count; };
+struct zk_bias_entry { int32_t token; int32_t reserved; double bias; };
+static_assert(sizeof(zk_sample_params) == 96, "zk_sample_params layout is shared with step-packing.ts");
+static_assert(sizeof(zk_bias_entry) == 16, "zk_bias_entry layout is shared with step-packing.ts");
+// One block per params row: token [n], logprob [n] (raw log-softmax of the token), top_ids /
+// top_logprobs [n, ZK_SAMPLE_MAX_TOP] (the first n_top filled, the rest -1 / -inf).
+// work: [n, V] scratch (the processed logits). logits: [*, V] fp32, read only.
+void sample_rows(int32_t * token, float * logprob, int32_t * top_ids, float * top_logprobs, float * work,
+                 const float * logits, const zk_sample_params * params, const zk_penalty_entry * penalties,
+                 const zk_bias_entry * biases, int n_rows, int vocab, cudaStream_t stream);
