@@ -4,6 +4,7 @@
  *
  * deps.readiness is shared with main.ts, which flips it to false when shutdown begins.
  */
+import { availableParallelism } from 'node:os';
 import cors from '@fastify/cors';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { installApiKeyAuth } from './api/auth.js';
@@ -21,7 +22,7 @@ import type { ServerConfig } from './config/schema.js';
 import type { EngineDescription } from './engine/engine.js';
 import type { GenerationScheduler } from './scheduler/types.js';
 import { GenerationService, InputProcessor, OPENAI_SAMPLING_DEFAULTS, type SamplingDefaults } from './serving/index.js';
-import type { TextTokenizer } from './tokenizer/index.js';
+import { EncodePool, PromptEncoder, type TextTokenizer } from './tokenizer/index.js';
 
 export interface AppDeps {
   config: ServerConfig;
@@ -44,13 +45,14 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   // Shared with main.ts (it flips `ready` at shutdown), so extended in place, never copied.
   const readiness = deps.readiness ?? { ready: true };
   readiness.engineFailed ??= () => scheduler.failed;
+  const encodePool = makeEncodePool(config, tokenizer);
   const maxModelLen = Math.min(config.maxModelLen ?? engineDescription.maxModelLen, engineDescription.maxModelLen);
   const ctx: ApiContext = {
     config,
     modelId: config.servedModelName ?? (engineDescription.modelId || servedModelId(config)),
     maxModelLen,
     tokenizer,
-    input: new InputProcessor(tokenizer, maxModelLen),
+    input: new InputProcessor(tokenizer, maxModelLen, new PromptEncoder(tokenizer, { pool: encodePool, minPooledChars: config.tokenizerWorkerMinChars })),
     service: new GenerationService({ scheduler, tokenizer, observer: metrics }),
     samplingDefaults: deps.samplingDefaults ?? OPENAI_SAMPLING_DEFAULTS,
     metrics,
@@ -82,6 +84,11 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       done(e, undefined);
     }
   });
+  if (encodePool) {
+    // Only a listening server starts its workers up front; inject-only apps (tests) start them on first use.
+    app.addHook('onListen', async () => encodePool.warmUp());
+    app.addHook('onClose', async () => encodePool.close());
+  }
   installErrorHandler(app);
   if (config.corsOrigins.length > 0) void app.register(cors, { origin: config.corsOrigins.includes('*') ? true : config.corsOrigins });
   installApiKeyAuth(app, config.apiKey);
@@ -100,4 +107,11 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerChatCompletionsRoute(app, ctx);
   registerCompletionsRoute(app, ctx);
   return app;
+}
+
+/** The prompt-tokenizing worker pool, or null when encoding stays inline (0 workers, or a tokenizer without files). */
+function makeEncodePool(config: ServerConfig, tokenizer: TextTokenizer): EncodePool | null {
+  const workers = config.tokenizerWorkers ?? Math.min(2, availableParallelism() - 1);
+  if (workers <= 0 || tokenizer.encoderSource === undefined) return null;
+  return new EncodePool(tokenizer.encoderSource, workers);
 }

@@ -26,6 +26,8 @@ export const ERRORS = {
   ZMB_ERR_METHOD_NOT_ALLOWED: { status: 405, type: 'invalid_request_error', code: 'method_not_allowed' },
   ZMB_ERR_BODY_TOO_LARGE: { status: 413, type: 'invalid_request_error', code: 'request_too_large' },
   ZMB_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, type: 'invalid_request_error', code: 'unsupported_media_type' },
+  // nginx's 499: only logged and counted, the client is gone and never sees it.
+  ZMB_ERR_CLIENT_CLOSED: { status: 499, type: 'invalid_request_error', code: 'client_closed_request' },
   ZMB_ERR_OVERLOADED: { status: 429, type: 'rate_limit_error', code: 'server_overloaded' },
   ZMB_ERR_RATE_LIMITED: { status: 429, type: 'rate_limit_error', code: 'rate_limit_exceeded' },
   ZMB_ERR_INTERNAL: { status: 500, type: 'server_error', code: 'internal_error' },
@@ -98,6 +100,7 @@ const SERVING_ERRORS: Record<ServingErrorReason, ErrorName> = {
   shutting_down: 'ZMB_ERR_SHUTTING_DOWN',
   engine_failed: 'ZMB_ERR_ENGINE_FAILED',
   generation_failed: 'ZMB_ERR_GENERATION_FAILED',
+  cancelled: 'ZMB_ERR_CLIENT_CLOSED',
 };
 
 /** Any thrown value → the ApiError to send. Unknown errors become a generic 500. */

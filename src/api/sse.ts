@@ -73,6 +73,13 @@ export class SseWriter {
  * Calls `onGone` when the client disconnects before the response is complete (streaming or not),
  * so the request's sequences leave the batch at once.
  */
+/** A signal that aborts when the client goes away before the response is finished. */
+export function clientGoneSignal(reply: FastifyReply): AbortSignal {
+  const controller = new AbortController();
+  onClientGone(reply, () => controller.abort(new DOMException('the client closed the request', 'AbortError')));
+  return controller.signal;
+}
+
 export function onClientGone(reply: FastifyReply, onGone: () => void): void {
   reply.raw.on('close', () => {
     if (!reply.raw.writableFinished) onGone();

@@ -81,6 +81,8 @@ const DESCRIPTIONS: Record<ServerConfigKey, string> = {
   downloadDir: 'hub download cache (default: the Hugging Face cache)',
   corsOrigins: 'allowed CORS origins, * for any (repeatable; default: CORS off)',
   dataParallel: 'engine replicas on this host, one per GPU with cuda (default 1)',
+  tokenizerWorkers: 'threads that tokenize long prompts off the event loop (default min(2, cores-1); 0 = inline)',
+  tokenizerWorkerMinChars: 'prompts at least this long (characters) are tokenized in a worker (default 1024)',
 };
 
 export function serveUsage(): string {

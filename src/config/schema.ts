@@ -51,6 +51,10 @@ export const serverConfigSchema = z
     corsOrigins: z.array(z.string().min(1)),
     /** Engine replicas on this host (one per GPU with cuda), requests routed to the least loaded. */
     dataParallel: positiveInt,
+    /** Worker threads that tokenize long prompts off the event loop; null = min(2, cores − 1); 0 = all inline. */
+    tokenizerWorkers: z.number().int().min(0).max(64).nullable(),
+    /** Prompts of at least this many characters are tokenized in a worker (shorter ones inline: cheaper than the round trip). */
+    tokenizerWorkerMinChars: z.number().int().min(0),
   })
   .strict();
 
@@ -85,6 +89,8 @@ export const OPTION_KINDS: Record<ServerConfigKey, OptionKind> = {
   downloadDir: 'nullable-string',
   corsOrigins: 'list',
   dataParallel: 'int',
+  tokenizerWorkers: 'nullable-int',
+  tokenizerWorkerMinChars: 'int',
 };
 
 /** camelCase option → kebab-case CLI flag ("maxNumSeqs" → "max-num-seqs"). */

@@ -10,7 +10,8 @@ export type ServingErrorReason =
   | 'overloaded' // waiting queue full
   | 'shutting_down'
   | 'engine_failed' // a non-retryable engine error: nothing can be served until a restart
-  | 'generation_failed'; // the engine failed the request's step
+  | 'generation_failed' // the engine failed the request's step
+  | 'cancelled'; // the client went away before the request was submitted (nobody reads the answer)
 
 export class ServingError extends Error {
   constructor(

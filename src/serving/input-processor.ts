@@ -1,8 +1,19 @@
 /**
  * Request input → prompt token ids: chat template or raw prompt, tokenization, and the length
  * checks against the context (vLLM's input processor). Called by api/ routes before submitting.
+ *
+ * Tokenization goes through a PromptEncoder: long prompts are encoded in worker threads, so the
+ * prompt methods are async and take the request's AbortSignal (client gone → nothing is encoded
+ * or submitted for it).
  */
-import { ChatTemplateError, type ChatMessage, type TextTokenizer } from '../tokenizer/index.js';
+import {
+  ChatTemplateError,
+  EncodePoolClosedError,
+  PromptEncoder,
+  type ChatMessage,
+  type EncodeOptions,
+  type TextTokenizer,
+} from '../tokenizer/index.js';
 import { ServingError } from './errors.js';
 
 export interface PromptInput {
@@ -12,18 +23,35 @@ export interface PromptInput {
 }
 
 export class InputProcessor {
+  private readonly encoder: PromptEncoder;
+
   constructor(
     private readonly tokenizer: TextTokenizer,
     /** Longest prompt + output the server accepts. */
     readonly maxModelLen: number,
-  ) {}
+    /** Default: everything inline on the calling thread. */
+    encoder?: PromptEncoder,
+  ) {
+    this.encoder = encoder ?? new PromptEncoder(tokenizer);
+  }
+
+  /** Encoder failures as serving errors: pool closed → shutting_down, abort → cancelled. */
+  private async encode(text: string, options: EncodeOptions, signal: AbortSignal | undefined): Promise<number[]> {
+    try {
+      return await this.encoder.encode(text, options, signal);
+    } catch (err) {
+      if (err instanceof EncodePoolClosedError) throw new ServingError('shutting_down', 'the server is shutting down', null, 1, { cause: err });
+      if (signal?.aborted) throw new ServingError('cancelled', 'the client closed the request while its prompt was being tokenized', null, undefined, { cause: err });
+      throw err;
+    }
+  }
 
   /**
    * Renders the chat template with the generation prompt and tokenizes it. BOS is added as the
    * tokenizer says, except when the rendered text already starts with it (Llama-style templates
    * write `{{ bos_token }}` themselves): no double BOS.
    */
-  chatPrompt(messages: readonly ChatMessage[], addGenerationPrompt = true): PromptInput {
+  async chatPrompt(messages: readonly ChatMessage[], addGenerationPrompt = true, signal?: AbortSignal): Promise<PromptInput> {
     if (this.tokenizer.chatTemplate === null) {
       throw new ServingError(
         'no_chat_template',
@@ -40,14 +68,14 @@ export class InputProcessor {
     }
     const bos = this.tokenizer.bosToken;
     const templateHasBos = bos !== null && bos.length > 0 && text.startsWith(bos);
-    const promptTokens = this.tokenizer.encode(text, { addSpecialTokens: !templateHasBos });
+    const promptTokens = await this.encode(text, { addSpecialTokens: !templateHasBos }, signal);
     return { promptTokens, promptText: text };
   }
 
   /** A completions prompt: text (tokenized with special tokens, as vLLM does) or token ids. */
-  completionPrompt(prompt: string | readonly number[], param = 'prompt'): PromptInput {
+  async completionPrompt(prompt: string | readonly number[], param = 'prompt', signal?: AbortSignal): Promise<PromptInput> {
     if (typeof prompt === 'string') {
-      return { promptTokens: this.tokenizer.encode(prompt, { addSpecialTokens: true }), promptText: prompt };
+      return { promptTokens: await this.encode(prompt, { addSpecialTokens: true }, signal), promptText: prompt };
     }
     if (prompt.length === 0) throw new ServingError('invalid', 'prompt must not be empty', param);
     for (const id of prompt) {

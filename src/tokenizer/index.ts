@@ -1,3 +1,13 @@
 export { ChatTemplate, ChatTemplateError, pickChatTemplateSource, type ChatMessage } from './chat-template.js';
-export { HfTokenizer, loadTokenizer, TOKENIZER_FILES, type TextTokenizer, type EncodeOptions, type DecodeOptions } from './model-tokenizer.js';
+export {
+  HfTokenizer,
+  loadTokenizer,
+  TOKENIZER_FILES,
+  type TextTokenizer,
+  type EncodeOptions,
+  type DecodeOptions,
+  type EncoderSource,
+} from './model-tokenizer.js';
 export { IncrementalDetokenizer } from './incremental-detokenizer.js';
+export { EncodePool, EncodePoolClosedError, type EncodePoolStats } from './encode-pool.js';
+export { PromptEncoder, type PromptEncoderOptions } from './prompt-encoder.js';

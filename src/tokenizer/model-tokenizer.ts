@@ -20,6 +20,15 @@ export interface DecodeOptions {
   skipSpecialTokens?: boolean;
 }
 
+/**
+ * The parsed tokenizer files a worker thread builds its own copy of the tokenizer from (EncodePool).
+ * Plain JSON objects, so they survive structured cloning into a worker.
+ */
+export interface EncoderSource {
+  tokenizerJson: JsonObject;
+  tokenizerConfig: JsonObject;
+}
+
 /** What serving/ needs from a tokenizer; the test double in test/helpers implements it too. */
 export interface TextTokenizer {
   readonly vocabSize: number;
@@ -39,6 +48,8 @@ export interface TextTokenizer {
   tokenBytes(id: number): number[];
   isSpecial(id: number): boolean;
   renderChat(messages: readonly ChatMessage[], addGenerationPrompt?: boolean): string;
+  /** Present when encode() can be reproduced in a worker thread (EncodePool); absent = inline only. */
+  readonly encoderSource?: EncoderSource;
 }
 
 type JsonObject = Record<string, unknown>;
@@ -74,6 +85,7 @@ export class HfTokenizer implements TextTokenizer {
   readonly eosTokenIds: readonly number[];
   readonly addsBos: boolean;
   readonly chatTemplate: ChatTemplate | null;
+  readonly encoderSource?: EncoderSource;
   private readonly specialIds: ReadonlySet<number>;
   /** Metaspace-style vocab ("▁Hello"): pieces are shown with the marker turned into a space. */
   private readonly metaspace: boolean;
@@ -81,8 +93,15 @@ export class HfTokenizer implements TextTokenizer {
   constructor(
     private readonly tokenizer: Tokenizer,
     tokenizerConfig: JsonObject,
-    extras: { generationConfig?: JsonObject | null; modelConfig?: JsonObject | null; chatTemplateSource?: string | null } = {},
+    extras: {
+      generationConfig?: JsonObject | null;
+      modelConfig?: JsonObject | null;
+      chatTemplateSource?: string | null;
+      /** The tokenizer.json object `tokenizer` was built from (enables worker-thread encoding). */
+      tokenizerJson?: JsonObject;
+    } = {},
   ) {
+    if (extras.tokenizerJson !== undefined) this.encoderSource = { tokenizerJson: extras.tokenizerJson, tokenizerConfig };
     this.vocabSize = tokenizer.get_vocab(true).size;
     this.bosToken = tokenContent(tokenizerConfig.bos_token);
     this.eosToken = tokenContent(tokenizerConfig.eos_token);
@@ -162,5 +181,6 @@ export function loadTokenizer(modelDir: string): HfTokenizer {
     generationConfig: readJson(join(modelDir, 'generation_config.json')),
     modelConfig: readJson(join(modelDir, 'config.json')),
     chatTemplateSource,
+    tokenizerJson,
   });
 }

@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ChatMessage } from '../../tokenizer/index.js';
 import type { GenerationStream, ServingEvent } from '../../serving/index.js';
 import { ApiError, toApiError } from '../errors.js';
-import { SseWriter, onClientGone } from '../sse.js';
+import { SseWriter, clientGoneSignal, onClientGone } from '../sse.js';
 import { checkModel, unixSeconds, type ApiContext } from '../shared/context.js';
 import { chatLogprobEntry, type ChatLogprobEntry } from '../shared/logprobs-format.js';
 import { checkStreamOptions, commonGenerateParams } from '../shared/sampling.js';
@@ -59,7 +59,8 @@ export function registerChatCompletionsRoute(app: FastifyInstance, ctx: ApiConte
     checkModel(ctx, body.model);
     checkUnsupported(body);
     checkStreamOptions(body);
-    const prompt = ctx.input.chatPrompt(toChatMessages(body), body.add_generation_prompt ?? true);
+    // Long prompts are tokenized in a worker; a client that leaves meanwhile gets nothing submitted.
+    const prompt = await ctx.input.chatPrompt(toChatMessages(body), body.add_generation_prompt ?? true, clientGoneSignal(reply));
     const maxParam = body.max_completion_tokens !== undefined && body.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens';
     const maxTokens = ctx.input.resolveMaxTokens(prompt.promptTokens.length, body.max_completion_tokens ?? body.max_tokens ?? null, maxParam);
     const logprobs = body.logprobs ? (body.top_logprobs ?? 0) : null;

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { mergeStreams, type GenerationStream, type PromptInput, type ServingEvent } from '../../serving/index.js';
 import { ApiError, toApiError } from '../errors.js';
-import { SseWriter, onClientGone } from '../sse.js';
+import { SseWriter, clientGoneSignal, onClientGone } from '../sse.js';
 import { checkModel, unixSeconds, type ApiContext } from '../shared/context.js';
 import { appendCompletionLogprobs, emptyCompletionLogprobs, type CompletionLogprobs } from '../shared/logprobs-format.js';
 import { checkStreamOptions, commonGenerateParams } from '../shared/sampling.js';
@@ -55,7 +55,16 @@ export function registerCompletionsRoute(app: FastifyInstance, ctx: ApiContext):
     const echo = body.echo ?? false;
     const logprobs = body.logprobs ?? null;
     const list = promptList(body.prompt);
-    const prompts = list.map((p, i) => ctx.input.completionPrompt(p, list.length > 1 ? `prompt[${i}]` : 'prompt'));
+    // Long prompts are tokenized in workers; one failure (or the client leaving) drops the others.
+    const encoding = new AbortController();
+    const signal = AbortSignal.any([clientGoneSignal(reply), encoding.signal]);
+    let prompts: PromptInput[];
+    try {
+      prompts = await Promise.all(list.map((p, i) => ctx.input.completionPrompt(p, list.length > 1 ? `prompt[${i}]` : 'prompt', signal)));
+    } catch (err) {
+      encoding.abort();
+      throw err;
+    }
     const requested = body.max_tokens === undefined ? DEFAULT_MAX_TOKENS : body.max_tokens;
     const maxTokens = prompts.map((p) => ctx.input.resolveMaxTokens(p.promptTokens.length, requested));
     const id = `cmpl-${randomUUID().replaceAll('-', '')}`;
