@@ -79,10 +79,11 @@ echo "built kernels/build/test-kernels"
 has_cublas || { echo "build.sh: cuBLAS headers (cublasLt.h) not found under $CUDA_HOME/include" >&2; exit 1; }
 [ -d "$NAPI_INC" ] || { echo "build.sh: node-api-headers missing: run npm install" >&2; exit 1; }
 pids=()
-engine_objs=("$out/obj/gemm-cublaslt.o" "$out/obj/zamba2-engine.o" "$out/obj/zamba2-forward.o")
+engine_objs=("$out/obj/gemm-cublaslt.o" "$out/obj/zamba2-engine.o" "$out/obj/zamba2-forward.o" "$out/obj/zamba2-sampling.o")
 compile "$here/src/gemm-cublaslt.cc" "$out/obj/gemm-cublaslt.o" & pids+=($!)
 compile "$here/engine/zamba2-engine.cc" "$out/obj/zamba2-engine.o" & pids+=($!)
 compile "$here/engine/zamba2-forward.cc" "$out/obj/zamba2-forward.o" & pids+=($!)
+compile "$here/engine/zamba2-sampling.cc" "$out/obj/zamba2-sampling.o" & pids+=($!)
 compile "$here/addon/addon.cc" "$out/obj/addon.o" -I"$NAPI_INC" -DNODE_GYP_MODULE_NAME=zamba2_cuda & pids+=($!)
 compile "$here/bench/bench-engine.cc" "$out/obj/bench-engine.o" & pids+=($!)
 for p in "${pids[@]}"; do wait "$p"; done

@@ -46,8 +46,24 @@ struct zamba2_scratch {
     size_t packed_cap;
 };
 
+// GPU sampling of a step (zamba2-sampling.cc): the staged input of the next step and its buffers.
+struct zamba2_sampling_state {
+    int32_t * h_in = nullptr;   // pinned copy of the staged input (words; layout: zamba2-engine.h)
+    size_t h_in_cap = 0;
+    size_t n_words = 0;         // staged length; 0 = nothing staged
+    int n_rows = 0;             // rows of the staged input
+    int n_done = 0;             // rows sampled by the last step (outputs in h_out)
+    int32_t * d_in = nullptr;   // device copy of the input
+    size_t d_in_cap = 0;
+    float * work = nullptr;     // [max_seqs, V] processed logits
+    int32_t * d_out = nullptr;  // [max_seqs * (2 + 2 * ZK_SAMPLE_MAX_TOP)] token, logprob, top ids, top logprobs
+    int32_t * h_out = nullptr;  // pinned, same size
+};
+
 struct zamba2_engine {
     zamba2_config cfg;
+    int device = 0;  // CUDA device of every allocation and launch (cfg.device_index)
+    zamba2_sampling_state sampling;
     std::vector<zamba2_weight_spec> specs;
     std::unordered_map<std::string, zamba2_tensor> weights;
     std::vector<zamba2_layer_ptrs> layers;
@@ -109,6 +125,15 @@ struct zamba2_engine {
 };
 
 std::string zamba2_resolve_weights(zamba2_engine * e);
+
+// zamba2-sampling.cc. init/free: buffers at create/destroy. enqueue: after the forward (outside any
+// CUDA graph, the parameters change every step), uploads the staged input, runs sample_rows over the
+// step's logits rows [0, n_out_rows) and queues the copy back; consumes the staged input.
+// collect: after the stream sync, fills out.sampled_* (cleared when nothing was sampled).
+std::string zamba2_sampling_init(zamba2_engine * e);
+void zamba2_sampling_free(zamba2_engine * e);
+std::string zamba2_sampling_enqueue(zamba2_engine * e, int n_out_rows);
+void zamba2_sampling_collect(zamba2_engine * e, zamba2_step_output & out);
 
 enum zamba2_prof_cat { PROF_GEMM, PROF_NORM, PROF_CONV, PROF_SCAN, PROF_ATTN, PROF_ELEM, PROF_LOGITS, PROF_COPY, PROF_N };
 // Records an event closing an op of category `cat` (no-op unless profiling).

@@ -128,11 +128,26 @@ static std::string validate(const zamba2_config & c) {
     return "";
 }
 
+// The engine's device must exist; it becomes current on the creating thread.
+static std::string select_device(int index) {
+    int count = 0;
+    const cudaError_t st = cudaGetDeviceCount(&count);
+    if (st != cudaSuccess) return std::string("no CUDA device: ") + cudaGetErrorString(st);
+    if (index < 0 || index >= count) {
+        return "deviceIndex " + std::to_string(index) + " is out of range: " + std::to_string(count) +
+               " CUDA device(s) visible (0.." + std::to_string(count - 1) + ")";
+    }
+    ZE_CUDA(cudaSetDevice(index));
+    return "";
+}
+
 zamba2_engine * zamba2_engine_create(const zamba2_config & cfg, std::string * error) {
     std::string err = validate(cfg);
+    if (err.empty()) err = select_device(cfg.device_index);
     if (!err.empty()) { if (error) *error = err; return nullptr; }
     auto * e = new zamba2_engine();
     e->cfg = cfg;
+    e->device = cfg.device_index;
     build_specs(e);
     for (const auto & sp : e->specs) {
         zamba2_tensor t;
@@ -143,6 +158,7 @@ zamba2_engine * zamba2_engine_create(const zamba2_config & cfg, std::string * er
         e->weights[sp.name] = t;
     }
     if (err.empty()) err = alloc_scratch(e);
+    if (err.empty()) err = zamba2_sampling_init(e);
     if (err.empty() && cudaStreamCreateWithFlags(&e->stream, cudaStreamNonBlocking) != cudaSuccess) err = "cudaStreamCreate failed";
     if (err.empty()) { cudaEventCreate(&e->ev_start); cudaEventCreate(&e->ev_stop); }
     const char * prof = std::getenv("ZAMBA2_PROFILE");
@@ -186,7 +202,9 @@ zamba2_engine * zamba2_engine_create(const zamba2_config & cfg, std::string * er
 
 void zamba2_engine_destroy(zamba2_engine * e) {
     if (!e) return;
+    zamba2_engine_use_device(e);
     if (e->stream) cudaStreamSynchronize(e->stream);
+    zamba2_sampling_free(e);
     for (auto & kv : e->weights) cudaFree(kv.second.ptr);
     zamba2_scratch & s = e->s;
     for (void * p : std::initializer_list<void *>{s.x, s.e, s.u, s.u2, s.zx, s.xbc, s.v, s.q, s.k, s.vv, s.att, s.a,
@@ -249,6 +267,7 @@ static float f16_bits_to_f32(uint16_t h) {
 
 std::string zamba2_engine_set_weight(zamba2_engine * e, const std::string & name, int src_dtype, const void * data,
                                      size_t numel) {
+    zamba2_engine_use_device(e);
     auto it = e->weights.find(name);
     if (it == e->weights.end()) return "unknown weight '" + name + "'";
     zamba2_tensor & t = it->second;
@@ -281,6 +300,7 @@ std::string zamba2_engine_set_weight(zamba2_engine * e, const std::string & name
 }
 
 std::string zamba2_engine_fill_random(zamba2_engine * e, uint64_t seed) {
+    zamba2_engine_use_device(e);
     uint64_t k = 0;
     for (const auto & sp : e->specs) {
         zamba2_tensor & t = e->weights[sp.name];
@@ -348,6 +368,7 @@ std::string zamba2_resolve_weights(zamba2_engine * e) {
 }
 
 std::string zamba2_engine_init_cache(zamba2_engine * e, int slot_count, int page_count) {
+    zamba2_engine_use_device(e);
     if (e->conv_pool) return "cache already initialized";
     if (slot_count <= 0 || page_count < 0) return "cache: slot count must be positive";
     e->slot_count = slot_count;
@@ -363,6 +384,7 @@ std::string zamba2_engine_init_cache(zamba2_engine * e, int slot_count, int page
 }
 
 std::string zamba2_engine_copy_slot(zamba2_engine * e, int src, int dst) {
+    zamba2_engine_use_device(e);
     if (src < 0 || dst < 0 || src >= e->slot_count || dst >= e->slot_count) return "copySlot: slot out of range";
     if (src == dst) return "";
     const size_t conv_slot = (size_t) 3 * e->cfg.conv_dim();

@@ -26,6 +26,8 @@ struct zamba2_config {
     float rope_theta = 10000.0f, eps = 1e-5f;
     // step limits (scratch is sized from them once)
     int max_tokens = 2048, max_seqs = 256, max_model_len = 4096;
+    // CUDA device of the engine (--data-parallel replicas use 0..N-1); checked against the device count
+    int device_index = 0;
 
     int conv_dim() const { return d_inner + 2 * ngroups * d_state; }
     int in_proj_out() const { return 2 * d_inner + 2 * ngroups * d_state + n_mamba_heads; }
@@ -68,9 +70,26 @@ struct zamba2_step_output {
     std::vector<float> max_logit;      // [O]
     std::vector<float> lse;            // [O]
     std::vector<float> logits;         // [O * V] when want_logits, else empty
+    // GPU sampling of the staged rows (zamba2_engine_stage_sampling), N = its row count (else empty)
+    std::vector<int32_t> sampled_token;     // [N]
+    std::vector<float> sampled_logprob;     // [N] raw log-softmax of the token
+    std::vector<int32_t> top_ids;           // [N * 20] first n_top of each row, then -1
+    std::vector<float> top_logprobs;        // [N * 20]
     double compute_ms = 0;
 };
 std::string zamba2_engine_step(zamba2_engine * e, const int32_t * packed, size_t packed_len, zamba2_step_output & out);
+
+// Sampling input of the next step (int32 words, built by src/engine/cuda/step-packing.ts):
+//   header [4]: n_rows N, n_penalty P, n_bias B, 0
+//   params [N x 24]  (struct zk_sample_params, include/zamba2-kernels.h; logits_row indexes out_rows)
+//   bias [B x 4]     (struct zk_bias_entry)      penalties [P x 2] (struct zk_penalty_entry)
+// Validated and copied; replaces anything staged before and is consumed by the next step (len 0:
+// nothing). Call it before every step from the thread that runs the step.
+std::string zamba2_engine_stage_sampling(zamba2_engine * e, const int32_t * words, size_t len);
+
+// Makes the engine's device current on the calling thread (every thread that touches the engine:
+// the engine functions call it themselves except zamba2_engine_step, whose caller does).
+void zamba2_engine_use_device(const zamba2_engine * e);
 
 // GPU time per op category summed since the last call (needs ZAMBA2_PROFILE=1 at creation); resets.
 std::string zamba2_engine_profile_report(zamba2_engine * e);

@@ -411,6 +411,8 @@ std::string zamba2_engine_step(zamba2_engine * e, const int32_t * packed, size_t
     if (!err.empty()) return err;
     const int O = v.O;
     ZF_CUDA(cudaGetLastError());
+    err = zamba2_sampling_enqueue(e, O);  // staged GPU sampling rows (outside the graph: params change per step)
+    if (!err.empty()) return err;
     float * h_out = static_cast<float *>(e->h_out);
     int32_t * h_argmax = reinterpret_cast<int32_t *>(h_out);
     float * h_max = h_out + c.max_tokens;
@@ -443,5 +445,6 @@ std::string zamba2_engine_step(zamba2_engine * e, const int32_t * packed, size_t
     out.lse.assign(h_lse, h_lse + O);
     if (v.want_logits && O > 0) out.logits.assign(h_logits, h_logits + (size_t) O * c.vocab);
     else out.logits.clear();
+    zamba2_sampling_collect(e, out);
     return "";
 }
