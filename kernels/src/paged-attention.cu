@@ -238,7 +238,13 @@ void paged_attention(bf16 * out, const bf16 * q, const bf16 * k_pool, const bf16
 void paged_attention(float * out, const float * q, const bf16 * k_pool, const bf16 * v_pool,
                      const int32_t * block_tables, int max_pages, const int32_t * token_seq,
                      const int32_t * positions, int n_tokens, int n_heads, int head_dim,
-                     float scale, bool multi_query, cudaStream_t stream) {
+                     float scale, bool multi_query, cudaStream_t stream,
+                     const int32_t * cu_seqlens, int n_seqs) {
+    // prefill batches on the tensor cores (attention-prefill-tc.cu) when the layout is known
+    if (multi_query && cu_seqlens && n_seqs > 0 && attention_prefill_tc_enabled() &&
+        attention_prefill_tc(out, q, k_pool, v_pool, block_tables, max_pages, cu_seqlens, n_seqs, positions,
+                             n_tokens, n_heads, head_dim, scale, stream))
+        return;
     paged_attention_any(out, q, k_pool, v_pool, block_tables, max_pages, token_seq, positions, n_tokens, n_heads,
                         head_dim, scale, multi_query, stream);
 }
