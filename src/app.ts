@@ -65,8 +65,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     // Request lines (method, url, status, time) only with --log-requests; never bodies by default.
     logController: new LogController({ disableRequestLogging: !config.logRequests }),
     requestIdHeader: 'x-request-id',
-    // Behind a proxy the client address comes from X-Forwarded-For.
-    trustProxy: true,
+    // request.ip (the per-address rate-limit bucket, logs) comes from X-Forwarded-For only via the
+    // proxies this trusts; off by default, since any client can write that header.
+    trustProxy: config.trustProxy,
     return503OnClosing: true,
     // Errors raised before routing (a malformed URL such as /v1/models/%E0%A4%A) get the OpenAI body too.
     frameworkErrors: (err, _request, reply) => sendApiError(reply, toApiError(err)),

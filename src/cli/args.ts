@@ -80,6 +80,7 @@ const DESCRIPTIONS: Record<ServerConfigKey, string> = {
   fakeStepLatencyMs: 'fake engine: wall time of one step',
   downloadDir: 'hub download cache (default: the Hugging Face cache)',
   corsOrigins: 'allowed CORS origins, * for any (repeatable; default: CORS off)',
+  trustProxy: 'proxies allowed to set X-Forwarded-For: false (default) | true (any peer) | comma list of proxy IPs/CIDRs',
   dataParallel: 'engine replicas on this host, one per GPU with cuda (default 1)',
   tokenizerWorkers: 'threads that tokenize long prompts off the event loop (default min(2, cores-1); 0 = inline)',
   tokenizerWorkerMinChars: 'prompts at least this long (characters) are tokenized in a worker (default 1024)',

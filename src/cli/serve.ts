@@ -106,6 +106,11 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       readiness,
       samplingDefaults,
     });
+    if (config.trustProxy === true && config.rateLimitPerMinute > 0 && config.apiKey.length === 0) {
+      logger.warn(
+        'trustProxy is true and rate limits are per client address: any client can pick its address with X-Forwarded-For; list your proxies instead (--trust-proxy 10.0.0.5,10.0.0.6)',
+      );
+    }
     await app.listen({ host: config.host, port: config.port });
     readiness.ready = true;
     const address = app.server.address() as AddressInfo;

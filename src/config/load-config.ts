@@ -99,6 +99,7 @@ export function parseOptionString(key: ServerConfigKey, raw: string | string[] |
     return parts.map((s) => s.trim()).filter((s) => s.length > 0);
   }
   if (Array.isArray(raw)) raw = raw[raw.length - 1] ?? '';
+  if (kind === 'trust-proxy') return parseTrustProxy(String(raw));
   if (kind === 'boolean') {
     if (typeof raw === 'boolean') return raw;
     const s = raw.trim().toLowerCase();
@@ -116,6 +117,18 @@ export function parseOptionString(key: ServerConfigKey, raw: string | string[] |
     return n;
   }
   return s;
+}
+
+/** --trust-proxy / ZAMBA2_TRUST_PROXY: true | false | a comma list of addresses, CIDRs and range names. */
+function parseTrustProxy(raw: string): unknown {
+  const s = raw.trim();
+  const lower = s.toLowerCase();
+  if (['true', 'yes', 'on'].includes(lower)) return true;
+  if (['false', 'no', 'off', ''].includes(lower)) return false;
+  return s
+    .split(',')
+    .map((part) => part.trim())
+    .filter((part) => part.length > 0);
 }
 
 /** Zod issues → one line per problem, each naming the option and its source. */

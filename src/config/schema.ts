@@ -5,9 +5,52 @@
  *
  * Who reads it: src/main.ts (start-up), src/engine/index.ts (which engine), src/app.ts (HTTP).
  */
+import { isIP } from 'node:net';
 import { z } from 'zod';
 
 const positiveInt = z.number().int().positive();
+
+/** proxy-addr's names for address ranges (what Fastify's trustProxy list accepts besides addresses and CIDRs). */
+const PROXY_RANGE_NAMES = ['loopback', 'linklocal', 'uniquelocal'];
+
+/** An IP address, an IP/prefix (CIDR, or IPv4/netmask) or a proxy-addr range name. */
+export function isTrustedProxyEntry(entry: string): boolean {
+  if (PROXY_RANGE_NAMES.includes(entry)) return true;
+  const [address, prefix, ...rest] = entry.split('/');
+  if (rest.length > 0 || address === undefined) return false;
+  const family = isIP(address);
+  if (family === 0) return false;
+  if (prefix === undefined) return true;
+  if (/^\d+$/.test(prefix)) return Number(prefix) <= (family === 4 ? 32 : 128);
+  return family === 4 && isIP(prefix) === 4;
+}
+
+/**
+ * Which peers may set X-Forwarded-For (Fastify's trustProxy): false = none (the socket address is
+ * the client), true = every hop (the left-most X-Forwarded-For entry, which any client can write),
+ * or a list of proxy addresses / CIDRs / range names (the client is the right-most address that is
+ * not a trusted proxy). No hop count: Fastify 5.12 treats a number as "trust nothing", since a
+ * count cannot tell a proxy from a client that wrote extra hops itself.
+ */
+const trustedProxyList = z
+  .array(z.string().min(1))
+  .min(1)
+  .refine((list) => list.every(isTrustedProxyEntry), {
+    message:
+      'each entry must be an IP address, a CIDR (10.0.0.0/8) or one of loopback, linklocal, uniquelocal (hop counts are not supported: list the proxies)',
+  });
+
+export const trustProxySchema = z.union([
+  z.boolean(),
+  trustedProxyList,
+  // A config file may give the list as one comma-separated string, as Fastify accepts it.
+  z
+    .string()
+    .transform((s) => s.split(',').map((part) => part.trim()).filter((part) => part.length > 0))
+    .pipe(trustedProxyList),
+]);
+
+export type TrustProxy = z.infer<typeof trustProxySchema>;
 
 export const serverConfigSchema = z
   .object({
@@ -47,6 +90,8 @@ export const serverConfigSchema = z
     fakeStepLatencyMs: z.number().min(0),
     /** Where hub downloads are cached; null = the model loader's default. */
     downloadDir: z.string().min(1).nullable(),
+    /** Proxies trusted to set X-Forwarded-For; the client address (rate-limit bucket, logs) follows from it. */
+    trustProxy: trustProxySchema,
     /** Allowed CORS origins; empty = CORS off. */
     corsOrigins: z.array(z.string().min(1)),
     /** Engine replicas on this host (one per GPU with cuda), requests routed to the least loaded. */
@@ -64,7 +109,7 @@ export type ServerConfigKey = keyof ServerConfig;
 export const CONFIG_KEYS = Object.keys(serverConfigSchema.shape) as ServerConfigKey[];
 
 /** How a string from an env var or CLI flag becomes the option's type. */
-export type OptionKind = 'string' | 'nullable-string' | 'int' | 'nullable-int' | 'number' | 'boolean' | 'list' | 'enum';
+export type OptionKind = 'string' | 'nullable-string' | 'int' | 'nullable-int' | 'number' | 'boolean' | 'list' | 'enum' | 'trust-proxy';
 
 export const OPTION_KINDS: Record<ServerConfigKey, OptionKind> = {
   model: 'string',
@@ -88,6 +133,7 @@ export const OPTION_KINDS: Record<ServerConfigKey, OptionKind> = {
   fakeStepLatencyMs: 'number',
   downloadDir: 'nullable-string',
   corsOrigins: 'list',
+  trustProxy: 'trust-proxy',
   dataParallel: 'int',
   tokenizerWorkers: 'nullable-int',
   tokenizerWorkerMinChars: 'int',

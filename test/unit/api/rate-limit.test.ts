@@ -76,3 +76,57 @@ test('API keys from --api-key-file (one per line, comments skipped), ZAMBA2_API_
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('trustProxy off (the default): X-Forwarded-For does not open a new bucket', async () => {
+  const { app, config } = buildTestApp({ config: { rateLimitPerMinute: 2 } });
+  assert.equal(config.trustProxy, false);
+  const spoof = (xff: string) => app.inject({ method: 'GET', url: '/v1/models', remoteAddress: '10.0.0.1', headers: { 'x-forwarded-for': xff } });
+  assert.equal((await spoof('1.1.1.1')).statusCode, 200);
+  assert.equal((await spoof('2.2.2.2')).statusCode, 200);
+  const limited = await spoof('3.3.3.3');
+  assert.equal(limited.statusCode, 429);
+  assert.equal(limited.json().error.code, 'rate_limit_exceeded');
+});
+
+test('trustProxy as a list: only the listed proxies may name the client; the client is the right-most untrusted address', async () => {
+  const { app } = buildTestApp({ config: { rateLimitPerMinute: 1, trustProxy: ['10.0.0.5', '192.168.0.0/16'] } });
+  const via = (remoteAddress: string, xff: string) => app.inject({ method: 'GET', url: '/v1/models', remoteAddress, headers: { 'x-forwarded-for': xff } });
+  // Through the trusted proxy, two different clients have their own buckets.
+  assert.equal((await via('10.0.0.5', '203.0.113.7')).statusCode, 200);
+  assert.equal((await via('10.0.0.5', '203.0.113.8')).statusCode, 200);
+  // A client that prepends a fake address is still 203.0.113.7 (the proxy appended the real one).
+  assert.equal((await via('10.0.0.5', '6.6.6.6, 203.0.113.7')).statusCode, 429);
+  // Two trusted hops (a CIDR, then the listed proxy): the client is the first untrusted address from the right.
+  assert.equal((await via('10.0.0.5', '7.7.7.7, 203.0.113.8, 192.168.1.1')).statusCode, 429);
+  // A peer that is not a trusted proxy cannot name anyone: its own address is the bucket.
+  assert.equal((await via('198.51.100.9', '1.1.1.1')).statusCode, 200);
+  assert.equal((await via('198.51.100.9', '2.2.2.2')).statusCode, 429);
+});
+
+test('trustProxy true trusts every hop (documented: only behind a proxy that overwrites the header)', async () => {
+  const { app } = buildTestApp({ config: { rateLimitPerMinute: 1, trustProxy: true } });
+  const via = (xff: string) => app.inject({ method: 'GET', url: '/v1/models', remoteAddress: '10.0.0.1', headers: { 'x-forwarded-for': xff } });
+  assert.equal((await via('1.1.1.1')).statusCode, 200);
+  assert.equal((await via('1.1.1.1')).statusCode, 429);
+  assert.equal((await via('2.2.2.2')).statusCode, 200);
+});
+
+test('trustProxy from env, flags and files: true/false, comma lists; bad entries and hop counts stop start-up', () => {
+  assert.equal(loadConfig({ env: { ZAMBA2_TRUST_PROXY: 'true' } }).trustProxy, true);
+  assert.equal(loadConfig({ env: { ZAMBA2_TRUST_PROXY: 'off' } }).trustProxy, false);
+  assert.deepEqual(loadConfig({ cli: { trustProxy: '10.0.0.5, 10.1.0.0/16,loopback' } }).trustProxy, ['10.0.0.5', '10.1.0.0/16', 'loopback']);
+  assert.deepEqual(loadConfig({ cli: { trustProxy: '::1,fd00::/8' } }).trustProxy, ['::1', 'fd00::/8']);
+  const dir = mkdtempSync(join(tmpdir(), 'zamba2-trust-'));
+  try {
+    const yaml = join(dir, 'server.yaml');
+    writeFileSync(yaml, 'trust-proxy: [10.0.0.5, 10.0.0.0/255.0.0.0]\n');
+    assert.deepEqual(loadConfig({ configFile: yaml }).trustProxy, ['10.0.0.5', '10.0.0.0/255.0.0.0']);
+    writeFileSync(yaml, 'trust-proxy: "10.0.0.5, 10.0.0.6"\n');
+    assert.deepEqual(loadConfig({ configFile: yaml }).trustProxy, ['10.0.0.5', '10.0.0.6']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  assert.throws(() => loadConfig({ cli: { trustProxy: '2' } }), (err: unknown) => err instanceof ConfigError && /trustProxy \(--trust-proxy\).*hop counts are not supported/.test(err.message));
+  assert.throws(() => loadConfig({ env: { ZAMBA2_TRUST_PROXY: '10.0.0.0/33' } }), ConfigError);
+  assert.throws(() => loadConfig({ env: { ZAMBA2_TRUST_PROXY: 'proxy.example.com' } }), ConfigError);
+});
