@@ -4,7 +4,9 @@
 // src/engine/cuda/binding.ts; keep the two in sync.
 //
 // Threading: JS calls every function from the main thread. At most one step is in flight per
-// engine (the scheduler awaits each step); other calls on a busy engine throw.
+// engine (the scheduler awaits each step); other calls on a busy engine throw. Every engine call
+// makes the engine's device (config.deviceIndex) current on its thread: the engine functions on
+// the JS thread, step_execute on the libuv worker.
 #include <node_api.h>
 
 #include <cstring>
@@ -132,6 +134,7 @@ static napi_value create_engine(napi_env env, napi_callback_info info) {
         {"mambaHeadDim", &c.mamba_head_dim}, {"dInner", &c.d_inner}, {"adapterRank", &c.adapter_rank},
         {"maxTokens", &c.max_tokens}, {"maxSeqs", &c.max_seqs}, {"maxModelLen", &c.max_model_len}};
     for (const auto & it : ints) if (!prop_i32(env, o, it.k, it.p)) return nullptr;
+    if (!prop_i32(env, o, "deviceIndex", &c.device_index, false)) return nullptr;
     const struct { const char * k; bool * p; } bools[] = {
         {"useAttnAdapter", &c.use_attn_adapter}, {"useMlpAdapter", &c.use_mlp_adapter}, {"useRope", &c.use_rope},
         {"useConvBias", &c.use_conv_bias}, {"tieEmbeddings", &c.tie_embeddings}};
@@ -237,6 +240,7 @@ static napi_value copy_slot(napi_env env, napi_callback_info info) {
 struct step_work {
     engine_box * box;
     std::vector<int32_t> packed;
+    std::vector<int32_t> sampling;  // GPU sampling input (empty: none)
     zamba2_step_output out;
     std::string error;
     napi_deferred deferred;
@@ -245,7 +249,10 @@ struct step_work {
 
 static void step_execute(napi_env, void * data) {
     auto * w = static_cast<step_work *>(data);
-    w->error = zamba2_engine_step(w->box->engine, w->packed.data(), w->packed.size(), w->out);
+    zamba2_engine * e = w->box->engine;
+    zamba2_engine_use_device(e);  // this libuv worker may never have touched the engine's device
+    w->error = zamba2_engine_stage_sampling(e, w->sampling.data(), w->sampling.size());
+    if (w->error.empty()) w->error = zamba2_engine_step(e, w->packed.data(), w->packed.size(), w->out);
 }
 
 template <typename T>
@@ -277,6 +284,10 @@ static void step_complete(napi_env env, napi_status status, void * data) {
         if (w->out.logits.empty()) napi_get_null(env, &logits);
         else logits = make_typed(env, napi_float32_array, w->out.logits);
         napi_set_named_property(env, obj, "logits", logits);
+        napi_set_named_property(env, obj, "sampledToken", make_typed(env, napi_int32_array, w->out.sampled_token));
+        napi_set_named_property(env, obj, "sampledLogprob", make_typed(env, napi_float32_array, w->out.sampled_logprob));
+        napi_set_named_property(env, obj, "topIds", make_typed(env, napi_int32_array, w->out.top_ids));
+        napi_set_named_property(env, obj, "topLogprobs", make_typed(env, napi_float32_array, w->out.top_logprobs));
         napi_create_double(env, w->out.compute_ms, &ms);
         napi_set_named_property(env, obj, "computeMs", ms);
         napi_resolve_deferred(env, w->deferred, obj);
@@ -289,10 +300,28 @@ static void step_complete(napi_env env, napi_status status, void * data) {
     delete w;
 }
 
-// step(handle, packed: Int32Array) -> Promise<StepOutput>
+// step(handle, packed: Int32Array, sampling?: Int32Array | null) -> Promise<StepOutput>
 static napi_value step(napi_env env, napi_callback_info info) {
-    napi_value argv[2];
-    if (!get_args(env, info, 2, argv)) return nullptr;
+    napi_value argv[3];
+    size_t argc = 3;
+    NAPI_OK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+    if (argc < 2) { napi_throw_type_error(env, "ZAMBA2_ARGS", "missing arguments"); return nullptr; }
+    std::vector<int32_t> sampling;
+    if (argc >= 3) {
+        napi_valuetype vt;
+        NAPI_OK(napi_typeof(env, argv[2], &vt));
+        if (vt != napi_undefined && vt != napi_null) {
+            bool is_ta = false;
+            NAPI_OK(napi_is_typedarray(env, argv[2], &is_ta));
+            napi_typedarray_type st;
+            size_t slen = 0, soff = 0;
+            void * sdata = nullptr;
+            napi_value sab;
+            if (is_ta) NAPI_OK(napi_get_typedarray_info(env, argv[2], &st, &slen, &sdata, &sab, &soff));
+            if (!is_ta || st != napi_int32_array) return throw_error(env, "ZAMBA2_ARGS", "step: sampling must be an Int32Array");
+            sampling.assign(static_cast<int32_t *>(sdata), static_cast<int32_t *>(sdata) + slen);
+        }
+    }
     engine_box * box = get_box(env, argv[0]);
     if (!box) return nullptr;
     napi_typedarray_type ta_type;
@@ -304,6 +333,7 @@ static napi_value step(napi_env env, napi_callback_info info) {
     auto * w = new step_work();
     w->box = box;
     w->packed.assign(static_cast<int32_t *>(data), static_cast<int32_t *>(data) + length);  // JS may reuse it
+    w->sampling.swap(sampling);
     napi_value promise, name;
     NAPI_OK(napi_create_promise(env, &w->deferred, &promise));
     NAPI_OK(napi_create_string_utf8(env, "zamba2_step", NAPI_AUTO_LENGTH, &name));
@@ -336,16 +366,31 @@ static napi_value destroy(napi_env env, napi_callback_info info) {
     return nullptr;
 }
 
-// cudaInfo() -> { deviceCount, name, totalBytes, freeBytes } (throws ZAMBA2_NO_CUDA without a GPU)
-static napi_value cuda_info(napi_env env, napi_callback_info) {
+// cudaInfo(deviceIndex = 0) -> { deviceCount, name, totalBytes, freeBytes } of that device
+// (throws ZAMBA2_NO_CUDA without a GPU, ZAMBA2_ARGS for an index out of range)
+static napi_value cuda_info(napi_env env, napi_callback_info info) {
+    napi_value argv[1];
+    size_t argc = 1;
+    NAPI_OK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
     int count = 0;
     cudaError_t st = cudaGetDeviceCount(&count);
     if (st != cudaSuccess || count == 0) {
         return throw_error(env, "ZAMBA2_NO_CUDA", std::string("no CUDA device: ") + (st != cudaSuccess ? cudaGetErrorString(st) : "count is 0"));
     }
+    int index = 0;
+    if (argc >= 1) {
+        napi_valuetype vt;
+        NAPI_OK(napi_typeof(env, argv[0], &vt));
+        if (vt != napi_undefined && vt != napi_null) NAPI_OK(napi_get_value_int32(env, argv[0], &index));
+    }
+    if (index < 0 || index >= count) {
+        return throw_error(env, "ZAMBA2_ARGS", "deviceIndex " + std::to_string(index) + " is out of range: " +
+                                                   std::to_string(count) + " CUDA device(s) visible");
+    }
     cudaDeviceProp prop;
-    cudaGetDeviceProperties(&prop, 0);
+    cudaGetDeviceProperties(&prop, index);
     size_t free_b = 0, total_b = 0;
+    cudaSetDevice(index);  // cudaMemGetInfo reports the current device
     cudaMemGetInfo(&free_b, &total_b);
     napi_value obj, v;
     NAPI_OK(napi_create_object(env, &obj));

@@ -35,6 +35,12 @@ export interface NativeEngineConfig {
   maxTokens: number;
   maxSeqs: number;
   maxModelLen: number;
+  /**
+   * CUDA device of the engine (--data-parallel replica index); default 0. createEngine throws
+   * ZAMBA2_CREATE when it is not below the visible device count. Every later call on the handle
+   * (and the step's worker thread) runs on this device.
+   */
+  deviceIndex?: number;
 }
 
 /** A weight the native engine expects (name scheme: weight-upload.ts). */
@@ -57,6 +63,15 @@ export interface NativeStepOutput {
   lse: Float32Array;
   /** [rows × vocab] when the packed input asked for logits, else null. */
   logits: Float32Array | null;
+  /**
+   * GPU sampling, one entry per row of the sampling input (step-packing.ts packSampling; empty
+   * without one): the drawn token and its raw logprob (log-softmax of the unmodified logits).
+   */
+  sampledToken: Int32Array;
+  sampledLogprob: Float32Array;
+  /** [rows × 20]: the row's top-N raw logprobs, best first (value desc, id asc), then -1 / -Infinity. */
+  topIds: Int32Array;
+  topLogprobs: Float32Array;
   /** GPU time of the step (events around the whole enqueue). */
   computeMs: number;
 }
@@ -69,8 +84,8 @@ export interface CudaDeviceInfo {
 }
 
 export interface Zamba2CudaAddon {
-  /** Throws (code ZAMBA2_NO_CUDA) when no device is visible. */
-  cudaInfo(): CudaDeviceInfo;
+  /** Throws (code ZAMBA2_NO_CUDA) when no device is visible; name and memory are of `deviceIndex` (default 0). */
+  cudaInfo(deviceIndex?: number): CudaDeviceInfo;
   /** Allocates weights and scratch for the config. Throws ZAMBA2_CREATE with the reason. */
   createEngine(config: NativeEngineConfig): NativeEngineHandle;
   weightSpecs(handle: NativeEngineHandle): NativeWeightSpec[];
@@ -80,8 +95,13 @@ export interface Zamba2CudaAddon {
   fillRandom(handle: NativeEngineHandle, seed: number): void;
   initCache(handle: NativeEngineHandle, slotCount: number, pageCount: number): void;
   copySlot(handle: NativeEngineHandle, src: number, dst: number): void;
-  /** Runs one step off the JS thread. `packed` layout: step-packing.ts. Rejects with code ZAMBA2_STEP. */
-  step(handle: NativeEngineHandle, packed: Int32Array): Promise<NativeStepOutput>;
+  /**
+   * Runs one step off the JS thread. `packed` layout: step-packing.ts packStep; `sampling` (optional,
+   * null or empty = none): packSampling's words, sampled on the GPU after the forward. Both arrays are
+   * copied before the call returns. Throws ZAMBA2_ARGS when `sampling` is not an Int32Array; rejects
+   * with code ZAMBA2_STEP (a malformed sampling input included).
+   */
+  step(handle: NativeEngineHandle, packed: Int32Array, sampling?: Int32Array | null): Promise<NativeStepOutput>;
   deviceBytes(handle: NativeEngineHandle): number;
   destroy(handle: NativeEngineHandle): void;
 }

@@ -1,13 +1,15 @@
 /**
  * The CUDA engine: the Engine seam over the native addon. The addon computes each step on the GPU
  * off the JS thread; this class validates plans, packs them (step-packing.ts), and turns the
- * native outputs into SequenceOutputs: GPU argmax for plain greedy sequences, the shared host
- * sampler (../cpu/sampler.ts) over copied-back logits rows for everything else (temperature,
- * top-k/p, min-p, penalties, bias, seeded draws, top logprobs, prompt logprobs).
+ * native outputs into SequenceOutputs: GPU argmax for plain greedy sequences, the GPU sampler
+ * (kernels/src/sampling.cu: temperature, top-k/p, min-p, penalties, bias, seeded draws, top
+ * logprobs) for every other sampled row, and the host (../cpu/sampler.ts) only for prompt
+ * logprobs over copied-back logits rows. ZAMBA2_HOST_SAMPLING=1 (or `hostSampling`) draws on the
+ * host instead, over copied-back rows, for comparison.
  *
  * Ownership: the native engine owns every device byte (weights, state slots, KV pages); this class
- * owns per-slot host bookkeeping (token history for penalties, last logits row for prompt
- * logprobs across chunks). cache/ owns which slot/page belongs to whom.
+ * owns per-slot host bookkeeping (token history, seen-token counts for penalties, last logits row
+ * for prompt logprobs across chunks). cache/ owns which slot/page belongs to whom.
  */
 import type { Zamba2Dims } from '../../model/types.js';
 import {
@@ -23,7 +25,7 @@ import {
 } from '../engine.js';
 import { logSoftmax, sampleFromLogits, tokenLogprob, uniformAt } from '../cpu/sampler.js';
 import type { CudaDeviceInfo, NativeEngineHandle, NativeStepOutput, Zamba2CudaAddon } from './binding.js';
-import { isGpuGreedy, packStep, PAGE_TOKENS } from './step-packing.js';
+import { isGpuGreedy, packSampling, packStep, PAGE_TOKENS, SAMPLE_MAX_TOP, type PackedSampling, type SeenTokenCounts } from './step-packing.js';
 
 export interface CudaEngineLogger {
   info(obj: object, msg?: string): void;
@@ -39,15 +41,34 @@ export interface CudaEngineOptions {
   /** Seed of the engine's own random stream (sequences without a seed). Default 0. */
   seed?: number;
   eosTokenIds?: number[];
+  /** Draw sampled rows on the host over copied-back logits (default: env ZAMBA2_HOST_SAMPLING=1). */
+  hostSampling?: boolean;
   logger?: CudaEngineLogger;
 }
 
 interface SlotBook {
   history: number[];
   lastLogits: Float32Array | null;
+  /** Seen token → output occurrences, built on the first step with penalties, then kept up to date. */
+  seen: Map<number, number> | null;
+  /** History positions folded into `seen`. */
+  seenLength: number;
 }
 
-const emptyBook = (): SlotBook => ({ history: [], lastLogits: null });
+const emptyBook = (): SlotBook => ({ history: [], lastLogits: null, seen: null, seenLength: 0 });
+
+/** Folds positions [book.seenLength, end of this chunk) into the seen counts (this step's tokens included). */
+function seenThrough(book: SlotBook, s: ScheduledSequence): SeenTokenCounts {
+  const seen = (book.seen ??= new Map());
+  const end = s.startPosition + s.tokens.length;
+  for (let pos = book.seenLength; pos < end; pos++) {
+    const t = pos < book.history.length ? book.history[pos]! : s.tokens[pos - s.startPosition]!;
+    const count = seen.get(t) ?? 0;
+    seen.set(t, pos >= s.promptLength ? count + 1 : count);
+  }
+  book.seenLength = end;
+  return seen;
+}
 
 /** Bytes of one state slot as the native engine stores it: fp32 conv (3 taps) + fp32 SSM state. */
 export function cudaStateSlotBytes(d: Zamba2Dims): number {
@@ -64,6 +85,7 @@ export class CudaEngine implements Engine {
   private cacheReady = false;
   private closed = false;
   private readonly seed: number;
+  private readonly hostSampling: boolean;
 
   constructor(
     private readonly addon: Zamba2CudaAddon,
@@ -71,8 +93,10 @@ export class CudaEngine implements Engine {
     private readonly dims: Zamba2Dims,
     private readonly description: EngineDescription,
     seed: number,
+    hostSampling = process.env.ZAMBA2_HOST_SAMPLING === '1',
   ) {
     this.seed = seed;
+    this.hostSampling = hostSampling;
   }
 
   /** Builds the description once the weights are on the GPU (the default budget needs free memory). */
@@ -121,7 +145,7 @@ export class CudaEngine implements Engine {
     const from = this.books[src];
     if (from === undefined || this.books[dst] === undefined) throw new EngineError(`copySlot ${src} -> ${dst}: slot out of range`, 'slot_out_of_range', false);
     this.addon.copySlot(this.handle, src, dst);
-    this.books[dst] = { history: from.history.slice(), lastLogits: from.lastLogits };
+    this.books[dst] = { history: from.history.slice(), lastLogits: from.lastLogits, seen: from.seen && new Map(from.seen), seenLength: from.seenLength };
   }
 
   async step(plan: StepPlan): Promise<StepResult> {
@@ -132,21 +156,25 @@ export class CudaEngine implements Engine {
     }
     this.validate(plan);
     let packedStep;
+    let sampling: PackedSampling | null = null;
     try {
-      packedStep = packStep(plan, this.dims.hybridLayerIds.length > 0);
+      packedStep = packStep(plan, this.dims.hybridLayerIds.length > 0, this.hostSampling);
+      if (!this.hostSampling) {
+        sampling = packSampling(plan, packedStep, { engineSeed: this.seed, seen: (i) => seenThrough(this.books[plan.sequences[i]!.slot]!, plan.sequences[i]!) });
+      }
     } catch (err) {
       throw new EngineError(`step ${plan.stepId}: ${(err as Error).message}`, 'bad_plan', false);
     }
     let out: NativeStepOutput;
     try {
-      out = await this.addon.step(this.handle, packedStep.packed);
+      out = await this.addon.step(this.handle, packedStep.packed, sampling !== null && sampling.words.length > 0 ? sampling.words : null);
     } catch (err) {
       const msg = (err as Error).message;
       // A sticky CUDA error (bad address, launch failure) poisons the context: not retryable.
       const fatal = /illegal|launch failure|unspecified|ECC|uncorrectable/i.test(msg);
       throw new EngineError(`cuda step ${plan.stepId} failed: ${msg}`, 'engine_failed', !fatal, { cause: err });
     }
-    const outputs = plan.sequences.map((s, i) => this.finishSequence(s, out, packedStep.rowStart[i]!, packedStep.rowCount[i]!));
+    const outputs = plan.sequences.map((s, i) => this.finishSequence(s, out, packedStep.rowStart[i]!, packedStep.rowCount[i]!, sampling?.rowOfSequence[i] ?? -1));
     return { stepId: plan.stepId, outputs, computeMs: out.computeMs };
   }
 
@@ -189,7 +217,8 @@ export class CudaEngine implements Engine {
     if (plan.sequences.length > d.maxSequencesPerStep) throw new EngineError('step carries too many sequences', 'step_too_large', false);
   }
 
-  private finishSequence(s: ScheduledSequence, out: NativeStepOutput, rowStart: number, rowCount: number): SequenceOutput {
+  /** `gpuRow`: the sequence's row of the GPU sampling outputs, or -1. */
+  private finishSequence(s: ScheduledSequence, out: NativeStepOutput, rowStart: number, rowCount: number, gpuRow: number): SequenceOutput {
     const V = this.dims.vocabSize;
     const T = s.tokens.length;
     const book = this.books[s.slot]!;
@@ -213,7 +242,10 @@ export class CudaEngine implements Engine {
     if (s.sample) {
       const p = s.sampling;
       const r = rowStart + rowCount - 1;
-      if (isGpuGreedy(p) || lastRow === null) {
+      if (gpuRow >= 0) {
+        token = out.sampledToken[gpuRow]!;
+        if (p.logprobs !== null) logprobs = gpuTokenLogprob(out, gpuRow, token, p.logprobs);
+      } else if (isGpuGreedy(p) || lastRow === null) {
         token = out.argmax[r]!;
         if (p.logprobs !== null) {
           // logit(argmax) is the row max: logprob = max - lse, no host row needed
@@ -230,4 +262,16 @@ export class CudaEngine implements Engine {
     if (s.returnLogits === true && out.logits !== null) result.logits = out.logits.slice(rowStart * V, (rowStart + T) * V);
     return result;
   }
+}
+
+/** The GPU sampler's logprob of the drawn token and its top N (ids -1 mark a vocabulary smaller than N). */
+function gpuTokenLogprob(out: NativeStepOutput, row: number, tokenId: number, n: number): TokenLogprob {
+  let top = null;
+  if (n > 0) {
+    const base = row * SAMPLE_MAX_TOP;
+    let k = 0;
+    while (k < n && out.topIds[base + k]! >= 0) k++;
+    top = { tokenIds: out.topIds.slice(base, base + k), logprobs: out.topLogprobs.slice(base, base + k) };
+  }
+  return { tokenId, logprob: out.sampledLogprob[row]!, top };
 }

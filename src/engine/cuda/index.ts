@@ -29,11 +29,20 @@ export interface CreateCudaEngineOptions {
   maxSequencesPerStep?: number;
   cacheBudgetBytes?: number;
   seed?: number;
+  /** CUDA device (--data-parallel replica index); default 0. Must be below the visible device count. */
+  deviceIndex?: number;
+  /** Draw sampled rows on the host over copied-back logits (default: env ZAMBA2_HOST_SAMPLING=1). */
+  hostSampling?: boolean;
   logger?: CudaEngineLogger;
 }
 
 export async function createCudaEngine(opts: CreateCudaEngineOptions): Promise<Engine> {
   const { addon } = loadCudaAddon();
+  const deviceIndex = opts.deviceIndex ?? 0;
+  if (!Number.isInteger(deviceIndex) || deviceIndex < 0) throw new Error(`deviceIndex must be a non-negative integer, got ${deviceIndex}`);
+  // fail before reading the checkpoint when the device does not exist
+  const visible = addon.cudaInfo().deviceCount;
+  if (deviceIndex >= visible) throw new Error(`deviceIndex ${deviceIndex} is out of range: ${visible} CUDA device(s) visible (--data-parallel needs one GPU per replica)`);
   const t0 = performance.now();
   const ckpt = await loadCheckpoint(opts.modelDir);
   try {
@@ -41,7 +50,7 @@ export async function createCudaEngine(opts: CreateCudaEngineOptions): Promise<E
     const maxModelLen = opts.maxModelLen ?? dims.maxPositionEmbeddings;
     const maxTokens = opts.maxTokensPerStep ?? 2048;
     const maxSeqs = opts.maxSequencesPerStep ?? 256;
-    const cfg = nativeConfig(dims, ckpt.weights, { maxTokens, maxSeqs, maxModelLen });
+    const cfg = nativeConfig(dims, ckpt.weights, { maxTokens, maxSeqs, maxModelLen, deviceIndex });
     const handle = addon.createEngine(cfg);
     let uploadedBytes: number;
     try {
@@ -50,14 +59,14 @@ export async function createCudaEngine(opts: CreateCudaEngineOptions): Promise<E
       addon.destroy(handle);
       throw err;
     }
-    const device = addon.cudaInfo(); // free memory after weights and scratch
+    const device = addon.cudaInfo(deviceIndex); // free memory after weights and scratch
     const eos = new Set<number>([dims.eosTokenId, ...(ckpt.files.generation?.eosTokenIds ?? [])]);
     const description = CudaEngine.describeFor(dims, device, { ...opts, modelId: opts.modelId ?? basename(ckpt.dir), eosTokenIds: [...eos] }, maxModelLen, maxTokens, maxSeqs);
     opts.logger?.info(
-      { device: device.name, uploadedBytes, deviceBytes: addon.deviceBytes(handle), loadMs: Math.round(performance.now() - t0), ...description },
+      { device: device.name, deviceIndex, uploadedBytes, deviceBytes: addon.deviceBytes(handle), loadMs: Math.round(performance.now() - t0), ...description },
       'cuda engine ready',
     );
-    return new CudaEngine(addon, handle, dims, description, opts.seed ?? 0);
+    return new CudaEngine(addon, handle, dims, description, opts.seed ?? 0, opts.hostSampling ?? process.env.ZAMBA2_HOST_SAMPLING === '1');
   } finally {
     ckpt.close();
   }

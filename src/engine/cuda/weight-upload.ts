@@ -11,6 +11,8 @@ export interface NativeLimits {
   maxTokens: number;
   maxSeqs: number;
   maxModelLen: number;
+  /** CUDA device (--data-parallel replica); default 0. */
+  deviceIndex?: number;
 }
 
 function adapterFlags(weights: Zamba2Weights): { attn: boolean; mlp: boolean } {
@@ -59,6 +61,7 @@ export function nativeConfig(dims: Zamba2Dims, weights: Zamba2Weights, limits: N
     maxTokens: limits.maxTokens,
     maxSeqs: limits.maxSeqs,
     maxModelLen: limits.maxModelLen,
+    deviceIndex: limits.deviceIndex ?? 0,
   };
 }
 
