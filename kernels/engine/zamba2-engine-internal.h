@@ -31,12 +31,17 @@ struct zamba2_adapter_ptrs {
 // Scratch activations, sized for cfg.max_tokens tokens (T). Activations are fp32; GEMM inputs are bf16,
 // most of them split ([2T, K]: hi rows then lo rows, see rms_norm_f32) so the GEMM sees fp32-accurate
 // inputs; the split GEMM's [2T, N] fp32 output lands in `ysplit` and is summed by combine_halves.
+#define ZK_SKINNY_WORK_FLOATS ((int64_t) 1 << 21)
+#define ZK_SKINNY_COUNTERS 8192
+
 struct zamba2_scratch {
     float *x, *tr, *zx, *xbc, *q, *k, *vv, *attf, *a, *gu, *y;   // fp32 activations
     bf16 *u, *u2, *v, *att, *vn;                                 // split GEMM inputs [2T, K]
     bf16 *e, *act, *m, *lora;                                    // bf16: embeddings (exact), unsplit GEMM inputs
     float *ysplit;                                               // [2T, max N] split GEMM output
     float *lora3;                                                // [64, 3r] LoRA intermediates of skinny steps
+    float *skinny_work;                                          // split-K partial tiles of skinny_gemm
+    int32_t *skinny_counters;                                    // its per-tile counters (zeroed at allocation)
     float *hl;         // [max_tokens, H] rows picked for logits
     bf16 *hn;          // [max_tokens, H] normalized
     float *logits;     // [max_tokens, V]

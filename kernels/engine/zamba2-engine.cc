@@ -98,6 +98,9 @@ static std::string alloc_scratch(zamba2_engine * e) {
     bf(&s.vn, 2 * T * H); bf(&s.e, T * H); bf(&s.act, T * c.ffn); bf(&s.m, T * H);
     bf(&s.lora, 2 * T * (size_t) (c.adapter_rank > 0 ? c.adapter_rank : 1)); bf(&s.hn, T * H);
     f32(&s.lora3, (size_t) ZK_SKINNY_MAX_M * 3 * (c.adapter_rank > 0 ? c.adapter_rank : 1));
+    f32(&s.skinny_work, (size_t) ZK_SKINNY_WORK_FLOATS);
+    if (err.empty()) err = alloc_n(e, &s.skinny_counters, (size_t) ZK_SKINNY_COUNTERS);
+    if (err.empty() && cudaMemset(s.skinny_counters, 0, ZK_SKINNY_COUNTERS * sizeof(int32_t)) != cudaSuccess) err = "cudaMemset failed";
     if (err.empty()) err = alloc_n(e, &s.y, T * c.d_inner);
     if (err.empty()) err = alloc_n(e, &s.logits, T * (size_t) c.vocab);
     if (err.empty()) err = alloc_n(e, &s.argmax, T);
@@ -209,7 +212,7 @@ void zamba2_engine_destroy(zamba2_engine * e) {
     zamba2_scratch & s = e->s;
     for (void * p : std::initializer_list<void *>{s.x, s.e, s.u, s.u2, s.zx, s.xbc, s.v, s.q, s.k, s.vv, s.att, s.a,
                                                   s.vn, s.gu, s.act, s.m, s.tr, s.lora, s.hl, s.hn, s.y, s.logits,
-                                                  s.attf, s.ysplit, s.lora3,
+                                                  s.attf, s.ysplit, s.lora3, s.skinny_work, s.skinny_counters,
                                                   s.argmax, s.max_logit, s.lse, s.packed, e->conv_pool, e->ssm_pool,
                                                   e->kv_pool}) {
         if (p) cudaFree(p);

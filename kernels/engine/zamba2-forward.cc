@@ -16,7 +16,7 @@
 // (tensor cores, weights read once); larger ones, and any shape it refuses, through cuBLASLt.
 static bool skinny_step(const zamba2_engine * e, int T) { return T <= e->skinny_max_m; }
 
-static skinny_gemm_args skinny_args(skinny_x_mode mode, const void * x, const bf16 * x_lo, int ld_x, int K, int M,
+static skinny_gemm_args skinny_args(zamba2_engine * e, skinny_x_mode mode, const void * x, const bf16 * x_lo, int ld_x, int K, int M,
                                     bool accumulate) {
     skinny_gemm_args a{};
     a.x_mode = mode;
@@ -27,13 +27,17 @@ static skinny_gemm_args skinny_args(skinny_x_mode mode, const void * x, const bf
     a.M = M;
     a.y_f32 = true;
     a.accumulate = accumulate;
+    a.workspace = e->s.skinny_work;
+    a.workspace_floats = ZK_SKINNY_WORK_FLOATS;
+    a.counters = e->s.skinny_counters;
+    a.counter_count = ZK_SKINNY_COUNTERS;
     return a;
 }
 
 static int engine_gemm(zamba2_engine * e, void * y, gemm_out_type y_type, int ld_y, const bf16 * x, int ld_x,
                        const bf16 * w, int M, int N, int K, float beta, cudaStream_t st) {
     if (skinny_step(e, M) && (beta == 0.0f || beta == 1.0f)) {
-        skinny_gemm_args a = skinny_args(SKINNY_X_BF16, x, nullptr, ld_x, K, M, beta == 1.0f);
+        skinny_gemm_args a = skinny_args(e, SKINNY_X_BF16, x, nullptr, ld_x, K, M, beta == 1.0f);
         a.y_f32 = y_type == GEMM_OUT_F32;
         a.seg[0] = {w, nullptr, nullptr, y, N, ld_y};
         a.n_seg = 1;
@@ -117,12 +121,12 @@ static std::string split_gemm(zamba2_engine * e, float * y, int ld_y, const bf16
         const bf16 * x_lo = e->split_inputs ? x2 + (size_t) T * K : nullptr;
         bool ok = true;
         if (w0) {
-            skinny_gemm_args a0 = skinny_args(mode, x2, x_lo, K, K, T, false);
+            skinny_gemm_args a0 = skinny_args(e, mode, x2, x_lo, K, K, T, false);
             a0.seg[0] = {w0, nullptr, nullptr, s.lora3, r, r};                            // lora3: [T, r]
             a0.n_seg = 1;
             ok = skinny_gemm(a0, st);
         }
-        skinny_gemm_args a = skinny_args(mode, x2, x_lo, K, K, T, accumulate);
+        skinny_gemm_args a = skinny_args(e, mode, x2, x_lo, K, K, T, accumulate);
         a.seg[0] = {w, w0 ? w1 : nullptr, w0 ? s.lora3 : nullptr, y, N, ld_y};            // y: [T, N]
         a.n_seg = 1;
         a.ld_x2 = r;
@@ -169,13 +173,13 @@ static bool skinny_qkv(zamba2_engine * e, int T, float * const outs[3], const bf
     if (!lora && (w0[0] || w0[1] || w0[2])) return false;
     const skinny_x_mode mode = e->split_inputs ? SKINNY_X_SPLIT : SKINNY_X_BF16;
     const bf16 * x_lo = e->split_inputs ? s.u2 + (size_t) T * H2 : nullptr;               // u2: [2T, 2H] split
-    skinny_gemm_args a = skinny_args(mode, s.u2, x_lo, H2, H2, T, false);
+    skinny_gemm_args a = skinny_args(e, mode, s.u2, x_lo, H2, H2, T, false);
     a.n_seg = 3;
     a.ld_x2 = 3 * r;
     a.K2 = r;
     for (int i = 0; i < 3; ++i) a.seg[i] = {w_main[i], lora ? w1[i] : nullptr, lora ? s.lora3 + i * r : nullptr, outs[i], H2, H2};
     if (lora) {
-        skinny_gemm_args a0 = skinny_args(mode, s.u2, x_lo, H2, H2, T, false);
+        skinny_gemm_args a0 = skinny_args(e, mode, s.u2, x_lo, H2, H2, T, false);
         a0.n_seg = 3;
         for (int i = 0; i < 3; ++i) a0.seg[i] = {w0[i], nullptr, nullptr, s.lora3 + i * r, r, 3 * r};  // lora3: [T, 3r]
         // both launches must be accepted; the second is checked first with the same shape rules
@@ -211,10 +215,14 @@ static std::string shared_block(zamba2_engine * e, const step_view & v, int h, c
     bf16 * v_pool = k_pool + e->kv_layer_elems();
     kv_cache_write(k_pool, v_pool, s.k, s.vv, v.kv_index, T, c.heads, c.head_dim, st);
     const float scale = 1.0f / std::sqrt((float) c.kv_channels);
-    paged_attention(s.attf, s.q, k_pool, v_pool, v.block_tables, v.W, v.token_seq, v.positions, T, c.heads,
-                    c.head_dim, scale, /*multi_query=*/T > v.S, st);                       // attf: [T, 2H]
+    const bool decoded = T == v.S && paged_attention_decode(s.attf, s.q, k_pool, v_pool, v.block_tables, v.W, v.positions, T,
+                                                            c.heads, c.head_dim, scale, st);  // attf: [T, 2H]
+    if (!decoded) {
+        paged_attention(s.attf, s.q, k_pool, v_pool, v.block_tables, v.W, v.token_seq, v.positions, T, c.heads,
+                        c.head_dim, scale, /*multi_query=*/T > v.S, st);                   // attf: [T, 2H]
+    }
     zamba2_prof_mark(e, PROF_ATTN);
-    skinny_gemm_args ao = skinny_args(SKINNY_X_F32, s.attf, nullptr, H2, H2, T, false);  // split in registers
+    skinny_gemm_args ao = skinny_args(e, SKINNY_X_F32, s.attf, nullptr, H2, H2, T, false);  // split in registers
     ao.seg[0] = {bw.o, nullptr, nullptr, s.a, H, H};                                       // a: [T, H] = attf . o^T
     ao.n_seg = 1;
     if (!(e->split_inputs && skinny_step(e, T) && skinny_gemm(ao, st))) {

@@ -177,6 +177,14 @@ void fill_random_bf16(bf16 * x, int64_t n, uint64_t seed, float scale, float off
 void fill_random_f32(float * x, int64_t n, uint64_t seed, float scale, float offset,
                      cudaStream_t stream);
 
+// ---- attention-decode.cu -----------------------------------------------------------------------
+// Decode-only attention: token t is sequence t's only query (at positions[t]); q, out: [S, heads, D] fp32;
+// keys/values from the paged pool as paged_attention. Returns false (enqueues nothing) when head_dim is not
+// a multiple of 8 or above 256.
+bool paged_attention_decode(float * out, const float * q, const bf16 * k_pool, const bf16 * v_pool,
+                            const int32_t * block_tables, int max_pages, const int32_t * positions, int n_seqs,
+                            int n_heads, int head_dim, float scale, cudaStream_t stream);
+
 // ---- skinny-gemm.cu ----------------------------------------------------------------------------
 // Decode-sized GEMMs on tensor cores (M <= 64 token rows, weights read once):
 //   y[M, N] (+)= x[M, K] . w[N, K]^T (+ x2[M, K2] . w2[N, K2]^T)
@@ -208,6 +216,12 @@ struct skinny_gemm_args {
     int ld_x2, K2;
     int M;
     bool y_f32, accumulate;  // accumulate: y += result (else y = result)
+    // Optional split-K scratch (nullptr: one block per 16-feature tile): workspace_floats floats and
+    // counter_count int counters, zeroed once at allocation (each launch leaves them zero again).
+    float * workspace;
+    int * counters;
+    int64_t workspace_floats;
+    int counter_count;
 };
 bool skinny_gemm(const skinny_gemm_args & a, cudaStream_t stream);
 

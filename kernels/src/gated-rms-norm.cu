@@ -30,6 +30,53 @@ static __global__ void gated_rms_norm_kernel(bf16 * __restrict__ out, bf16 * __r
     }
 }
 
+// fp32 y and z, vectorized (see rms_norm_f32_vec_kernel): ITEMS float4 per thread in registers, all
+// loads issued first. Needs group_size, d and ld_z multiples of 4 and group_size <= 1024 ITEMS.
+template <int ITEMS>
+static __global__ void __launch_bounds__(256) gated_rms_norm_vec_kernel(bf16 * __restrict__ out, bf16 * __restrict__ out_lo,
+                                                                      const float * __restrict__ y, const float * __restrict__ z,
+                                                                      int ld_z, const bf16 * __restrict__ w, int d,
+                                                                      int group_size, float eps) {
+    __shared__ float scratch[32];
+    const int64_t r = blockIdx.x;
+    const int g0 = blockIdx.y * group_size;
+    float v[ITEMS][4];
+    float ss = 0.0f;
+#pragma unroll
+    for (int i = 0; i < ITEMS; ++i) {
+        const int k = (threadIdx.x + i * blockDim.x) * 4;
+        v[i][0] = v[i][1] = v[i][2] = v[i][3] = 0.0f;
+        if (k < group_size) {
+            const float4 yv = *reinterpret_cast<const float4 *>(y + r * d + g0 + k);      // y: [T, d]
+            const float4 zv = *reinterpret_cast<const float4 *>(z + r * ld_z + g0 + k);   // z: [T, d] stride ld_z
+            v[i][0] = yv.x * zk_silu(zv.x);
+            v[i][1] = yv.y * zk_silu(zv.y);
+            v[i][2] = yv.z * zk_silu(zv.z);
+            v[i][3] = yv.w * zk_silu(zv.w);
+        }
+#pragma unroll
+        for (int u = 0; u < 4; ++u) ss += v[i][u] * v[i][u];
+    }
+    ss = zk_block_sum(ss, scratch);
+    const float inv = rsqrtf(ss / (float) group_size + eps);
+#pragma unroll
+    for (int i = 0; i < ITEMS; ++i) {
+        const int k = (threadIdx.x + i * blockDim.x) * 4;
+        if (k >= group_size) continue;
+        const uint2 wraw = *reinterpret_cast<const uint2 *>(w + g0 + k);                   // w: [d]
+        const bf16 * w4 = reinterpret_cast<const bf16 *>(&wraw);
+        bf16 hi[4], lo[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+            const float o = v[i][u] * inv * zk_to_f32(w4[u]);
+            hi[u] = zk_to_bf16(o);
+            lo[u] = zk_to_bf16(o - zk_to_f32(hi[u]));
+        }
+        *reinterpret_cast<uint2 *>(out + r * d + g0 + k) = *reinterpret_cast<const uint2 *>(hi);   // out: [T, d]
+        if (out_lo) *reinterpret_cast<uint2 *>(out_lo + r * d + g0 + k) = *reinterpret_cast<const uint2 *>(lo);
+    }
+}
+
 // ---- launchers ---------------------------------------------------------------------------------
 
 void gated_rms_norm(bf16 * out, const float * y, const bf16 * z, int ld_z, const bf16 * w,
@@ -46,6 +93,19 @@ void gated_rms_norm_f32(bf16 * out, bf16 * out_lo, const float * y, const float 
     if (n_rows <= 0) return;
     const int group_size = d / n_groups;
     dim3 grid(n_rows, n_groups);
+    const bool vec = group_size % 4 == 0 && d % 4 == 0 && ld_z % 4 == 0 && group_size <= 8192 && ((uintptr_t) y % 16) == 0 &&
+                     ((uintptr_t) z % 16) == 0 && ((uintptr_t) w % 8) == 0 && ((uintptr_t) out % 8) == 0 &&
+                     ((uintptr_t) out_lo % 8) == 0;
+    if (vec) {
+        const int items = (group_size + 1023) / 1024;
+#define ZK_GATED_VEC(I) gated_rms_norm_vec_kernel<I><<<grid, 256, 0, stream>>>(out, out_lo, y, z, ld_z, w, d, group_size, eps)
+        if (items <= 1) ZK_GATED_VEC(1);
+        else if (items <= 2) ZK_GATED_VEC(2);
+        else if (items <= 4) ZK_GATED_VEC(4);
+        else ZK_GATED_VEC(8);
+#undef ZK_GATED_VEC
+        return;
+    }
     gated_rms_norm_kernel<float><<<grid, 256, (size_t) group_size * sizeof(float), stream>>>(
         out, out_lo, y, z, ld_z, w, d, group_size, eps);
 }

@@ -102,7 +102,9 @@ static __device__ __forceinline__ float4 zk_load4(const bf16 * p) {
 }
 static __device__ __forceinline__ float4 zk_load4(const float * p) { return *reinterpret_cast<const float4 *>(p); }
 
-template <int GW, typename TX>  // threads per row = N / 4, a power of two <= 32
+// A thread updates 4 state values (float4) of RP consecutive rows p of one head: the RP state loads are
+// independent (in flight together) and share one B/C load and one dt/dA computation.
+template <int GW, int RP, typename TX>  // threads per row = N / 4, a power of two <= 32; RP divides head_dim
 static __global__ void mamba2_state_step_kernel(float * __restrict__ y, float * __restrict__ ssm_state,
                                                 const TX * __restrict__ xbc, int ld_xbc,
                                                 const TX * __restrict__ dt_raw, int ld_dt,
@@ -113,36 +115,50 @@ static __global__ void mamba2_state_step_kernel(float * __restrict__ y, float * 
                                                 const int32_t * __restrict__ seq_slot, int n_seqs,
                                                 int n_heads, int head_dim, int n_groups, int d_state) {
     const int64_t thread = (int64_t) blockIdx.x * blockDim.x + threadIdx.x;
-    const int64_t n_rows = (int64_t) n_seqs * n_heads * head_dim;
-    const int64_t row_raw = thread / GW;
-    const bool valid = row_raw < n_rows;
-    const int64_t row = valid ? row_raw : n_rows - 1;        // clamped: idle threads still shuffle
-    const int s = (int) (row / ((int64_t) n_heads * head_dim));
-    const int h = (int) ((row / head_dim) % n_heads);
-    const int p = (int) (row % head_dim);
+    const int rows_per_head = head_dim / RP;
+    const int64_t n_groups_rows = (int64_t) n_seqs * n_heads * rows_per_head;
+    const int64_t rg_raw = thread / GW;
+    const bool valid = rg_raw < n_groups_rows;
+    const int64_t rg = valid ? rg_raw : n_groups_rows - 1;   // clamped: idle threads still shuffle
+    const int s = (int) (rg / ((int64_t) n_heads * rows_per_head));
+    const int h = (int) ((rg / rows_per_head) % n_heads);
+    const int p0 = (int) (rg % rows_per_head) * RP;
     const int g = h / (n_heads / n_groups);
     const int d_inner = n_heads * head_dim;
     const int n0 = (int) (thread % GW) * 4;
     const int64_t t = cu_seqlens[s];
     const TX * xrow = xbc + t * ld_xbc;                       // xbc: [T, d + 2GN]
+    float4 * st = reinterpret_cast<float4 *>(ssm_state + (((int64_t) seq_slot[s] * n_heads + h) * head_dim + p0) * d_state + n0);
+    float4 S[RP];
+#pragma unroll
+    for (int r = 0; r < RP; ++r) S[r] = valid ? __ldcs(st + (int64_t) r * (d_state / 4)) : make_float4(0.f, 0.f, 0.f, 0.f);  // [RP rows, 4]
     const float dt = zk_softplus(zk_to_f32(dt_raw[t * ld_dt + h]) + dt_bias[h]);  // dt_raw: [T, nh]
     const float dA = expf(dt * -expf(a_log[h]));
-    const float xv = zk_to_f32(xrow[h * head_dim + p]);
-    float4 * st = reinterpret_cast<float4 *>(ssm_state + (((int64_t) seq_slot[s] * n_heads + h) * head_dim + p) * d_state + n0);
-    float4 S = valid ? *st : make_float4(0.f, 0.f, 0.f, 0.f);  // state row [N], 4 per thread
     const float4 b = zk_load4(xrow + d_inner + g * d_state + n0);
     const float4 cc = zk_load4(xrow + d_inner + n_groups * d_state + g * d_state + n0);
-    const float dtx = dt * xv;
-    S.x = S.x * dA + dtx * b.x;
-    S.y = S.y * dA + dtx * b.y;
-    S.z = S.z * dA + dtx * b.z;
-    S.w = S.w * dA + dtx * b.w;
-    float acc = S.x * cc.x + S.y * cc.y + S.z * cc.z + S.w * cc.w;
+    float acc[RP], xv[RP];
 #pragma unroll
-    for (int off = GW / 2; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    for (int r = 0; r < RP; ++r) {
+        xv[r] = zk_to_f32(xrow[h * head_dim + p0 + r]);
+        const float dtx = dt * xv[r];
+        S[r].x = S[r].x * dA + dtx * b.x;
+        S[r].y = S[r].y * dA + dtx * b.y;
+        S[r].z = S[r].z * dA + dtx * b.z;
+        S[r].w = S[r].w * dA + dtx * b.w;
+        acc[r] = S[r].x * cc.x + S[r].y * cc.y + S[r].z * cc.z + S[r].w * cc.w;
+    }
+#pragma unroll
+    for (int off = GW / 2; off > 0; off >>= 1) {
+#pragma unroll
+        for (int r = 0; r < RP; ++r) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], off);
+    }
     if (valid) {
-        *st = S;
-        if (n0 == 0) y[t * d_inner + h * head_dim + p] = acc + d_skip[h] * xv;  // y: [T, d]
+#pragma unroll
+        for (int r = 0; r < RP; ++r) __stcs(st + (int64_t) r * (d_state / 4), S[r]);
+        if (n0 == 0) {
+#pragma unroll
+            for (int r = 0; r < RP; ++r) y[t * d_inner + h * head_dim + p0 + r] = acc[r] + d_skip[h] * xv[r];  // y: [T, d]
+        }
     }
 }
 
@@ -178,11 +194,15 @@ static bool state_step_launch(float * y, float * ssm_state, const TX * xbc, int 
     // 4-wide B/C loads need 4-aligned columns: ld_xbc and d_inner multiples of 4, 16-byte state rows
     if (d_state % 4 != 0 || gw > 32 || (gw & (gw - 1)) != 0 || ld_xbc % 4 != 0 || (n_heads * head_dim) % 4 != 0) return false;
     if (n_seqs <= 0) return true;
-    const int64_t threads = (int64_t) n_seqs * n_heads * head_dim * gw;
+    const int rp = head_dim % 4 == 0 ? 4 : 1;
+    const int64_t threads = (int64_t) n_seqs * n_heads * (head_dim / rp) * gw;
     const int block = 256;
     const unsigned blocks = (unsigned) ((threads + block - 1) / block);
 #define ZK_STEP_LAUNCH(GW)                                                                         \
-    mamba2_state_step_kernel<GW, TX><<<blocks, block, 0, stream>>>(y, ssm_state, xbc, ld_xbc, dt_raw, ld_dt, dt_bias, \
+    if (rp == 4) mamba2_state_step_kernel<GW, 4, TX><<<blocks, block, 0, stream>>>(y, ssm_state, xbc, ld_xbc, dt_raw, ld_dt, \
+                                                              dt_bias, a_log, d_skip, cu_seqlens, seq_slot, n_seqs, n_heads, \
+                                                              head_dim, n_groups, d_state);                                  \
+    else mamba2_state_step_kernel<GW, 1, TX><<<blocks, block, 0, stream>>>(y, ssm_state, xbc, ld_xbc, dt_raw, ld_dt, dt_bias, \
                                                               a_log, d_skip, cu_seqlens, seq_slot, n_seqs, n_heads, \
                                                               head_dim, n_groups, d_state)
     switch (gw) {

@@ -14,14 +14,19 @@
 // of x row 8j+g at the same k: since a dot product may permute k freely as long as A and B agree,
 // those 8 elements feed the fragments' k slots {2t, 2t+1, 2t+8, 2t+9} of two MMAs directly (no
 // shuffles, no shared-memory staging of W).
-// A block = 16 output features x all M rows; its 8 warps split K (interleaved 32-wide steps, 4 steps
-// of loads in flight per warp), then sum their partial tiles through shared memory in a fixed order
-// (deterministic). Several weight matrices with the same K (q/k/v, LoRA w0s) share one launch as
-// segments of the grid.
+// A block = 16 output features x all M rows over a slice of K; its 8 warps split the slice (interleaved
+// 32-wide steps, up to 8 steps of loads in flight per warp), then sum their partial tiles through
+// shared memory in a fixed order. When one block per tile would leave HBM idle (few tiles or long K),
+// KS blocks share a tile (grid.y): each writes its partial tile to a workspace and the last to finish
+// (a per-tile counter) sums the KS partials in order and writes y: deterministic, and the counter is
+// reset for the next launch (CUDA-graph safe). Several weight matrices with the same K (q/k/v, LoRA
+// w0s) share one launch as segments of the grid.
 #include "zamba2-common.cuh"
 
 #define ZK_SKINNY_WARPS 8
-#define ZK_SKINNY_UNROLL 4
+
+// Steps (32 k each) of W loads a warp keeps in flight: registers allow more when the tile has few rows.
+template <int NT> struct skinny_unroll { static constexpr int value = NT <= 2 ? 8 : (NT == 4 ? 4 : 2); };
 
 // ---- device helpers ----------------------------------------------------------------------------
 
@@ -68,23 +73,27 @@ static __device__ __forceinline__ void zk_load_x8(uint4 & hi, uint4 & lo, const 
     }
 }
 
-// acc[j] (16 features x 8 rows 8j..8j+7) += W[n0.., k] . x[8j.., k]^T over this warp's share of K.
+// acc[j] (16 features x 8 rows 8j..8j+7) += W[n0.., k] . x[8j.., k]^T over this warp's share of the
+// 32-wide k steps [s_begin, s_end).
 template <int NT, int XMODE>
 static __device__ __forceinline__ void zk_skinny_accumulate(float (&acc)[NT][4], const bf16 * w_a, const bf16 * w_b,
                                                             bool ok_a, bool ok_b, const void * x, const bf16 * x_lo,
-                                                            int ld_x, int K, int M, int warp, int g, int t) {
+                                                            int ld_x, int K, int M, int s_begin, int s_end, int warp,
+                                                            int g, int t) {
+    constexpr int U = skinny_unroll<NT>::value;
     const uint4 zero = make_uint4(0, 0, 0, 0);
-    const int n_steps = (K + 31) / 32;
-    for (int s0 = warp; s0 < n_steps; s0 += ZK_SKINNY_WARPS * ZK_SKINNY_UNROLL) {
-        uint4 wa[ZK_SKINNY_UNROLL], wb[ZK_SKINNY_UNROLL];
+    const int n_steps = s_end;
+    for (int s0 = s_begin + warp; s0 < n_steps; s0 += ZK_SKINNY_WARPS * U) {
+        uint4 wa[U], wb[U];
 #pragma unroll
-        for (int u = 0; u < ZK_SKINNY_UNROLL; ++u) {  // all loads of the group first: 4 x 1 KB in flight per warp
+        for (int u = 0; u < U; ++u) {  // all loads of the group first: U x 1 KB in flight per warp
             const int k = (s0 + u * ZK_SKINNY_WARPS) * 32 + 8 * t;  // K % 8 == 0: 8 elements all in or all out
-            wa[u] = ok_a && k < K ? zk_ld_stream(w_a + k) : zero;   // W row n0+g
-            wb[u] = ok_b && k < K ? zk_ld_stream(w_b + k) : zero;   // W row n0+g+8
+            const bool in = s0 + u * ZK_SKINNY_WARPS < n_steps && k < K;
+            wa[u] = ok_a && in ? zk_ld_stream(w_a + k) : zero;   // W row n0+g
+            wb[u] = ok_b && in ? zk_ld_stream(w_b + k) : zero;   // W row n0+g+8
         }
 #pragma unroll
-        for (int u = 0; u < ZK_SKINNY_UNROLL; ++u) {
+        for (int u = 0; u < U; ++u) {
             if (s0 + u * ZK_SKINNY_WARPS >= n_steps) break;         // warp-uniform
             const int k = (s0 + u * ZK_SKINNY_WARPS) * 32 + 8 * t;
 #pragma unroll
@@ -108,13 +117,16 @@ static __device__ __forceinline__ void zk_skinny_accumulate(float (&acc)[NT][4],
 struct skinny_launch {
     skinny_gemm_args a;
     int tile_end[ZK_SKINNY_MAX_SEGMENTS];  // cumulative 16-feature tiles per segment
+    int steps_per_block;                   // 32-wide k steps of one grid.y slice
 };
 
 template <int NT, int XMODE, bool OUT_F32>
 static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE) skinny_gemm_kernel(const skinny_launch L) {
+    constexpr int ENTRIES = NT * 4 * ZK_WARP_SIZE;                // one tile: 16 features x 8 NT rows
     __shared__ float red[ZK_SKINNY_WARPS][NT * 4][ZK_WARP_SIZE];  // per-warp partial tiles
+    __shared__ bool last_block;
     const skinny_gemm_args & a = L.a;
-    const int tile = blockIdx.x;
+    const int tile = blockIdx.x, ks = blockIdx.y, KS = gridDim.y;
     int s = 0;
     while (s + 1 < a.n_seg && tile >= L.tile_end[s]) ++s;
     const skinny_segment & sg = a.seg[s];
@@ -126,12 +138,13 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE) skinny_
     float acc[NT][4];
 #pragma unroll
     for (int j = 0; j < NT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+    const int s_begin = ks * L.steps_per_block, s_end = min((a.K + 31) / 32, s_begin + L.steps_per_block);
     zk_skinny_accumulate<NT, XMODE>(acc, sg.w + (int64_t) (ok_a ? na : 0) * a.K, sg.w + (int64_t) (ok_b ? nb : 0) * a.K,
-                                    ok_a, ok_b, a.x, a.x_lo, a.ld_x, a.K, a.M, warp, g, t);           // w: [N, K]
-    if (sg.w2) {
+                                    ok_a, ok_b, a.x, a.x_lo, a.ld_x, a.K, a.M, s_begin, s_end, warp, g, t);  // w: [N, K]
+    if (sg.w2 && ks == 0) {
         zk_skinny_accumulate<NT, SKINNY_X_F32>(acc, sg.w2 + (int64_t) (ok_a ? na : 0) * a.K2,
                                                sg.w2 + (int64_t) (ok_b ? nb : 0) * a.K2, ok_a, ok_b, sg.x2, nullptr,
-                                               a.ld_x2, a.K2, a.M, warp, g, t);                         // w2: [N, K2]
+                                               a.ld_x2, a.K2, a.M, 0, (a.K2 + 31) / 32, warp, g, t);  // w2: [N, K2]
     }
 #pragma unroll
     for (int j = 0; j < NT; ++j) {
@@ -139,12 +152,33 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE) skinny_
         for (int c = 0; c < 4; ++c) red[warp][j * 4 + c][lane] = acc[j][c];
     }
     __syncthreads();
+    if (KS > 1) {
+        // partial tile of this slice -> workspace [tiles, KS, ENTRIES]; the last slice to arrive sums them
+        float * part = a.workspace + ((int64_t) tile * KS + ks) * ENTRIES;
+        for (int e = threadIdx.x; e < ENTRIES; e += blockDim.x) {
+            float v = 0.0f;
+#pragma unroll
+            for (int w = 0; w < ZK_SKINNY_WARPS; ++w) v += red[w][e / ZK_WARP_SIZE][e % ZK_WARP_SIZE];
+            part[e] = v;
+        }
+        __threadfence();
+        __syncthreads();
+        if (threadIdx.x == 0) last_block = atomicAdd(a.counters + tile, 1) == KS - 1;
+        __syncthreads();
+        if (!last_block) return;
+        __threadfence();
+    }
     // C fragment: c0, c1 -> feature g, rows 2t, 2t+1 of the 8-row tile; c2, c3 -> feature g+8
-    for (int e = threadIdx.x; e < NT * 4 * ZK_WARP_SIZE; e += blockDim.x) {
+    for (int e = threadIdx.x; e < ENTRIES; e += blockDim.x) {
         const int q = e / ZK_WARP_SIZE, ln = e % ZK_WARP_SIZE, j = q / 4, c = q % 4;
         float v = 0.0f;
+        if (KS > 1) {
+            const float * parts = a.workspace + (int64_t) tile * KS * ENTRIES + e;
+            for (int k = 0; k < KS; ++k) v += __ldcg(parts + (int64_t) k * ENTRIES);  // fixed order: deterministic
+        } else {
 #pragma unroll
-        for (int w = 0; w < ZK_SKINNY_WARPS; ++w) v += red[w][q][ln];
+            for (int w = 0; w < ZK_SKINNY_WARPS; ++w) v += red[w][q][ln];
+        }
         const int n = n0 + ln / 4 + (c >= 2 ? 8 : 0), m = 8 * j + 2 * (ln % 4) + (c & 1);
         if (n >= sg.n || m >= a.M) continue;
         if (OUT_F32) {
@@ -155,21 +189,43 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE) skinny_
             *yo = zk_to_bf16(a.accumulate ? zk_to_f32(*yo) + v : v);
         }
     }
+    if (KS > 1 && threadIdx.x == 0) a.counters[tile] = 0;  // ready for the next launch
 }
 
 // ---- launcher ----------------------------------------------------------------------------------
 
 static bool aligned16(const void * p) { return ((uintptr_t) p % 16) == 0; }
 
+// Blocks per SM the kernels reach (256 threads, 100-128 registers for every NT per ptxas -v).
+static int skinny_blocks_per_sm(int) { return 2; }
+
 template <int NT, int XMODE>
-static void skinny_launch_nt(const skinny_launch & L, unsigned tiles, cudaStream_t stream) {
-    const dim3 block(ZK_SKINNY_WARPS * ZK_WARP_SIZE);
-    if (L.a.y_f32) skinny_gemm_kernel<NT, XMODE, true><<<tiles, block, 0, stream>>>(L);
-    else skinny_gemm_kernel<NT, XMODE, false><<<tiles, block, 0, stream>>>(L);
+static void skinny_launch_nt(skinny_launch & L, int tiles, cudaStream_t stream) {
+    // K slices (grid.y): one round of loads per warp per slice, enough blocks for ~2 waves, a
+    // workspace large enough; KS = 1 when the tiles alone fill the GPU.
+    constexpr int U = skinny_unroll<NT>::value;
+    static int n_sm = 0;
+    if (n_sm == 0) {
+        int dev = 0;
+        cudaGetDevice(&dev);
+        cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev);
+        if (n_sm <= 0) n_sm = 132;
+    }
+    const int n_steps = (L.a.K + 31) / 32;
+    const int round = ZK_SKINNY_WARPS * U;
+    int KS = 1;
+    const int want = 2 * n_sm * skinny_blocks_per_sm(NT);
+    while (KS < 8 && tiles * KS < want && (n_steps + KS * 2 - 1) / (KS * 2) >= round / 2) KS *= 2;
+    const int64_t entries = (int64_t) NT * 4 * ZK_WARP_SIZE;
+    if (!L.a.workspace || !L.a.counters || (int64_t) tiles * KS * entries > L.a.workspace_floats || tiles > L.a.counter_count) KS = 1;
+    L.steps_per_block = (n_steps + KS - 1) / KS;
+    const dim3 grid((unsigned) tiles, (unsigned) KS), block(ZK_SKINNY_WARPS * ZK_WARP_SIZE);
+    if (L.a.y_f32) skinny_gemm_kernel<NT, XMODE, true><<<grid, block, 0, stream>>>(L);
+    else skinny_gemm_kernel<NT, XMODE, false><<<grid, block, 0, stream>>>(L);
 }
 
 template <int XMODE>
-static void skinny_launch_mode(const skinny_launch & L, unsigned tiles, cudaStream_t stream) {
+static void skinny_launch_mode(skinny_launch & L, int tiles, cudaStream_t stream) {
     const int M = L.a.M;
     if (M <= 8) skinny_launch_nt<1, XMODE>(L, tiles, stream);
     else if (M <= 16) skinny_launch_nt<2, XMODE>(L, tiles, stream);
@@ -194,9 +250,9 @@ bool skinny_gemm(const skinny_gemm_args & a, cudaStream_t stream) {
         L.tile_end[s] = tiles;
     }
     switch (a.x_mode) {
-        case SKINNY_X_BF16: skinny_launch_mode<SKINNY_X_BF16>(L, (unsigned) tiles, stream); break;
-        case SKINNY_X_SPLIT: skinny_launch_mode<SKINNY_X_SPLIT>(L, (unsigned) tiles, stream); break;
-        default: skinny_launch_mode<SKINNY_X_F32>(L, (unsigned) tiles, stream); break;
+        case SKINNY_X_BF16: skinny_launch_mode<SKINNY_X_BF16>(L, tiles, stream); break;
+        case SKINNY_X_SPLIT: skinny_launch_mode<SKINNY_X_SPLIT>(L, tiles, stream); break;
+        default: skinny_launch_mode<SKINNY_X_F32>(L, tiles, stream); break;
     }
     return true;
 }

@@ -6,6 +6,20 @@
 
 namespace {
 
+// Split-K scratch shared by every call (zeroed once, as the engine does; each launch leaves it zero).
+struct skinny_scratch {
+    dev_buf<float> work{(size_t) 1 << 20};
+    dev_buf<int32_t> counters{4096};
+    skinny_scratch() { ZK_CHECK(cudaMemset(counters.ptr, 0, 4096 * sizeof(int32_t))); }
+    void attach(skinny_gemm_args & a) {
+        a.workspace = work.ptr;
+        a.workspace_floats = (int64_t) work.n;
+        a.counters = counters.ptr;
+        a.counter_count = (int) counters.n;
+    }
+};
+skinny_scratch * g_scratch = nullptr;
+
 struct host_split {
     vec hi, lo, sum;  // hi = bf16(v), lo = bf16(v - hi), sum = hi + lo (what the GPU sees)
 };
@@ -29,7 +43,8 @@ vec take_cols(const vec & big, int M, int ld, int K, int col0 = 0) {
     return out;
 }
 
-void test_single(test_table & tab, test_rng & rng, skinny_x_mode mode, int M, int N, int K, bool out_f32, bool accumulate) {
+void test_single(test_table & tab, test_rng & rng, skinny_x_mode mode, int M, int N, int K, bool out_f32, bool accumulate,
+                 bool split_k = true) {
     const int ld_x = K + 24;
     const vec xf = rng.f32_values((size_t) M * ld_x, -2, 2);
     const vec w = rng.bf16_values((size_t) N * K, -0.5, 0.5);
@@ -64,11 +79,12 @@ void test_single(test_table & tab, test_rng & rng, skinny_x_mode mode, int M, in
     a.M = M;
     a.y_f32 = out_f32;
     a.accumulate = accumulate;
+    if (split_k) g_scratch->attach(a);
     const bool ok = skinny_gemm(a, 0);
     ZK_LAUNCHED();
     static const char * names[] = {"bf16", "split", "f32"};
     const std::string name = std::string("skinny ") + names[mode] + " M=" + std::to_string(M) + " [" + std::to_string(N) +
-                             "," + std::to_string(K) + "]" + (out_f32 ? " f32" : " bf16") + (accumulate ? " +=" : "");
+                             "," + std::to_string(K) + "]" + (out_f32 ? " f32" : " bf16") + (accumulate ? " +=" : "") + (split_k ? "" : " 1 slice");
     if (!ok) { tab.compare(name + " (refused)", {1.0}, {0.0}, 0.0); return; }
     // reference over the dense columns; untouched padding columns of y must keep y0
     const vec x = take_cols(xref, M, ld_x, K);
@@ -114,6 +130,7 @@ void test_segments(test_table & tab, test_rng & rng, int M) {
     a.M = M;
     a.y_f32 = true;
     a.accumulate = false;
+    g_scratch->attach(a);
     const bool ok = skinny_gemm(a, 0);
     ZK_LAUNCHED();
     for (int s = 0; s < 3; ++s) {
@@ -128,6 +145,8 @@ void test_segments(test_table & tab, test_rng & rng, int M) {
 }
 
 void test_skinny_gemm(test_table & tab, test_rng & rng) {
+    skinny_scratch scratch;
+    g_scratch = &scratch;
     for (int M : {1, 2, 7, 8, 13, 16, 29, 33, 64}) {
         test_single(tab, rng, SKINNY_X_SPLIT, M, 77, 264, true, M % 2 == 1);
     }
@@ -137,7 +156,14 @@ void test_skinny_gemm(test_table & tab, test_rng & rng) {
     test_single(tab, rng, SKINNY_X_BF16, 5, 130, 520, false, false);
     test_single(tab, rng, SKINNY_X_BF16, 64, 31, 96, false, true);
     test_single(tab, rng, SKINNY_X_SPLIT, 2, 2048, 2048, true, true);  // a decode-sized shape (many K steps per warp)
+    test_single(tab, rng, SKINNY_X_SPLIT, 2, 2048, 2048, true, true, false);
+    test_single(tab, rng, SKINNY_X_SPLIT, 3, 300, 8192, true, true);    // long K: 8 slices per tile
+    test_single(tab, rng, SKINNY_X_SPLIT, 20, 300, 8192, true, false);
+    test_single(tab, rng, SKINNY_X_BF16, 64, 100, 4096, false, false);
     for (int M : {1, 10, 64}) test_segments(tab, rng, M);
+    ivec zeros(scratch.counters.n, 0);
+    tab.compare_ints("skinny split-K counters back to zero", download_ints(scratch.counters), zeros);
+    g_scratch = nullptr;
     // refusals: M over the limit, K not a multiple of 8
     skinny_gemm_args bad{};
     bad.n_seg = 1;

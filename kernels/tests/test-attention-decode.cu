@@ -1,0 +1,58 @@
+// paged_attention_decode (kernels/src/attention-decode.cu) against the float64 reference: one fp32 query
+// per sequence at ragged context lengths (1 key, page boundaries, several key groups per warp), shuffled
+// pages, every head-dim class of the presets and fixtures.
+#include <algorithm>
+#include <numeric>
+
+#include "test-harness.h"
+
+namespace {
+
+void test_attention_decode(test_table & tab, test_rng & rng) {
+    for (int D : {32, 40, 64, 128, 160, 224}) {
+        const int heads = 3;
+        const ivec lens = {1, 17, 200, 333, 64, 16};
+        const int S = (int) lens.size(), max_pages = 24, n_pages = 96;
+        const size_t pool_elems = (size_t) n_pages * heads * ZK_PAGE_TOKENS * D;
+        vec kpool = rng.bf16_values(pool_elems, -1, 1), vpool = rng.bf16_values(pool_elems, -1, 1);
+        ivec pages(n_pages);
+        std::iota(pages.begin(), pages.end(), 0);
+        std::shuffle(pages.begin(), pages.end(), rng.gen);
+        ivec block_tables((size_t) S * max_pages, -1), token_seq, positions;
+        std::vector<vec> keys(S), values(S);
+        int next_page = 0;
+        for (int s = 0; s < S; ++s) {
+            const int len = lens[s];
+            for (int i = 0; i < (len + 15) / 16; ++i) block_tables[s * max_pages + i] = pages[next_page++];
+            keys[s].resize((size_t) len * heads * D);
+            values[s].resize((size_t) len * heads * D);
+            for (int j = 0; j < len; ++j) {
+                const int page = block_tables[s * max_pages + j / 16];
+                for (int h = 0; h < heads; ++h) for (int e = 0; e < D; ++e) {
+                    const size_t src = (((size_t) page * heads + h) * 16 + j % 16) * D + e;
+                    keys[s][((size_t) j * heads + h) * D + e] = kpool[src];
+                    values[s][((size_t) j * heads + h) * D + e] = vpool[src];
+                }
+            }
+            token_seq.push_back(s);
+            positions.push_back(len - 1);
+        }
+        const vec q = rng.f32_values((size_t) S * heads * D, -1.5, 1.5);
+        const double scale = 1.0 / std::sqrt(D / 2.0);
+        dev_buf<bf16> dk(pool_elems), dv(pool_elems);
+        dev_buf<float> dq(q.size()), dout(q.size());
+        dev_buf<int32_t> dbt(block_tables.size()), dpos(S);
+        dk.upload(kpool); dv.upload(vpool); dq.upload(q);
+        upload_ints(dbt, block_tables); upload_ints(dpos, positions);
+        const bool ok = paged_attention_decode(dout.ptr, dq.ptr, dk.ptr, dv.ptr, dbt.ptr, max_pages, dpos.ptr, S, heads, D,
+                                               (float) scale, 0);
+        ZK_LAUNCHED();
+        const std::string name = "attention_decode D=" + std::to_string(D) + " S=" + std::to_string(S);
+        if (!ok) { tab.compare(name + " (refused)", {1.0}, {0.0}, 0.0); continue; }
+        tab.compare(name, dout.download(), ref_attention(q, keys, values, token_seq, positions, heads, D, scale), 1e-5);
+    }
+}
+
+}  // namespace
+
+ZK_REGISTER_TEST(test_attention_decode);
