@@ -19,6 +19,11 @@
 // one row). Key tiles of BK keys (4 or 2 pages of 16 tokens) are gathered through the block table
 // into shared memory with cp.async, double buffered. Key tiles above a warp's diagonal are skipped,
 // the diagonal ones are masked per row.
+//
+// Measured (H200, test-kernels ZK_BENCH_ATTN=1: one 2048-token prefill, 32 heads, median of 7):
+// D=128 0.251 ms (CUDA-core kernel 3.006 ms), D=160 0.324 (3.549), D=224 0.873 (5.078); error vs
+// float64 2.3e-6 rel l2 (CUDA-core 2e-7). D=224 runs one CTA per SM (119 KB of shared memory): the
+// first lever there if it ever matters (BK = 16 or a single V stage would fit two).
 #include <cstdlib>
 #include <cstring>
 
