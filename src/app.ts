@@ -11,6 +11,7 @@ import { installApiKeyAuth } from './api/auth.js';
 import { registerChatCompletionsRoute } from './api/chat-completions/route.js';
 import { registerCompletionsRoute } from './api/completions/route.js';
 import { installErrorHandler, sendApiError, toApiError } from './api/errors.js';
+import { clientErrorHandler, installFrameworkErrors } from './api/framework-errors.js';
 import { installRateLimit } from './api/rate-limit.js';
 import { registerHealthRoutes } from './api/health/route.js';
 import { registerMetricsRoute } from './api/metrics/route.js';
@@ -68,7 +69,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     // request.ip (the per-address rate-limit bucket, logs) comes from X-Forwarded-For only via the
     // proxies this trusts; off by default, since any client can write that header.
     trustProxy: config.trustProxy,
-    return503OnClosing: true,
+    // Requests in the window after close() get the catalogue's 503 from installFrameworkErrors instead.
+    return503OnClosing: false,
+    clientErrorHandler,
     // Errors raised before routing (a malformed URL such as /v1/models/%E0%A4%A) get the OpenAI body too.
     frameworkErrors: (err, _request, reply) => sendApiError(reply, toApiError(err)),
   });
@@ -91,6 +94,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     app.addHook('onClose', async () => encodePool.close());
   }
   installErrorHandler(app);
+  // First of the onRequest hooks (a closing server answers 503, not 401/429), and before any route (405s).
+  installFrameworkErrors(app);
   if (config.corsOrigins.length > 0) void app.register(cors, { origin: config.corsOrigins.includes('*') ? true : config.corsOrigins });
   installApiKeyAuth(app, config.apiKey);
   installRateLimit(app, { perMinute: config.rateLimitPerMinute, perApiKey: config.apiKey.length > 0 });

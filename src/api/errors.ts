@@ -24,6 +24,9 @@ export const ERRORS = {
   ZMB_ERR_MODEL_NOT_FOUND: { status: 404, type: 'not_found_error', code: 'model_not_found' },
   ZMB_ERR_ROUTE_NOT_FOUND: { status: 404, type: 'not_found_error', code: 'not_found' },
   ZMB_ERR_METHOD_NOT_ALLOWED: { status: 405, type: 'invalid_request_error', code: 'method_not_allowed' },
+  ZMB_ERR_MALFORMED_REQUEST: { status: 400, type: 'invalid_request_error', code: 'malformed_request' },
+  ZMB_ERR_REQUEST_TIMEOUT: { status: 408, type: 'invalid_request_error', code: 'request_timeout' },
+  ZMB_ERR_HEADERS_TOO_LARGE: { status: 431, type: 'invalid_request_error', code: 'request_headers_too_large' },
   ZMB_ERR_BODY_TOO_LARGE: { status: 413, type: 'invalid_request_error', code: 'request_too_large' },
   ZMB_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, type: 'invalid_request_error', code: 'unsupported_media_type' },
   // nginx's 499: only logged and counted, the client is gone and never sees it.
@@ -129,7 +132,4 @@ export function installErrorHandler(app: FastifyInstance): void {
     else request.log.info({ errorCode: apiError.errorName, status: apiError.status }, apiError.message);
     return sendApiError(reply, apiError);
   });
-  app.setNotFoundHandler((request, reply) =>
-    sendApiError(reply, new ApiError('ZMB_ERR_ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)),
-  );
 }
