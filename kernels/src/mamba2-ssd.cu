@@ -1,191 +1,553 @@
-// Mamba2 SSD (chunked) form of the selective-state recurrence for prefill (spec §4.1), over a packed
-// varlen batch cut into chunks of at most ZK_SSD_CHUNK tokens that never cross sequences:
+// Mamba2 SSD (chunked) form of the selective-state recurrence for prefill (spec §4.1), on tensor cores,
+// over a packed varlen batch cut into chunks of at most 64 tokens that never cross sequences:
 //   a_t = dt_t A_h,  Λ_i = Σ_{t<=i} a_t (within the chunk)
-//   s_c[p,n]  = Σ_j exp(Λ_last − Λ_j) dt_j x_j[p] B_j[n]                 (chunk-local end state)
-//   S_c       = exp(Λ_last) S_{c−1} + s_c,  S_{−1} = the slot's state      (sequential over chunks)
-//   y_i[p]    = Σ_{j<=i} (C_i·B_j) exp(Λ_i − Λ_j) dt_j x_j[p] + exp(Λ_i) Σ_n C_i[n] S_{c−1}[p,n] + D x_i[p]
-// It equals the sequential recurrence (mamba2-scan.cu) up to fp32 rounding; the work is matrix-shaped
-// (CUDA-core FMA over shared-memory tiles here; tensor cores are the next step).
+//   M_ij      = (C_i·B_j) exp(Λ_i − Λ_j) dt_j   (j <= i)                          [64 x 64]
+//   y_i[p]    = Σ_j M_ij x_j[p] + exp(Λ_i) Σ_n C_i[n] S_{c−1}[p,n] + D x_i[p]
+//   S_c[p,n]  = exp(Λ_last) S_{c−1}[p,n] + Σ_j exp(Λ_last − Λ_j) dt_j x_j[p] B_j[n]
+// It equals the sequential recurrence (mamba2-scan.cu) to ~1e-5 relative.
+//
+// Design (kernels/NOTES.md, "tensor-core SSD"):
+// - One CTA per (chunk, head), 8 warps. Every product above is an mma.sync m16n8k16 bf16 product with
+//   fp32 operands split as v = hi + lo (bf16 each) and three MMAs hi·hi + hi·lo + lo·hi: operands exact
+//   to ~2^-17, so the result is fp32-grade (tf32 would give ~3e-4, plain bf16 ~3e-3).
+// - State passing is a chain through the slot's state in place: the CTA of chunk c computes its local
+//   chunk state first, then each warp waits for the same warp of chunk c−1 (a flag per (chunk, head,
+//   warp)), reads S_{c−1} (the fragment it owns), writes S_c back into the slot and raises its flag.
+//   CTAs take their (chunk, head) from an atomic ticket in chunk-major order, so every CTA waits only
+//   on CTAs that already run: no deadlock whatever the scheduling, and no chunk states in DRAM.
+// - C·B^T does not depend on the head: a prep kernel computes it once per (chunk, group) into the
+//   chunk_states scratch when it fits there (every real preset); otherwise each CTA computes it itself.
 #include "zamba2-common.cuh"
 
-#define ZK_SSD_CHUNK 64
-#define ZK_SSD_THREADS 256
+#include <cstdint>
+
+namespace {
+
+constexpr int kL = 64;         // chunk tokens (ZK_SSD_CHUNK_TOKENS)
+constexpr int kP = 64;         // head_dim padded (P <= 64)
+constexpr int kThreads = 256;  // 8 warps
+constexpr int kWarps = 8;
+constexpr int kLdX = kP + 8;   // bf16 row stride of the [64 x 64] planes (16-byte pad: conflict-free ldmatrix)
+
+// ---- tensor-core helpers ------------------------------------------------------------------------
+
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const __nv_bfloat16 * p) {
+    const uint32_t a = (uint32_t) __cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a) : "memory");
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const __nv_bfloat16 * p) {
+    const uint32_t a = (uint32_t) __cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a) : "memory");
+}
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+// d += (ah + al)·(bh + bl) without the al·bl term (2^-18 relative).
+__device__ __forceinline__ void mma3(float (&d)[4], const uint32_t (&ah)[4], const uint32_t (&al)[4], uint32_t bh0,
+                                     uint32_t bh1, uint32_t bl0, uint32_t bl1) {
+    mma_bf16(d, al, bh0, bh1);
+    mma_bf16(d, ah, bl0, bl1);
+    mma_bf16(d, ah, bh0, bh1);
+}
+// (a, b) -> hi = bf16x2(a, b), lo = bf16x2 of the remainders (a in the low half: the lower column).
+__device__ __forceinline__ void split2(float a, float b, uint32_t & hi, uint32_t & lo) {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+    const float2 hf = __bfloat1622float2(h);
+    const __nv_bfloat162 l = __floats2bfloat162_rn(a - hf.x, b - hf.y);
+    hi = *reinterpret_cast<const uint32_t *>(&h);
+    lo = *reinterpret_cast<const uint32_t *>(&l);
+}
+__device__ __forceinline__ void store_split2(__nv_bfloat16 * hi, __nv_bfloat16 * lo, int off, float a, float b) {
+    uint32_t h, l;
+    split2(a, b, h, l);
+    *reinterpret_cast<uint32_t *>(hi + off) = h;
+    *reinterpret_cast<uint32_t *>(lo + off) = l;
+}
+__device__ __forceinline__ void store_split4(__nv_bfloat16 * hi, __nv_bfloat16 * lo, int off, float4 v) {
+    uint32_t h0, l0, h1, l1;
+    split2(v.x, v.y, h0, l0);
+    split2(v.z, v.w, h1, l1);
+    *reinterpret_cast<uint2 *>(hi + off) = make_uint2(h0, h1);
+    *reinterpret_cast<uint2 *>(lo + off) = make_uint2(l0, l1);
+}
+__device__ __forceinline__ float bf16_pair_sum(const __nv_bfloat16 * hi, const __nv_bfloat16 * lo, int off) {
+    return __bfloat162float(hi[off]) + __bfloat162float(lo[off]);
+}
+
+__device__ __forceinline__ int ld_acquire(const int * p) {
+    int v;
+    asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+__device__ __forceinline__ void st_release(int * p, int v) {
+    asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(p), "r"(v) : "memory");
+}
+
+// Four consecutive columns [col, col + 4) of an xbc row, zero past `width` (vec: 16-byte loads allowed).
+__device__ __forceinline__ float4 load4(const float * row, int col, int width, bool vec) {
+    if (vec) return *reinterpret_cast<const float4 *>(row + col);
+    float4 v;
+    v.x = col < width ? row[col] : 0.0f;
+    v.y = col + 1 < width ? row[col + 1] : 0.0f;
+    v.z = col + 2 < width ? row[col + 2] : 0.0f;
+    v.w = col + 3 < width ? row[col + 3] : 0.0f;
+    return v;
+}
+__device__ __forceinline__ float4 load4(const bf16 * row, int col, int width, bool) {
+    float4 v;
+    v.x = col < width ? zk_to_f32(row[col]) : 0.0f;
+    v.y = col + 1 < width ? zk_to_f32(row[col + 1]) : 0.0f;
+    v.z = col + 2 < width ? zk_to_f32(row[col + 2]) : 0.0f;
+    v.w = col + 3 < width ? zk_to_f32(row[col + 3]) : 0.0f;
+    return v;
+}
+
+template <typename TX> struct ssd_args {
+    float * y;             // [T, nh*P]
+    float * ssm_state;     // [slots, nh, P, N]
+    float * cb;            // [n_chunks, G, 64, 64] or nullptr (computed per CTA)
+    int * sync;            // [0] ticket, [1 + (c*nh + h)*8 + w] flags
+    int * chunk_seq;       // [n_chunks]
+    const TX * xbc;        // [T, ld_xbc]: x | B | C
+    const TX * dt_raw;     // [T, ld_dt]
+    const float * dt_bias, * a_log, * d_skip;
+    const int32_t * chunk_t0, * chunk_len, * seq_chunk0, * seq_nchunks, * seq_slot;
+    int ld_xbc, ld_dt, n_chunks, n_seqs, n_heads, head_dim, n_groups, d_state, n_sync;
+    bool vec4;             // xbc rows, columns and widths allow 16-byte loads
+};
+
+// Shared-memory planes (bf16, hi and lo of each fp32 operand), rows of 64 tokens.
+template <int NPAD> struct ssd_smem {
+    static constexpr int kLdB = NPAD + 8;
+    static constexpr int kPlaneX = kL * kLdX, kPlaneB = kL * kLdB;
+    static constexpr int kBf16 = 4 * kPlaneX + 4 * kPlaneB;
+    static constexpr size_t kBytes = (size_t) kBf16 * 2 + 4 * kL * sizeof(float) + 16;
+};
+
+// B_g, C_g rows of chunk [t0, t0 + len) into bf16 planes [64 x NPAD] (zero past len and N).
+template <int NPAD, typename TX>
+__device__ __forceinline__ void load_bc(__nv_bfloat16 * b_hi, __nv_bfloat16 * b_lo, __nv_bfloat16 * c_hi,
+                                        __nv_bfloat16 * c_lo, const ssd_args<TX> & a, int64_t t0, int len, int g) {
+    constexpr int kLdB = ssd_smem<NPAD>::kLdB, kQ = NPAD / 4;
+    constexpr int kIt = kL * kQ / kThreads;  // all loads first (in flight together), then the planes
+    const int N = a.d_state, d = a.n_heads * a.head_dim;
+    float4 bv[kIt], cv[kIt];
+#pragma unroll
+    for (int it = 0; it < kIt; ++it) {
+        const int e = it * kThreads + threadIdx.x, j = e / kQ, n = (e % kQ) * 4;
+        bv[it] = cv[it] = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (j < len && n < N) {
+            const TX * row = a.xbc + (t0 + j) * a.ld_xbc;
+            bv[it] = load4(row + d + g * N, n, N, a.vec4);
+            cv[it] = load4(row + d + a.n_groups * N + g * N, n, N, a.vec4);
+        }
+    }
+#pragma unroll
+    for (int it = 0; it < kIt; ++it) {
+        const int e = it * kThreads + threadIdx.x, j = e / kQ, n = (e % kQ) * 4;
+        store_split4(b_hi, b_lo, j * kLdB + n, bv[it]);
+        store_split4(c_hi, c_lo, j * kLdB + n, cv[it]);
+    }
+}
+
+// C·B^T tiles of warp w: rows 16*(w%4).., columns 32*(w/4).. (4 n8 tiles); tiles wholly above the
+// diagonal block (never read) are skipped. A = C [i][n], B operand = B^T from the [j][n] plane.
+template <int NPAD>
+__device__ __forceinline__ void cb_mma(float (&acc)[4][4], const __nv_bfloat16 * b_hi, const __nv_bfloat16 * b_lo,
+                                       const __nv_bfloat16 * c_hi, const __nv_bfloat16 * c_lo, int len) {
+    constexpr int kLdB = ssd_smem<NPAD>::kLdB;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, q = lane >> 3, r = lane & 7;
+    const int mi = warp & 3, j0 = 32 * (warp >> 2);
+#pragma unroll
+    for (int t = 0; t < 4; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.0f;
+    if (16 * mi >= len) return;
+#pragma unroll
+    for (int ks = 0; ks < NPAD / 16; ++ks) {
+        uint32_t ah[4], al[4];
+        const int aoff = (16 * mi + r + 8 * (q & 1)) * kLdB + 16 * ks + 8 * (q >> 1);
+        ldsm_x4(ah, c_hi + aoff);
+        ldsm_x4(al, c_lo + aoff);
+#pragma unroll
+        for (int pr = 0; pr < 2; ++pr) {
+            const int n0 = j0 + 16 * pr;  // j columns of this pair of n8 tiles
+            if (n0 > 16 * mi + 15 || n0 >= len) continue;
+            uint32_t bh[4], bl[4];
+            const int boff = (n0 + r + 8 * (q >> 1)) * kLdB + 16 * ks + 8 * (q & 1);
+            ldsm_x4(bh, b_hi + boff);
+            ldsm_x4(bl, b_lo + boff);
+            mma3(acc[2 * pr], ah, al, bh[0], bh[1], bl[0], bl[1]);
+            mma3(acc[2 * pr + 1], ah, al, bh[2], bh[3], bl[2], bl[3]);
+        }
+    }
+}
 
 // ---- kernels -----------------------------------------------------------------------------------
 
-// dt and the inclusive cumsum Λ of dt*A per (chunk, head): one warp, two tokens per lane.
-template <typename TX>
-static __global__ void ssd_chunk_prep_kernel(float * __restrict__ dt_out, float * __restrict__ lam_out,
-                                             const TX * __restrict__ dt_raw, int ld_dt,
-                                             const float * __restrict__ dt_bias, const float * __restrict__ a_log,
-                                             const int32_t * __restrict__ chunk_t0, const int32_t * __restrict__ chunk_len,
-                                             int n_heads) {
-    const int c = blockIdx.x, h = blockIdx.y, lane = threadIdx.x;
-    const int64_t t0 = chunk_t0[c];
-    const int len = chunk_len[c];
-    const float A = -expf(a_log[h]);
-    float v[2], dt[2];
-    for (int k = 0; k < 2; ++k) {
-        const int j = lane * 2 + k;
-        dt[k] = j < len ? zk_softplus(zk_to_f32(dt_raw[(t0 + j) * ld_dt + h]) + dt_bias[h]) : 0.0f;  // [T, nh]
-        v[k] = dt[k] * A;
+// Zeroes the ticket and flags, maps chunks to sequences and (when a.cb) computes C·B^T per (chunk, group).
+template <int NPAD, typename TX>
+__global__ void __launch_bounds__(kThreads) ssd_prep_kernel(ssd_args<TX> a) {
+    const int gt = blockIdx.x * kThreads + threadIdx.x, stride = gridDim.x * kThreads;
+    for (int i = gt; i < a.n_sync; i += stride) a.sync[i] = 0;
+    for (int s = gt; s < a.n_seqs; s += stride) {
+        for (int c = a.seq_chunk0[s]; c < a.seq_chunk0[s] + a.seq_nchunks[s]; ++c) a.chunk_seq[c] = s;
     }
-    float incl = v[0] + v[1];
-    for (int off = 1; off < 32; off <<= 1) {
-        const float o = __shfl_up_sync(0xffffffffu, incl, off);
-        if (lane >= off) incl += o;
-    }
-    const float excl = incl - v[0] - v[1];
-    float * dto = dt_out + ((int64_t) c * n_heads + h) * ZK_SSD_CHUNK;                 // [C, nh, L]
-    float * lo = lam_out + ((int64_t) c * n_heads + h) * ZK_SSD_CHUNK;                 // [C, nh, L]
-    dto[lane * 2] = dt[0];
-    dto[lane * 2 + 1] = dt[1];
-    lo[lane * 2] = excl + v[0];
-    lo[lane * 2 + 1] = excl + v[0] + v[1];
-}
-
-// s_c for one (chunk, head): Xw[j][p] = exp(Λ_last − Λ_j) dt_j x_j[p]; s[p][n] = Σ_j Xw[j][p] B_j[n].
-template <typename TX>
-static __global__ void ssd_chunk_state_kernel(float * __restrict__ states, const TX * __restrict__ xbc, int ld_xbc,
-                                              const float * __restrict__ dt_in, const float * __restrict__ lam_in,
-                                              const int32_t * __restrict__ chunk_t0, const int32_t * __restrict__ chunk_len,
-                                              int n_heads, int head_dim, int n_groups, int d_state) {
-    extern __shared__ float smem[];
-    const int c = blockIdx.x, h = blockIdx.y;
-    const int P = head_dim, N = d_state, L = ZK_SSD_CHUNK;
-    const int g = h / (n_heads / n_groups), d_inner = n_heads * P;
-    float * xw = smem;             // [L, P]
-    float * bs = smem + L * P;     // [L, N]
-    const int64_t t0 = chunk_t0[c];
-    const int len = chunk_len[c];
-    const float * dt = dt_in + ((int64_t) c * n_heads + h) * L;
-    const float * lam = lam_in + ((int64_t) c * n_heads + h) * L;
-    const float lam_last = lam[len - 1];
-    for (int e = threadIdx.x; e < L * P; e += blockDim.x) {
-        const int j = e / P, p = e % P;
-        xw[e] = j < len ? expf(lam_last - lam[j]) * dt[j] * zk_to_f32(xbc[(t0 + j) * ld_xbc + h * P + p]) : 0.0f;
-    }
-    for (int e = threadIdx.x; e < L * N; e += blockDim.x) {
-        const int j = e / N, n = e % N;
-        bs[e] = j < len ? zk_to_f32(xbc[(t0 + j) * ld_xbc + d_inner + g * N + n]) : 0.0f;
-    }
+    if (!a.cb) return;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    using SM = ssd_smem<NPAD>;
+    __nv_bfloat16 * b_hi = reinterpret_cast<__nv_bfloat16 *>(smem_raw);
+    __nv_bfloat16 * b_lo = b_hi + SM::kPlaneB, * c_hi = b_lo + SM::kPlaneB, * c_lo = c_hi + SM::kPlaneB;
+    const int c = blockIdx.x / a.n_groups, g = blockIdx.x % a.n_groups;
+    const int len = a.chunk_len[c];
+    load_bc<NPAD>(b_hi, b_lo, c_hi, c_lo, a, (int64_t) a.chunk_t0[c], len, g);
     __syncthreads();
-    float * out = states + ((int64_t) c * n_heads + h) * P * N;                        // [C, nh, P, N]
-    for (int e = threadIdx.x; e < P * N; e += blockDim.x) {
-        const int p = e / N, n = e % N;
-        float acc = 0.0f;
-        for (int j = 0; j < len; ++j) acc += xw[j * P + p] * bs[j * N + n];
-        out[e] = acc;
+    float acc[4][4];
+    cb_mma<NPAD>(acc, b_hi, b_lo, c_hi, c_lo, len);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane >> 2, tg = lane & 3;
+    const int mi = warp & 3;
+    float * out = a.cb + ((int64_t) c * a.n_groups + g) * kL * kL;                     // [64, 64]
+#pragma unroll
+    for (int t = 0; t < 4; ++t) {
+        const int j = 32 * (warp >> 2) + 8 * t + 2 * tg, i = 16 * mi + gq;
+        if (j - 2 * tg > 16 * mi + 15) continue;
+        *reinterpret_cast<float2 *>(out + i * kL + j) = make_float2(acc[t][0], acc[t][1]);
+        *reinterpret_cast<float2 *>(out + (i + 8) * kL + j) = make_float2(acc[t][2], acc[t][3]);
     }
 }
 
-// Sequential over each sequence's chunks, parallel over (p, n): replaces s_c by S_{c−1} (the state
-// entering chunk c) in place and writes the final state back to the slot.
-static __global__ void ssd_state_pass_kernel(float * __restrict__ states, float * __restrict__ ssm_state,
-                                             const float * __restrict__ lam_in, const int32_t * __restrict__ chunk_len,
-                                             const int32_t * __restrict__ seq_chunk0, const int32_t * __restrict__ seq_nchunks,
-                                             const int32_t * __restrict__ seq_slot, int n_heads, int pn) {
-    const int s = blockIdx.x, h = blockIdx.y;
-    const int e = blockIdx.z * blockDim.x + threadIdx.x;
-    if (e >= pn) return;
-    float * slot = ssm_state + ((int64_t) seq_slot[s] * n_heads + h) * pn;             // [slots, nh, P*N]
-    float S = slot[e];
-    const int c0 = seq_chunk0[s];
-    for (int c = c0; c < c0 + seq_nchunks[s]; ++c) {
-        float * sc = states + ((int64_t) c * n_heads + h) * pn;
-        const float local = sc[e];
-        sc[e] = S;
-        S = expf(lam_in[((int64_t) c * n_heads + h) * ZK_SSD_CHUNK + chunk_len[c] - 1]) * S + local;
-    }
-    slot[e] = S;
-}
+template <int NPAD, typename TX>
+__global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) {
+    using SM = ssd_smem<NPAD>;
+    constexpr int kLdB = SM::kLdB;
+    constexpr int kNtS = NPAD / 16;  // n8 tiles of the state per warp (the warp owns NPAD/2 columns)
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    __nv_bfloat16 * x_hi = reinterpret_cast<__nv_bfloat16 *>(smem_raw);
+    __nv_bfloat16 * x_lo = x_hi + SM::kPlaneX;
+    __nv_bfloat16 * xw_hi = x_lo + SM::kPlaneX;    // later M
+    __nv_bfloat16 * xw_lo = xw_hi + SM::kPlaneX;
+    __nv_bfloat16 * b_hi = xw_lo + SM::kPlaneX;    // later S_{c-1} [p][n]
+    __nv_bfloat16 * b_lo = b_hi + SM::kPlaneB;
+    __nv_bfloat16 * c_hi = b_lo + SM::kPlaneB;
+    __nv_bfloat16 * c_lo = c_hi + SM::kPlaneB;
+    float * dt_s = reinterpret_cast<float *>(c_lo + SM::kPlaneB);
+    float * lam_s = dt_s + kL, * elam_s = lam_s + kL, * w_s = elam_s + kL;
+    int * ticket_s = reinterpret_cast<int *>(w_s + kL);
 
-// y for one (chunk, head): intra-chunk (masked CB^T with decays) plus the entering state's share.
-template <typename TX>
-static __global__ void ssd_chunk_output_kernel(float * __restrict__ y, const float * __restrict__ states,
-                                               const TX * __restrict__ xbc, int ld_xbc,
-                                               const float * __restrict__ dt_in, const float * __restrict__ lam_in,
-                                               const float * __restrict__ d_skip,
-                                               const int32_t * __restrict__ chunk_t0, const int32_t * __restrict__ chunk_len,
-                                               int n_heads, int head_dim, int n_groups, int d_state) {
-    extern __shared__ float smem[];
-    const int c = blockIdx.x, h = blockIdx.y;
-    const int P = head_dim, N = d_state, L = ZK_SSD_CHUNK, NP = N + 1;  // NP: padded rows, no bank conflicts
-    const int g = h / (n_heads / n_groups), d_inner = n_heads * P;
-    float * cs = smem;                 // [L, N]   C_i
-    float * bs = cs + L * N;           // [L, NP]  B_j, later the entering state [P, NP]
-    float * ms = bs + L * NP;          // [L, L]   (C_i·B_j) exp(Λ_i − Λ_j) dt_j, j <= i
-    float * xs = ms + L * L;           // [L, P]   x_j
-    const int64_t t0 = chunk_t0[c];
-    const int len = chunk_len[c];
-    const float * dt = dt_in + ((int64_t) c * n_heads + h) * L;
-    const float * lam = lam_in + ((int64_t) c * n_heads + h) * L;
-    for (int e = threadIdx.x; e < L * N; e += blockDim.x) {
-        const int j = e / N, n = e % N;
-        const TX * row = xbc + (t0 + j) * ld_xbc;                                      // xbc: [T, d + 2GN]
-        cs[e] = j < len ? zk_to_f32(row[d_inner + n_groups * N + g * N + n]) : 0.0f;
-        bs[j * NP + n] = j < len ? zk_to_f32(row[d_inner + g * N + n]) : 0.0f;
-    }
-    for (int e = threadIdx.x; e < L * P; e += blockDim.x) {
-        const int j = e / P, p = e % P;
-        xs[e] = j < len ? zk_to_f32(xbc[(t0 + j) * ld_xbc + h * P + p]) : 0.0f;
-    }
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, q = lane >> 3, r = lane & 7, gq = lane >> 2, tg = lane & 3;
+    if (threadIdx.x == 0) *ticket_s = atomicAdd(a.sync, 1);
     __syncthreads();
-    for (int e = threadIdx.x; e < L * L; e += blockDim.x) {
-        const int i = e / L, j = e % L;
-        float v = 0.0f;
-        if (j <= i && i < len) {
-            for (int n = 0; n < N; ++n) v += cs[i * N + n] * bs[j * NP + n];
-            v *= expf(lam[i] - lam[j]) * dt[j];
+    const int ticket = *ticket_s;
+    const int nh = a.n_heads, c = ticket / nh, h = ticket % nh;
+    const int P = a.head_dim, N = a.d_state, d = nh * P;
+    const int g = h / (nh / a.n_groups);
+    const int64_t t0 = a.chunk_t0[c];
+    const int len = a.chunk_len[c];
+
+    // Phase A: dt and Λ (warp 0, two tokens per lane); B, C planes (all).
+    if (warp == 0) {
+        const float A = -expf(a.a_log[h]), bias = a.dt_bias[h];
+        float dtv[2], v[2];
+#pragma unroll
+        for (int k = 0; k < 2; ++k) {
+            const int j = 2 * lane + k;
+            dtv[k] = j < len ? zk_softplus(zk_to_f32(a.dt_raw[(t0 + j) * a.ld_dt + h]) + bias) : 0.0f;  // [T, nh]
+            v[k] = dtv[k] * A;
         }
-        ms[e] = v;
+        float incl = v[0] + v[1];
+#pragma unroll
+        for (int off = 1; off < 32; off <<= 1) {
+            const float o = __shfl_up_sync(0xffffffffu, incl, off);
+            if (lane >= off) incl += o;
+        }
+        const float lam_last = __shfl_sync(0xffffffffu, incl, 31);  // dt = 0 past len: Λ_63 = Λ_{len-1}
+        const float lam[2] = {incl - v[1], incl};
+#pragma unroll
+        for (int k = 0; k < 2; ++k) {
+            const int j = 2 * lane + k;
+            dt_s[j] = dtv[k];
+            lam_s[j] = lam[k];
+            elam_s[j] = expf(lam[k]);
+            w_s[j] = expf(lam_last - lam[k]) * dtv[k];
+        }
+    }
+    load_bc<NPAD>(b_hi, b_lo, c_hi, c_lo, a, t0, len, g);
+    __syncthreads();
+
+    // Phase B: x and x·w planes; C·B^T (per CTA when not precomputed, else its fragments from the prep).
+    {
+        constexpr int kIt = kL * (kP / 4) / kThreads;
+        float4 xv[kIt];
+#pragma unroll
+        for (int it = 0; it < kIt; ++it) {
+            const int e = it * kThreads + threadIdx.x, j = e / (kP / 4), p = (e % (kP / 4)) * 4;
+            xv[it] = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (j < len && p < P) xv[it] = load4(a.xbc + (t0 + j) * a.ld_xbc + h * P, p, P, a.vec4);
+        }
+#pragma unroll
+        for (int it = 0; it < kIt; ++it) {
+            const int e = it * kThreads + threadIdx.x, j = e / (kP / 4), p = (e % (kP / 4)) * 4;
+            const float4 v = xv[it];
+            const float w = w_s[j];
+            store_split4(x_hi, x_lo, j * kLdX + p, v);
+            store_split4(xw_hi, xw_lo, j * kLdX + p, make_float4(v.x * w, v.y * w, v.z * w, v.w * w));
+        }
+    }
+    const int mi = warp & 3;  // 16-row block of C·B^T / M / y owned by this warp
+    float cb[4][4];
+    if (a.cb) {
+        const float * src = a.cb + ((int64_t) c * a.n_groups + g) * kL * kL;
+#pragma unroll
+        for (int t = 0; t < 4; ++t) {
+            const int j = 32 * (warp >> 2) + 8 * t + 2 * tg, i = 16 * mi + gq;
+            cb[t][0] = cb[t][1] = cb[t][2] = cb[t][3] = 0.0f;
+            if (j - 2 * tg > 16 * mi + 15) continue;
+            const float2 lo = *reinterpret_cast<const float2 *>(src + i * kL + j);
+            const float2 hi = *reinterpret_cast<const float2 *>(src + (i + 8) * kL + j);
+            cb[t][0] = lo.x; cb[t][1] = lo.y; cb[t][2] = hi.x; cb[t][3] = hi.y;
+        }
+    } else {
+        cb_mma<NPAD>(cb, b_hi, b_lo, c_hi, c_lo, len);
     }
     __syncthreads();
-    const float * S = states + ((int64_t) c * n_heads + h) * P * N;                   // entering state [P, N]
-    for (int e = threadIdx.x; e < P * N; e += blockDim.x) bs[(e / N) * NP + e % N] = S[e];
+
+    // Phase C: local chunk state s[p, n] = Σ_j xw[j, p] B[j, n]; warp: rows 16*(w%4).., columns (w/4)*NPAD/2..
+    const int pm = warp & 3, nbase = (warp >> 2) * (NPAD / 2);
+    float acc_s[kNtS][4];
+#pragma unroll
+    for (int t = 0; t < kNtS; ++t) acc_s[t][0] = acc_s[t][1] = acc_s[t][2] = acc_s[t][3] = 0.0f;
+    if (16 * pm < P) {
+#pragma unroll
+        for (int ks = 0; ks < 4; ++ks) {
+            if (16 * ks >= len) break;
+            uint32_t ah[4], al[4];
+            const int aoff = (16 * ks + r + 8 * (q >> 1)) * kLdX + 16 * pm + 8 * (q & 1);
+            ldsm_x4_t(ah, xw_hi + aoff);
+            ldsm_x4_t(al, xw_lo + aoff);
+#pragma unroll
+            for (int pr = 0; pr < kNtS / 2; ++pr) {
+                uint32_t bh[4], bl[4];
+                const int boff = (16 * ks + r + 8 * (q & 1)) * kLdB + nbase + 16 * pr + 8 * (q >> 1);
+                ldsm_x4_t(bh, b_hi + boff);
+                ldsm_x4_t(bl, b_lo + boff);
+                mma3(acc_s[2 * pr], ah, al, bh[0], bh[1], bl[0], bl[1]);
+                mma3(acc_s[2 * pr + 1], ah, al, bh[2], bh[3], bl[2], bl[3]);
+            }
+        }
+    }
+    __syncthreads();  // xw and B planes are free from here
+
+    // Phase D: M = C·B^T ∘ exp(Λ_i − Λ_j) dt_j (j <= i < len) into the xw planes.
+#pragma unroll
+    for (int t = 0; t < 4; ++t) {
+        const int j = 32 * (warp >> 2) + 8 * t + 2 * tg;
+        if (j - 2 * tg > 16 * mi + 15) continue;
+#pragma unroll
+        for (int hr = 0; hr < 2; ++hr) {
+            const int i = 16 * mi + gq + 8 * hr;
+            float m0 = 0.0f, m1 = 0.0f;
+            if (i < len) {
+                if (j <= i) m0 = cb[t][2 * hr] * expf(lam_s[i] - lam_s[j]) * dt_s[j];
+                if (j + 1 <= i) m1 = cb[t][2 * hr + 1] * expf(lam_s[i] - lam_s[j + 1]) * dt_s[j + 1];
+            }
+            store_split2(xw_hi, xw_lo, i * kLdX + j, m0, m1);
+        }
+    }
+
+    // Chain: this warp's fragment of S_{c-1} from the slot (after the same warp of chunk c-1 wrote it),
+    // S_c = exp(Λ_last) S_{c-1} + s back into the slot, flag up; S_{c-1} into the planes for y.
+    {
+        const int s = a.chunk_seq[c];
+        const bool first = c == a.seq_chunk0[s];
+        float * st = a.ssm_state + ((int64_t) a.seq_slot[s] * nh + h) * P * N;            // [P, N]
+        if (!first) {
+            const int * flag = a.sync + 1 + ((int64_t) (c - 1) * nh + h) * kWarps + warp;
+            while (ld_acquire(flag) == 0) __nanosleep(20);
+        }
+        const float decay = elam_s[kL - 1];
+        const bool pair_ok = (N % 2) == 0;
+        float sp[kNtS][4];  // S_{c-1}: every load issued before the first store
+#pragma unroll
+        for (int t = 0; t < kNtS; ++t) {
+            const int n = nbase + 8 * t + 2 * tg;
+#pragma unroll
+            for (int hr = 0; hr < 2; ++hr) {
+                const int p = 16 * pm + gq + 8 * hr;
+                sp[t][2 * hr] = sp[t][2 * hr + 1] = 0.0f;
+                if (p < P && n < N) {
+                    const float * e = st + p * N + n;
+                    if (pair_ok) {
+                        const float2 v = __ldcg(reinterpret_cast<const float2 *>(e));
+                        sp[t][2 * hr] = v.x;
+                        sp[t][2 * hr + 1] = v.y;
+                    } else {
+                        sp[t][2 * hr] = __ldcg(e);
+                        if (n + 1 < N) sp[t][2 * hr + 1] = __ldcg(e + 1);
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int t = 0; t < kNtS; ++t) {
+            const int n = nbase + 8 * t + 2 * tg;
+#pragma unroll
+            for (int hr = 0; hr < 2; ++hr) {
+                const int p = 16 * pm + gq + 8 * hr;
+                const float s0 = sp[t][2 * hr], s1 = sp[t][2 * hr + 1];
+                if (p < P && n < N) {
+                    float * e = st + p * N + n;
+                    const float n0 = decay * s0 + acc_s[t][2 * hr], n1 = decay * s1 + acc_s[t][2 * hr + 1];
+                    if (pair_ok) {
+                        __stcg(reinterpret_cast<float2 *>(e), make_float2(n0, n1));
+                    } else {
+                        __stcg(e, n0);
+                        if (n + 1 < N) __stcg(e + 1, n1);
+                    }
+                }
+            }
+        }
+        // Release after the warp's stores (CUTLASS's barrier pattern: bar then one st.release.gpu); the
+        // next chunk's warp reads with ld.acquire.gpu and L1-bypassing loads.
+        __syncwarp();
+        if (lane == 0) st_release(a.sync + 1 + ((int64_t) c * nh + h) * kWarps + warp, 1);
+#pragma unroll
+        for (int t = 0; t < kNtS; ++t) {
+            const int n = nbase + 8 * t + 2 * tg;
+#pragma unroll
+            for (int hr = 0; hr < 2; ++hr)
+                store_split2(b_hi, b_lo, (16 * pm + gq + 8 * hr) * kLdB + n, sp[t][2 * hr], sp[t][2 * hr + 1]);
+        }
+    }
     __syncthreads();
-    const float Dh = d_skip[h];
-    for (int e = threadIdx.x; e < len * P; e += blockDim.x) {
-        const int i = e / P, p = e % P;
-        float diag = 0.0f, off = 0.0f;
-        for (int j = 0; j <= i; ++j) diag += ms[i * L + j] * xs[j * P + p];
-        for (int n = 0; n < N; ++n) off += cs[i * N + n] * bs[p * NP + n];
-        y[(t0 + i) * d_inner + h * P + p] = diag + expf(lam[i]) * off + Dh * xs[i * P + p];  // y: [T, d]
+
+    // Phase E: y rows 16*mi.. , head columns 32*(w/4).. (4 n8 tiles).
+    if (16 * mi >= len) return;
+    const int pbase = 32 * (warp >> 2);
+    if (pbase >= P) return;
+    float acc[4][4];
+#pragma unroll
+    for (int t = 0; t < 4; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.0f;
+#pragma unroll
+    for (int ks = 0; ks < NPAD / 16; ++ks) {  // C_i · S_{c-1}^T
+        uint32_t ah[4], al[4];
+        const int aoff = (16 * mi + r + 8 * (q & 1)) * kLdB + 16 * ks + 8 * (q >> 1);
+        ldsm_x4(ah, c_hi + aoff);
+        ldsm_x4(al, c_lo + aoff);
+#pragma unroll
+        for (int pr = 0; pr < 2; ++pr) {
+            if (pbase + 16 * pr >= P) continue;
+            uint32_t bh[4], bl[4];
+            const int boff = (pbase + 16 * pr + r + 8 * (q >> 1)) * kLdB + 16 * ks + 8 * (q & 1);
+            ldsm_x4(bh, b_hi + boff);
+            ldsm_x4(bl, b_lo + boff);
+            mma3(acc[2 * pr], ah, al, bh[0], bh[1], bl[0], bl[1]);
+            mma3(acc[2 * pr + 1], ah, al, bh[2], bh[3], bl[2], bl[3]);
+        }
+    }
+    const float e0 = elam_s[16 * mi + gq], e1 = elam_s[16 * mi + gq + 8];
+#pragma unroll
+    for (int t = 0; t < 4; ++t) {
+        acc[t][0] *= e0; acc[t][1] *= e0; acc[t][2] *= e1; acc[t][3] *= e1;
+    }
+#pragma unroll
+    for (int ks = 0; ks < 4; ++ks) {  // + M · x
+        if (ks > mi || 16 * ks >= len) break;
+        uint32_t ah[4], al[4];
+        const int aoff = (16 * mi + r + 8 * (q & 1)) * kLdX + 16 * ks + 8 * (q >> 1);
+        ldsm_x4(ah, xw_hi + aoff);
+        ldsm_x4(al, xw_lo + aoff);
+#pragma unroll
+        for (int pr = 0; pr < 2; ++pr) {
+            if (pbase + 16 * pr >= P) continue;
+            uint32_t bh[4], bl[4];
+            const int boff = (16 * ks + r + 8 * (q & 1)) * kLdX + pbase + 16 * pr + 8 * (q >> 1);
+            ldsm_x4_t(bh, x_hi + boff);
+            ldsm_x4_t(bl, x_lo + boff);
+            mma3(acc[2 * pr], ah, al, bh[0], bh[1], bl[0], bl[1]);
+            mma3(acc[2 * pr + 1], ah, al, bh[2], bh[3], bl[2], bl[3]);
+        }
+    }
+    const float Dh = a.d_skip[h];
+#pragma unroll
+    for (int t = 0; t < 4; ++t) {
+        const int p = pbase + 8 * t + 2 * tg;
+#pragma unroll
+        for (int hr = 0; hr < 2; ++hr) {
+            const int i = 16 * mi + gq + 8 * hr;
+            if (i >= len) continue;
+            float * yrow = a.y + (t0 + i) * d + h * P;                                  // y: [T, d]
+            if (p < P) yrow[p] = acc[t][2 * hr] + Dh * bf16_pair_sum(x_hi, x_lo, i * kLdX + p);
+            if (p + 1 < P) yrow[p + 1] = acc[t][2 * hr + 1] + Dh * bf16_pair_sum(x_hi, x_lo, i * kLdX + p + 1);
+        }
     }
 }
 
 // ---- launchers ---------------------------------------------------------------------------------
 
-
-template <typename TX>
-static bool ssd_launch(float * y, float * ssm_state, float * chunk_states, float * dt_buf, float * lam_buf,
-                       const TX * xbc, int ld_xbc, const TX * dt_raw, int ld_dt, const float * dt_bias,
-                       const float * a_log, const float * d_skip, const int32_t * chunk_t0, const int32_t * chunk_len,
-                       const int32_t * seq_chunk0, const int32_t * seq_nchunks, const int32_t * seq_slot, int n_chunks,
-                       int n_seqs, int n_heads, int head_dim, int n_groups, int d_state, cudaStream_t stream) {
-    if (head_dim > ZK_SSD_CHUNK) return false;  // the output kernel reuses B's [L, N+1] rows for the [P, N+1] state
-    const size_t smem_out = (size_t) (ZK_SSD_CHUNK * d_state + ZK_SSD_CHUNK * (d_state + 1) + ZK_SSD_CHUNK * ZK_SSD_CHUNK +
-                                      ZK_SSD_CHUNK * head_dim) * sizeof(float);
-    const size_t smem_state = (size_t) (ZK_SSD_CHUNK * head_dim + ZK_SSD_CHUNK * d_state) * sizeof(float);
-    int dev = 0, max_optin = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&max_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-    if (smem_out > (size_t) max_optin || smem_state > (size_t) max_optin) return false;
-    if (n_chunks <= 0) return true;
-    cudaFuncSetAttribute(ssd_chunk_output_kernel<TX>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem_out);
-    cudaFuncSetAttribute(ssd_chunk_state_kernel<TX>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem_state);
-    const dim3 ch(n_chunks, n_heads);
-    ssd_chunk_prep_kernel<TX><<<ch, 32, 0, stream>>>(dt_buf, lam_buf, dt_raw, ld_dt, dt_bias, a_log, chunk_t0, chunk_len, n_heads);
-    ssd_chunk_state_kernel<TX><<<ch, ZK_SSD_THREADS, smem_state, stream>>>(chunk_states, xbc, ld_xbc, dt_buf, lam_buf, chunk_t0,
-                                                                       chunk_len, n_heads, head_dim, n_groups, d_state);
-    const int pn = head_dim * d_state;
-    const dim3 sp(n_seqs, n_heads, (pn + 255) / 256);
-    ssd_state_pass_kernel<<<sp, 256, 0, stream>>>(chunk_states, ssm_state, lam_buf, chunk_len, seq_chunk0, seq_nchunks,
-                                                  seq_slot, n_heads, pn);
-    ssd_chunk_output_kernel<TX><<<ch, ZK_SSD_THREADS, smem_out, stream>>>(y, chunk_states, xbc, ld_xbc, dt_buf, lam_buf, d_skip,
-                                                                      chunk_t0, chunk_len, n_heads, head_dim, n_groups, d_state);
+template <int NPAD, typename TX>
+bool ssd_launch_n(const ssd_args<TX> & a, bool cb_global, cudaStream_t stream) {
+    using SM = ssd_smem<NPAD>;
+    static const bool attrs_ok = [] {
+        const size_t prep = (size_t) 4 * SM::kPlaneB * 2;
+        return cudaFuncSetAttribute(ssd_chunk_kernel<NPAD, TX>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int) SM::kBytes) == cudaSuccess &&
+               cudaFuncSetAttribute(ssd_prep_kernel<NPAD, TX>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int) prep) == cudaSuccess;
+    }();
+    if (!attrs_ok) return false;
+    const size_t prep_smem = (size_t) 4 * SM::kPlaneB * 2;
+    const int prep_blocks = cb_global ? a.n_chunks * a.n_groups : (a.n_sync + kThreads - 1) / kThreads;
+    ssd_prep_kernel<NPAD, TX><<<prep_blocks < 1 ? 1 : prep_blocks, kThreads, cb_global ? prep_smem : 0, stream>>>(a);
+    ssd_chunk_kernel<NPAD, TX><<<a.n_chunks * a.n_heads, kThreads, SM::kBytes, stream>>>(a);
     return true;
 }
+
+template <typename TX>
+bool ssd_launch(float * y, float * ssm_state, float * chunk_states, float * dt_buf, float * lam_buf, const TX * xbc,
+                int ld_xbc, const TX * dt_raw, int ld_dt, const float * dt_bias, const float * a_log,
+                const float * d_skip, const int32_t * chunk_t0, const int32_t * chunk_len, const int32_t * seq_chunk0,
+                const int32_t * seq_nchunks, const int32_t * seq_slot, int n_chunks, int n_seqs, int n_heads,
+                int head_dim, int n_groups, int d_state, cudaStream_t stream) {
+    if (head_dim < 1 || head_dim > kP || d_state < 1 || d_state > 128 || n_groups < 1 || n_heads % n_groups) return false;
+    if (n_chunks <= 0) return true;
+    ssd_args<TX> a;
+    a.y = y;
+    a.ssm_state = ssm_state;
+    // C·B^T [n_chunks, G, 64, 64] lives in the chunk_states scratch when it fits there.
+    const bool cb_global = (int64_t) n_heads * head_dim * d_state >= (int64_t) n_groups * kL * kL;
+    a.cb = cb_global ? chunk_states : nullptr;
+    a.sync = reinterpret_cast<int *>(dt_buf);         // 1 + n_chunks*nh*8 <= n_chunks*nh*64 ints
+    a.chunk_seq = reinterpret_cast<int *>(lam_buf);   // n_chunks <= n_chunks*nh*64 ints
+    a.xbc = xbc;
+    a.dt_raw = dt_raw;
+    a.dt_bias = dt_bias;
+    a.a_log = a_log;
+    a.d_skip = d_skip;
+    a.chunk_t0 = chunk_t0;
+    a.chunk_len = chunk_len;
+    a.seq_chunk0 = seq_chunk0;
+    a.seq_nchunks = seq_nchunks;
+    a.seq_slot = seq_slot;
+    a.ld_xbc = ld_xbc;
+    a.ld_dt = ld_dt;
+    a.n_chunks = n_chunks;
+    a.n_seqs = n_seqs;
+    a.n_heads = n_heads;
+    a.head_dim = head_dim;
+    a.n_groups = n_groups;
+    a.d_state = d_state;
+    a.n_sync = 1 + n_chunks * n_heads * kWarps;
+    const int d = n_heads * head_dim;
+    a.vec4 = sizeof(TX) == 4 && ld_xbc % 4 == 0 && d % 4 == 0 && head_dim % 4 == 0 && d_state % 4 == 0 &&
+             (reinterpret_cast<uintptr_t>(xbc) & 15) == 0;
+    if (d_state <= 32) return ssd_launch_n<32>(a, cb_global, stream);
+    if (d_state <= 64) return ssd_launch_n<64>(a, cb_global, stream);
+    return ssd_launch_n<128>(a, cb_global, stream);
+}
+
+}  // namespace
 
 #define ZK_SSD_PARAMS(TX)                                                                          \
     float *y, float *ssm_state, float *chunk_states, float *dt_buf, float *lam_buf, const TX *xbc, int ld_xbc, \
