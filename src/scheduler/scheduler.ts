@@ -8,11 +8,12 @@
  * (emit tokens, stop checks, n > 1 forks). Only this loop touches the cache and the engine; submit,
  * abort and finish run on the same thread between steps and only mark, free and wake.
  *
- * Scheduling order: every running decode gets 1 token, then running prefill chunks, then (if
- * nothing was preempted this step) waiting sequences in FCFS order while a state slot, the KV
- * pages of their first chunk and the token budget allow. When KV pages run out, the newest running
- * sequence is preempted: its slot and pages are freed and it goes back to the front of the waiting
- * queue to recompute prompt + output so far; its stream continues where it stopped.
+ * Scheduling order (step-scheduling.ts): every running decode gets 1 token, then running prefill
+ * chunks, then (if nothing was preempted this step) waiting sequences in FCFS order while a state
+ * slot, the KV pages of their first chunk and the token budget allow. When KV pages run out, the
+ * newest running sequence is preempted: its slot and pages are freed and it goes back to the front
+ * of the waiting queue to recompute prompt + output so far; its stream continues where it stopped.
+ * Whether a request may be queued at all is admission.ts.
  *
  * n > 1: the first sequence prefills the prompt up to the last page boundary before its end, then
  * each sibling gets a fresh slot (engine.copySlot) and shares those full pages by reference; every
@@ -22,8 +23,10 @@
 import type { Engine, EngineDescription, StepResult } from '../engine/engine.js';
 import { EngineError } from '../engine/engine.js';
 import { HybridCache, planCacheSizes } from '../cache/index.js';
+import { checkAdmissible } from './admission.js';
 import { RequestState, Sequence } from './request-state.js';
 import { buildStepPlan, summarizeStep, type ScheduledChunk } from './step-plan.js';
+import { scheduleStep } from './step-scheduling.js';
 import {
   SchedulerRejection,
   type FinishReason,
@@ -170,25 +173,13 @@ export class Scheduler implements GenerationScheduler {
     if (this.state === 'failed') throw new SchedulerRejection('the engine failed and cannot serve any more; the server needs a restart', 'engine_failed');
     if (this.state !== 'serving') throw new SchedulerRejection('server is shutting down', 'shutting_down');
     const cache = this.cache!;
+    checkAdmissible(request, cache, {
+      maxModelLen: this.maxModelLen,
+      maxWaiting: this.options.maxWaiting,
+      waitingCount: this.waiting.length,
+      requestSecondsEma: this.requestSecondsEma,
+    });
     const promptLength = request.promptTokens.length;
-    if (!(Number.isInteger(request.n) && request.n >= 1)) throw new RangeError(`n must be a positive integer, got ${request.n}`);
-    if (!(Number.isInteger(request.maxTokens) && request.maxTokens >= 0)) throw new RangeError(`maxTokens must be an integer ≥ 0, got ${request.maxTokens}`);
-    if (promptLength === 0) throw new SchedulerRejection('the prompt must contain at least one token', 'too_long');
-    if (promptLength > this.maxModelLen) {
-      throw new SchedulerRejection(`the prompt has ${promptLength} tokens, more than max_model_len (${this.maxModelLen})`, 'too_long');
-    }
-    const promptPages = cache.pages.pagesFor(promptLength);
-    if (promptPages > cache.pages.pageCount) {
-      throw new SchedulerRejection(
-        `the prompt needs ${promptPages} KV pages (${promptLength} tokens), the KV cache holds ${cache.pages.pageCount} pages (${cache.pages.pageCount * cache.tokensPerPage} tokens)`,
-        'too_long',
-      );
-    }
-    if (this.waiting.length >= this.options.maxWaiting) {
-      const perSlot = this.waiting.length / Math.max(1, cache.slots.slotCount);
-      const retryAfterSeconds = Math.min(60, Math.max(1, Math.ceil(perSlot * this.requestSecondsEma)));
-      throw new SchedulerRejection(`too many waiting requests (${this.waiting.length}, max_waiting is ${this.options.maxWaiting})`, 'overloaded', retryAfterSeconds);
-    }
 
     const state = new RequestState(request, this.description!.eosTokenIds, {
       onAbort: (s) => this.abortRequest(s),
@@ -284,88 +275,22 @@ export class Scheduler implements GenerationScheduler {
     }
   }
 
-  /** Pick this step's chunks. Mutates running/waiting and the cache (admission, growth, preemption). */
+  /** Pick this step's chunks (step-scheduling.ts); preemptions and oversize finishes come back through the callbacks. */
   private schedule(): ScheduledChunk[] {
     const cache = this.cache!;
-    let budget = this.tokenBudget;
-    const chunks = new Map<Sequence, ScheduledChunk>();
-    let preempted = 0;
-
-    // Grow `seq`'s pages to `end` positions, preempting the newest running sequences as needed.
-    // False when `seq` itself had to go (preempted, or finished when it alone overflows the pool).
-    const grow = (seq: Sequence, end: number): boolean => {
-      while (!cache.grow(seq.seqId, end)) {
-        const victim = this.running[this.running.length - 1]!;
-        if (victim === seq && this.running.length === 1) {
-          // Alone and still short: the pool cannot hold this sequence any longer; recompute would loop.
-          this.logger.warn({ seqId: seq.seqId, tokens: end, pageCount: cache.pages.pageCount }, 'sequence outgrew the KV cache');
-          this.finishSequence(seq, 'length');
-          return false;
-        }
-        const victimChunk = chunks.get(victim);
-        if (victimChunk) {
-          chunks.delete(victim);
-          budget += victimChunk.count;
-        }
-        this.preempt(victim);
-        preempted++;
-        if (victim === seq) return false;
-      }
-      return true;
-    };
-
-    const add = (seq: Sequence, count: number, isDecode: boolean): void => {
-      const start = seq.computed;
-      const end = start + count;
-      chunks.set(seq, {
-        seq,
-        start,
-        count,
-        sample: end === seq.tokens.length && seq.request.request.maxTokens > 0,
-        wantsPromptLogprobs: seq.request.wantsPromptLogprobs(start),
-        isDecode,
-      });
-      budget -= count;
-    };
-
-    // 1. Running decodes, oldest first: one token each.
-    for (let i = 0; i < this.running.length && budget > 0; i++) {
-      const seq = this.running[i]!;
-      if (seq.tokens.length - seq.computed !== 1) continue;
-      if (grow(seq, seq.computed + 1)) add(seq, 1, seq.computed >= seq.promptLength);
-    }
-    // 2. Running prefill chunks (incl. recompute), oldest first, filling the remaining budget.
-    for (let i = 0; i < this.running.length && budget > 0; i++) {
-      const seq = this.running[i]!;
-      if (chunks.has(seq)) continue;
-      const count = this.chunkLength(seq, budget);
-      if (count <= 0) continue;
-      if (grow(seq, seq.computed + count)) add(seq, count, false);
-    }
-    // 3. Waiting sequences, FCFS, unless this step already had to preempt.
-    if (preempted === 0) {
-      while (this.waiting.length > 0 && budget > 0 && this.running.length < cache.slots.slotCount) {
-        const seq = this.waiting[0]!;
-        let count = this.chunkLength(seq, budget);
-        // Nothing running: shrink the chunk to the free pages so a long recompute always progresses.
-        if (this.running.length === 0) count = Math.min(count, cache.pages.freeCount * cache.tokensPerPage);
-        if (count <= 0 || cache.admit(seq.seqId, count) === null) break;
-        this.waiting.shift();
-        seq.status = 'running';
-        seq.computed = 0;
-        this.running.push(seq);
-        add(seq, count, false);
-      }
-    }
+    const { chunks, preempted } = scheduleStep({
+      cache,
+      running: this.running,
+      waiting: this.waiting,
+      tokenBudget: this.tokenBudget,
+      preempt: (seq) => this.preempt(seq),
+      finishOutgrown: (seq, tokens) => {
+        this.logger.warn({ seqId: seq.seqId, tokens, pageCount: cache.pages.pageCount }, 'sequence outgrew the KV cache');
+        this.finishSequence(seq, 'length');
+      },
+    });
     if (preempted > 0) this.observer?.onPreempt?.(preempted);
-    return [...chunks.values()];
-  }
-
-  /** Tokens `seq` may compute in a chunk now: its gap, capped by the budget and a pending fork point. */
-  private chunkLength(seq: Sequence, budget: number): number {
-    let end = seq.tokens.length;
-    if (seq.forkAt > seq.computed) end = Math.min(end, seq.forkAt);
-    return Math.min(end - seq.computed, budget);
+    return chunks;
   }
 
   /** Apply a step's outputs: advance positions, gather prompt logprobs, fork, emit tokens, stop. */
