@@ -219,7 +219,7 @@ static std::string shared_block(zamba2_engine * e, const step_view & v, int h, c
                                                             c.heads, c.head_dim, scale, st);  // attf: [T, 2H]
     if (!decoded) {
         paged_attention(s.attf, s.q, k_pool, v_pool, v.block_tables, v.W, v.token_seq, v.positions, T, c.heads,
-                        c.head_dim, scale, /*multi_query=*/T > v.S, st);                   // attf: [T, 2H]
+                        c.head_dim, scale, /*multi_query=*/T > v.S, st, v.cu_seqlens, v.S);  // attf: [T, 2H]
     }
     zamba2_prof_mark(e, PROF_ATTN);
     skinny_gemm_args ao = skinny_args(e, SKINNY_X_F32, s.attf, nullptr, H2, H2, T, false);  // split in registers
