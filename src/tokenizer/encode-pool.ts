@@ -6,7 +6,8 @@
  * Who calls: PromptEncoder (prompt-encoder.ts) for long prompts; buildApp creates the pool and
  * closes it when the app closes. Each worker runs one task at a time, so a queued task can still
  * be dropped when its request is cancelled (AbortSignal). Workers start on first use, each loading
- * its own copy of the tokenizer. A worker that dies fails its one task and is replaced.
+ * its own copy of the tokenizer. A worker that dies fails its one task and is replaced when
+ * the next task comes.
  */
 import { Worker } from 'node:worker_threads';
 import type { EncodeReply, EncodeTask } from './encode-worker.js';
@@ -112,8 +113,8 @@ export class EncodePool {
     for (const w of workers) if (w.task) this.settle(w.task, () => w.task!.reject(error));
     await Promise.all(
       workers.map(async (w) => {
-        w.worker.removeAllListeners('exit');
-        w.worker.removeAllListeners('error');
+        w.worker.removeAllListeners();
+        w.worker.on('error', () => undefined);
         await w.worker.terminate();
       }),
     );
@@ -137,12 +138,13 @@ export class EncodePool {
       entry.task = null;
       if (task) this.settle(task, () => task.reject(err));
       worker.removeAllListeners();
+      worker.on('error', () => undefined); // a late second error of a dead worker is nobody's business
+      void worker.terminate();
+      // Replaced on demand by dispatch(), not here: a worker that cannot even start (bad tokenizer
+      // files) then fails one task per attempt instead of respawning in a loop.
       const index = this.workers.indexOf(entry);
-      if (index >= 0 && !this.closed) {
-        void worker.terminate();
-        this.workers[index] = this.spawn();
-        this.dispatch();
-      }
+      if (index >= 0) this.workers.splice(index, 1);
+      if (!this.closed) this.dispatch();
     };
     worker.on('error', (err) => replace(err));
     worker.on('exit', (code) => replace(new Error(`tokenizer worker exited (code ${code})`)));

@@ -115,3 +115,16 @@ test('InputProcessor: pooled prompts match inline ones; abort → cancelled, clo
   await pool.close();
   await assert.rejects(pooled.completionPrompt('after close'), (err: unknown) => err instanceof ServingError && err.reason === 'shutting_down');
 });
+
+test('a worker that cannot start fails its task with an error (a 500 upstream) and is retried per task, never in a loop', async () => {
+  const pool = new EncodePool({ tokenizerJson: { model: { type: 'NoSuchModel' } }, tokenizerConfig: {} }, 1);
+  try {
+    await assert.rejects(pool.encode('x'.repeat(10), { addSpecialTokens: true }), Error);
+    assert.deepEqual(pool.stats(), { workers: 0, running: 0, queued: 0 });
+    const both = [pool.encode('a', { addSpecialTokens: true }), pool.encode('b', { addSpecialTokens: true })];
+    for (const outcome of await Promise.allSettled(both)) assert.equal(outcome.status, 'rejected');
+    assert.deepEqual(pool.stats(), { workers: 0, running: 0, queued: 0 });
+  } finally {
+    await pool.close();
+  }
+});
