@@ -76,7 +76,10 @@ export class SseWriter {
 /** A signal that aborts when the client goes away before the response is finished. */
 export function clientGoneSignal(reply: FastifyReply): AbortSignal {
   const controller = new AbortController();
-  onClientGone(reply, () => controller.abort(new DOMException('the client closed the request', 'AbortError')));
+  const gone = () => controller.abort(new DOMException('the client closed the request', 'AbortError'));
+  // Gone already (while the body was read): the 'close' event has fired and will not fire again.
+  if (reply.raw.destroyed || reply.raw.socket?.destroyed === true) gone();
+  else onClientGone(reply, gone);
   return controller.signal;
 }
 
