@@ -25,8 +25,9 @@
 
 #define ZK_SKINNY_WARPS 8
 
-// Steps (32 k each) of W loads a warp keeps in flight: registers allow more when the tile has few rows.
-template <int NT> struct skinny_unroll { static constexpr int value = NT <= 2 ? 8 : (NT == 4 ? 4 : 2); };
+// Steps (32 k each) a warp loads before its MMAs: the W and x loads of a group are all issued first
+// (x from L2 is a round trip too: loading it inside the MMA loop serialized one trip per step, run 6).
+template <int NT> struct skinny_unroll { static constexpr int value = NT <= 2 ? 4 : (NT == 4 ? 2 : 1); };
 
 // ---- device helpers ----------------------------------------------------------------------------
 
@@ -84,28 +85,31 @@ static __device__ __forceinline__ void zk_skinny_accumulate(float (&acc)[NT][4],
     const uint4 zero = make_uint4(0, 0, 0, 0);
     const int n_steps = s_end;
     for (int s0 = s_begin + warp; s0 < n_steps; s0 += ZK_SKINNY_WARPS * U) {
-        uint4 wa[U], wb[U];
+        uint4 wa[U], wb[U], xh[U][NT], xl[U][NT];
 #pragma unroll
-        for (int u = 0; u < U; ++u) {  // all loads of the group first: U x 1 KB in flight per warp
+        for (int u = 0; u < U; ++u) {  // every load of the group first: W (U x 1 KB per warp) and x
             const int k = (s0 + u * ZK_SKINNY_WARPS) * 32 + 8 * t;  // K % 8 == 0: 8 elements all in or all out
             const bool in = s0 + u * ZK_SKINNY_WARPS < n_steps && k < K;
             wa[u] = ok_a && in ? zk_ld_stream(w_a + k) : zero;   // W row n0+g
             wb[u] = ok_b && in ? zk_ld_stream(w_b + k) : zero;   // W row n0+g+8
+#pragma unroll
+            for (int j = 0; j < NT; ++j) {
+                const int m = 8 * j + g;
+                xh[u][j] = zero;
+                xl[u][j] = zero;
+                if (in && m < M) zk_load_x8<XMODE>(xh[u][j], xl[u][j], x, x_lo, ld_x, m, k);
+            }
         }
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             if (s0 + u * ZK_SKINNY_WARPS >= n_steps) break;         // warp-uniform
-            const int k = (s0 + u * ZK_SKINNY_WARPS) * 32 + 8 * t;
 #pragma unroll
             for (int j = 0; j < NT; ++j) {
-                const int m = 8 * j + g;
-                uint4 xh = zero, xl = zero;
-                if (m < M && k < K) zk_load_x8<XMODE>(xh, xl, x, x_lo, ld_x, m, k);
-                zk_mma_bf16(acc[j], wa[u].x, wb[u].x, wa[u].y, wb[u].y, xh.x, xh.y);  // k slots <- k+0..3
-                zk_mma_bf16(acc[j], wa[u].z, wb[u].z, wa[u].w, wb[u].w, xh.z, xh.w);  // k slots <- k+4..7
+                zk_mma_bf16(acc[j], wa[u].x, wb[u].x, wa[u].y, wb[u].y, xh[u][j].x, xh[u][j].y);  // k slots <- k+0..3
+                zk_mma_bf16(acc[j], wa[u].z, wb[u].z, wa[u].w, wb[u].w, xh[u][j].z, xh[u][j].w);  // k slots <- k+4..7
                 if (XMODE != SKINNY_X_BF16) {
-                    zk_mma_bf16(acc[j], wa[u].x, wb[u].x, wa[u].y, wb[u].y, xl.x, xl.y);
-                    zk_mma_bf16(acc[j], wa[u].z, wb[u].z, wa[u].w, wb[u].w, xl.z, xl.w);
+                    zk_mma_bf16(acc[j], wa[u].x, wb[u].x, wa[u].y, wb[u].y, xl[u][j].x, xl[u][j].y);
+                    zk_mma_bf16(acc[j], wa[u].z, wb[u].z, wa[u].w, wb[u].w, xl[u][j].z, xl[u][j].w);
                 }
             }
         }
