@@ -85,11 +85,14 @@ bool mamba2_state_step(float * y, float * ssm_state, const float * xbc, int ld_x
                        cudaStream_t stream);
 
 // ---- mamba2-ssd.cu ----------------------------------------------------------------------------
-// Chunked (SSD) form of mamba2_scan_varlen for prefill. The caller cuts every sequence into chunks of
-// at most ZK_SSD_CHUNK (64) tokens: chunk c covers tokens [chunk_t0[c], + chunk_len[c]) of one
-// sequence; sequence s owns chunks [seq_chunk0[s], + seq_nchunks[s]) in order (every sequence at
-// least one). Scratch: chunk_states [n_chunks, nh, P, N] f32, dt_buf and lam_buf [n_chunks, nh, 64] f32.
-// Returns false (enqueues nothing) when head_dim > 64 or the shared memory needed exceeds the device's.
+// Chunked (SSD) form of mamba2_scan_varlen for prefill, on tensor cores (bf16 mma with fp32 operands split
+// into hi + lo: ~1e-5 relative to the float64 recurrence). The caller cuts every sequence into chunks of
+// at most ZK_SSD_CHUNK_TOKENS (64) tokens: chunk c covers tokens [chunk_t0[c], + chunk_len[c]) of one
+// sequence; sequence s owns chunks [seq_chunk0[s], + seq_nchunks[s]) in order (every sequence at least
+// one). ssm_state [slots, nh, P, N] is read as the initial state and holds the final state afterwards
+// (also used in place between the chunks of a launch). Scratch, contents opaque and not kept between
+// calls: chunk_states [n_chunks, nh, P, N] f32, dt_buf and lam_buf [n_chunks, nh, 64] f32.
+// Returns false (enqueues nothing) when head_dim > 64, d_state > 128 or nh % G != 0.
 #define ZK_SSD_CHUNK_TOKENS 64
 bool mamba2_ssd_varlen(float * y, float * ssm_state, float * chunk_states, float * dt_buf, float * lam_buf,
                        const bf16 * xbc, int ld_xbc, const bf16 * dt_raw, int ld_dt, const float * dt_bias,
@@ -101,6 +104,10 @@ bool mamba2_ssd_varlen(float * y, float * ssm_state, float * chunk_states, float
                        const float * a_log, const float * d_skip, const int32_t * chunk_t0, const int32_t * chunk_len,
                        const int32_t * seq_chunk0, const int32_t * seq_nchunks, const int32_t * seq_slot, int n_chunks,
                        int n_seqs, int n_heads, int head_dim, int n_groups, int d_state, cudaStream_t stream);
+// Test/bench hook (kernels/tests/test-ssd-tc.cu): mode 0 default, 1 chain polls without sleep, 2 no chain
+// wait (wrong results: timing only), 3 prep kernel only; prof (device, 10 u64, nullptr: off) gets the
+// per-phase ns sums over CTAs [0..6], the CTA count [7], first start [8] (atomicMin), last end [9].
+void mamba2_ssd_debug(int mode, unsigned long long * prof);
 
 // ---- rotary.cu ---------------------------------------------------------------------------------
 // NeoX rope over the full head dim, in place: x: [T, n_heads, head_dim], positions: [T].

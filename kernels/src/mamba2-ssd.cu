@@ -118,7 +118,15 @@ template <typename TX> struct ssd_args {
     const int32_t * chunk_t0, * chunk_len, * seq_chunk0, * seq_nchunks, * seq_slot;
     int ld_xbc, ld_dt, n_chunks, n_seqs, n_heads, head_dim, n_groups, d_state, n_sync;
     bool vec4;             // xbc rows, columns and widths allow 16-byte loads
+    int mode;              // mamba2_ssd_debug: 0 default, 1 spin without sleep, 2 no chain wait (timing only)
+    unsigned long long * prof;  // phase times (ns sums over CTAs), nullptr: off
 };
+
+__device__ __forceinline__ unsigned long long global_ns() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
 
 // Shared-memory planes (bf16, hi and lo of each fp32 operand), rows of 64 tokens.
 template <int NPAD> struct ssd_smem {
@@ -219,7 +227,7 @@ __global__ void __launch_bounds__(kThreads) ssd_prep_kernel(ssd_args<TX> a) {
 }
 
 template <int NPAD, typename TX>
-__global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) {
+__global__ void __launch_bounds__(kThreads, NPAD == 128 ? 2 : 3) ssd_chunk_kernel(ssd_args<TX> a) {
     using SM = ssd_smem<NPAD>;
     constexpr int kLdB = SM::kLdB;
     constexpr int kNtS = NPAD / 16;  // n8 tiles of the state per warp (the warp owns NPAD/2 columns)
@@ -237,6 +245,8 @@ __global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) 
     int * ticket_s = reinterpret_cast<int *>(w_s + kL);
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, q = lane >> 3, r = lane & 7, gq = lane >> 2, tg = lane & 3;
+    unsigned long long tp[8];  // phase stamps of thread 0 (a.prof only)
+    if (a.prof && threadIdx.x == 0) tp[0] = global_ns();
     if (threadIdx.x == 0) *ticket_s = atomicAdd(a.sync, 1);
     __syncthreads();
     const int ticket = *ticket_s;
@@ -246,7 +256,31 @@ __global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) 
     const int64_t t0 = a.chunk_t0[c];
     const int len = a.chunk_len[c];
 
-    // Phase A: dt and Λ (warp 0, two tokens per lane); B, C planes (all).
+    // Phase A: every global load of the chunk in flight together: x (registers until w is known), the
+    // C·B^T fragments (when precomputed), dt and Λ (warp 0, two tokens per lane), B and C (into planes).
+    constexpr int kItX = kL * (kP / 4) / kThreads;
+    float4 xv[kItX];
+#pragma unroll
+    for (int it = 0; it < kItX; ++it) {
+        const int e = it * kThreads + threadIdx.x, j = e / (kP / 4), p = (e % (kP / 4)) * 4;
+        xv[it] = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (j < len && p < P) xv[it] = load4(a.xbc + (t0 + j) * a.ld_xbc + h * P, p, P, a.vec4);
+    }
+    const int mi = warp & 3;  // 16-row block of C·B^T / M / y owned by this warp
+    float cb[4][4];
+#pragma unroll
+    for (int t = 0; t < 4; ++t) cb[t][0] = cb[t][1] = cb[t][2] = cb[t][3] = 0.0f;
+    if (a.cb) {
+        const float * src = a.cb + ((int64_t) c * a.n_groups + g) * kL * kL;
+#pragma unroll
+        for (int t = 0; t < 4; ++t) {
+            const int j = 32 * (warp >> 2) + 8 * t + 2 * tg, i = 16 * mi + gq;
+            if (j - 2 * tg > 16 * mi + 15) continue;
+            const float2 lo = *reinterpret_cast<const float2 *>(src + i * kL + j);
+            const float2 hi = *reinterpret_cast<const float2 *>(src + (i + 8) * kL + j);
+            cb[t][0] = lo.x; cb[t][1] = lo.y; cb[t][2] = hi.x; cb[t][3] = hi.y;
+        }
+    }
     if (warp == 0) {
         const float A = -expf(a.a_log[h]), bias = a.dt_bias[h];
         float dtv[2], v[2];
@@ -275,43 +309,20 @@ __global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) 
     }
     load_bc<NPAD>(b_hi, b_lo, c_hi, c_lo, a, t0, len, g);
     __syncthreads();
+    if (a.prof && threadIdx.x == 0) tp[1] = global_ns();
 
-    // Phase B: x and x·w planes; C·B^T (per CTA when not precomputed, else its fragments from the prep).
-    {
-        constexpr int kIt = kL * (kP / 4) / kThreads;
-        float4 xv[kIt];
+    // Phase B: x and x·w planes from the registers loaded in phase A; C·B^T per CTA when not precomputed.
 #pragma unroll
-        for (int it = 0; it < kIt; ++it) {
-            const int e = it * kThreads + threadIdx.x, j = e / (kP / 4), p = (e % (kP / 4)) * 4;
-            xv[it] = make_float4(0.f, 0.f, 0.f, 0.f);
-            if (j < len && p < P) xv[it] = load4(a.xbc + (t0 + j) * a.ld_xbc + h * P, p, P, a.vec4);
-        }
-#pragma unroll
-        for (int it = 0; it < kIt; ++it) {
-            const int e = it * kThreads + threadIdx.x, j = e / (kP / 4), p = (e % (kP / 4)) * 4;
-            const float4 v = xv[it];
-            const float w = w_s[j];
-            store_split4(x_hi, x_lo, j * kLdX + p, v);
-            store_split4(xw_hi, xw_lo, j * kLdX + p, make_float4(v.x * w, v.y * w, v.z * w, v.w * w));
-        }
+    for (int it = 0; it < kItX; ++it) {
+        const int e = it * kThreads + threadIdx.x, j = e / (kP / 4), p = (e % (kP / 4)) * 4;
+        const float4 v = xv[it];
+        const float w = w_s[j];
+        store_split4(x_hi, x_lo, j * kLdX + p, v);
+        store_split4(xw_hi, xw_lo, j * kLdX + p, make_float4(v.x * w, v.y * w, v.z * w, v.w * w));
     }
-    const int mi = warp & 3;  // 16-row block of C·B^T / M / y owned by this warp
-    float cb[4][4];
-    if (a.cb) {
-        const float * src = a.cb + ((int64_t) c * a.n_groups + g) * kL * kL;
-#pragma unroll
-        for (int t = 0; t < 4; ++t) {
-            const int j = 32 * (warp >> 2) + 8 * t + 2 * tg, i = 16 * mi + gq;
-            cb[t][0] = cb[t][1] = cb[t][2] = cb[t][3] = 0.0f;
-            if (j - 2 * tg > 16 * mi + 15) continue;
-            const float2 lo = *reinterpret_cast<const float2 *>(src + i * kL + j);
-            const float2 hi = *reinterpret_cast<const float2 *>(src + (i + 8) * kL + j);
-            cb[t][0] = lo.x; cb[t][1] = lo.y; cb[t][2] = hi.x; cb[t][3] = hi.y;
-        }
-    } else {
-        cb_mma<NPAD>(cb, b_hi, b_lo, c_hi, c_lo, len);
-    }
+    if (!a.cb) cb_mma<NPAD>(cb, b_hi, b_lo, c_hi, c_lo, len);
     __syncthreads();
+    if (a.prof && threadIdx.x == 0) tp[2] = global_ns();
 
     // Phase C: local chunk state s[p, n] = Σ_j xw[j, p] B[j, n]; warp: rows 16*(w%4).., columns (w/4)*NPAD/2..
     const int pm = warp & 3, nbase = (warp >> 2) * (NPAD / 2);
@@ -338,6 +349,7 @@ __global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) 
         }
     }
     __syncthreads();  // xw and B planes are free from here
+    if (a.prof && threadIdx.x == 0) tp[3] = global_ns();
 
     // Phase D: M = C·B^T ∘ exp(Λ_i − Λ_j) dt_j (j <= i < len) into the xw planes.
 #pragma unroll
@@ -362,10 +374,16 @@ __global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) 
         const int s = a.chunk_seq[c];
         const bool first = c == a.seq_chunk0[s];
         float * st = a.ssm_state + ((int64_t) a.seq_slot[s] * nh + h) * P * N;            // [P, N]
-        if (!first) {
+        if (a.prof && threadIdx.x == 0) tp[4] = global_ns();
+        if (!first && a.mode != 2) {
             const int * flag = a.sync + 1 + ((int64_t) (c - 1) * nh + h) * kWarps + warp;
-            while (ld_acquire(flag) == 0) __nanosleep(20);
+            if (a.mode == 1) {
+                while (ld_acquire(flag) == 0) {}
+            } else {
+                while (ld_acquire(flag) == 0) __nanosleep(20);
+            }
         }
+        if (a.prof && threadIdx.x == 0) tp[5] = global_ns();
         const float decay = elam_s[kL - 1];
         const bool pair_ok = (N % 2) == 0;
         float sp[kNtS][4];  // S_{c-1}: every load issued before the first store
@@ -412,6 +430,7 @@ __global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) 
         // next chunk's warp reads with ld.acquire.gpu and L1-bypassing loads.
         __syncwarp();
         if (lane == 0) st_release(a.sync + 1 + ((int64_t) c * nh + h) * kWarps + warp, 1);
+        if (a.prof && threadIdx.x == 0) tp[6] = global_ns();
 #pragma unroll
         for (int t = 0; t < kNtS; ++t) {
             const int n = nbase + 8 * t + 2 * tg;
@@ -482,9 +501,19 @@ __global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) 
             if (p + 1 < P) yrow[p + 1] = acc[t][2 * hr + 1] + Dh * bf16_pair_sum(x_hi, x_lo, i * kLdX + p + 1);
         }
     }
+    if (a.prof && threadIdx.x == 0) {  // warp 0 always gets here (rows 0..15, columns 0..31)
+        tp[7] = global_ns();
+        for (int k = 0; k < 7; ++k) atomicAdd(a.prof + k, tp[k + 1] - tp[k]);
+        atomicAdd(a.prof + 7, 1ull);
+        atomicMin(a.prof + 8, tp[0]);
+        atomicMax(a.prof + 9, tp[7]);
+    }
 }
 
 // ---- launchers ---------------------------------------------------------------------------------
+
+int g_debug_mode = 0;
+unsigned long long * g_debug_prof = nullptr;
 
 template <int NPAD, typename TX>
 bool ssd_launch_n(const ssd_args<TX> & a, bool cb_global, cudaStream_t stream) {
@@ -500,7 +529,7 @@ bool ssd_launch_n(const ssd_args<TX> & a, bool cb_global, cudaStream_t stream) {
     const size_t prep_smem = (size_t) 4 * SM::kPlaneB * 2;
     const int prep_blocks = cb_global ? a.n_chunks * a.n_groups : (a.n_sync + kThreads - 1) / kThreads;
     ssd_prep_kernel<NPAD, TX><<<prep_blocks < 1 ? 1 : prep_blocks, kThreads, cb_global ? prep_smem : 0, stream>>>(a);
-    ssd_chunk_kernel<NPAD, TX><<<a.n_chunks * a.n_heads, kThreads, SM::kBytes, stream>>>(a);
+    if (a.mode != 3) ssd_chunk_kernel<NPAD, TX><<<a.n_chunks * a.n_heads, kThreads, SM::kBytes, stream>>>(a);
     return true;
 }
 
@@ -539,6 +568,8 @@ bool ssd_launch(float * y, float * ssm_state, float * chunk_states, float * dt_b
     a.n_groups = n_groups;
     a.d_state = d_state;
     a.n_sync = 1 + n_chunks * n_heads * kWarps;
+    a.mode = g_debug_mode;
+    a.prof = g_debug_prof;
     const int d = n_heads * head_dim;
     a.vec4 = sizeof(TX) == 4 && ld_xbc % 4 == 0 && d % 4 == 0 && head_dim % 4 == 0 && d_state % 4 == 0 &&
              (reinterpret_cast<uintptr_t>(xbc) & 15) == 0;
@@ -548,6 +579,11 @@ bool ssd_launch(float * y, float * ssm_state, float * chunk_states, float * dt_b
 }
 
 }  // namespace
+
+void mamba2_ssd_debug(int mode, unsigned long long * prof) {
+    g_debug_mode = mode;
+    g_debug_prof = prof;
+}
 
 #define ZK_SSD_PARAMS(TX)                                                                          \
     float *y, float *ssm_state, float *chunk_states, float *dt_buf, float *lam_buf, const TX *xbc, int ld_xbc, \

@@ -137,7 +137,8 @@ float median_ms(std::vector<float> v) {
 
 // Preset dims against the GPU sequential scan (fp32, ~1e-6 from float64): y and final states. With
 // ZK_BENCH_SSD=1 also times both (median of 20 after 3 warm-ups, CUDA events).
-void check_preset(test_table & tab, const char * name, const ssd_case & sc, const ivec & lens, bool bench, uint64_t seed) {
+void check_preset(test_table & tab, const char * name, const ssd_case & sc, const ivec & lens, bool bench, uint64_t seed,
+                  bool detail = false) {
     const int d = sc.nh * sc.P, ld = d + 2 * sc.G * sc.N, ld_dt = sc.nh + 5;
     const int T = cu_from_lengths(lens).back(), S = (int) lens.size();
     ivec slots(S);
@@ -152,8 +153,6 @@ void check_preset(test_table & tab, const char * name, const ssd_case & sc, cons
     fill_random_f32(bias.ptr, sc.nh, seed + 2, 1.0f, -3.0f, 0);                     // dt_bias in [-4, -2]
     fill_random_f32(alog.ptr, sc.nh, seed + 3, 1.25f, 1.25f, 0);                    // A_log in [0, 2.5]
     fill_random_f32(dsk.ptr, sc.nh, seed + 4, 0.5f, 1.0f, 0);
-    fill_random_f32(st_ssd.ptr, (int64_t) pool, seed + 5, 1.0f, 0.0f, 0);
-    ZK_CHECK(cudaMemcpy(st_scan.ptr, st_ssd.ptr, pool * sizeof(float), cudaMemcpyDeviceToDevice));
     const std::string tag = std::string("ssd_tc vs scan ") + name + " T" + std::to_string(T) + " S" + std::to_string(S);
     auto ssd = [&](float * st) {
         return mamba2_ssd_varlen(b.y.ptr, st, b.scratch_states.ptr, b.dt_buf.ptr, b.lam_buf.ptr, xbc.ptr, ld, dt.ptr + 3, ld_dt,
@@ -164,37 +163,72 @@ void check_preset(test_table & tab, const char * name, const ssd_case & sc, cons
         mamba2_scan_varlen(y_scan.ptr, st, xbc.ptr, ld, dt.ptr + 3, ld_dt, bias.ptr, alog.ptr, dsk.ptr, b.cu.ptr, b.slot.ptr, S,
                            sc.nh, sc.P, sc.G, sc.N, 0);
     };
-    const bool ok = ssd(st_ssd.ptr);
-    scan(st_scan.ptr);
-    ZK_LAUNCHED();
-    tab.compare_ints(tag + " accepted", {ok ? 1 : 0}, {1});
-    if (!ok) return;
-    tab.compare(tag + ": y", b.y.download(), y_scan.download(), 1e-4);
-    tab.compare(tag + ": state pool", st_ssd.download(), st_scan.download(), 1e-4);
-    if (!bench) return;
+    // both kernels from the same random states; y and the whole pool compared
+    auto verify = [&](const std::string & t) {
+        fill_random_f32(st_ssd.ptr, (int64_t) pool, seed + 5, 1.0f, 0.0f, 0);
+        ZK_CHECK(cudaMemcpy(st_scan.ptr, st_ssd.ptr, pool * sizeof(float), cudaMemcpyDeviceToDevice));
+        b.y.poison();
+        const bool ok = ssd(st_ssd.ptr);
+        scan(st_scan.ptr);
+        ZK_LAUNCHED();
+        tab.compare_ints(t + " accepted", {ok ? 1 : 0}, {1});
+        if (!ok) return false;
+        tab.compare(t + ": y", b.y.download(), y_scan.download(), 1e-4);
+        tab.compare(t + ": state pool", st_ssd.download(), st_scan.download(), 1e-4);
+        return true;
+    };
+    if (!verify(tag) || !bench) return;
     cudaEvent_t e0, e1;
     ZK_CHECK(cudaEventCreate(&e0));
     ZK_CHECK(cudaEventCreate(&e1));
-    std::vector<float> t_ssd, t_scan;
-    for (int rep = 0; rep < 23; ++rep) {
-        float ms = 0;
-        ZK_CHECK(cudaEventRecord(e0, 0));
-        ssd(st_ssd.ptr);
-        ZK_CHECK(cudaEventRecord(e1, 0));
-        ZK_CHECK(cudaEventSynchronize(e1));
-        ZK_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-        if (rep >= 3) t_ssd.push_back(ms);
-        ZK_CHECK(cudaEventRecord(e0, 0));
-        scan(st_scan.ptr);
-        ZK_CHECK(cudaEventRecord(e1, 0));
-        ZK_CHECK(cudaEventSynchronize(e1));
-        ZK_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-        if (rep >= 3) t_scan.push_back(ms);
-    }
-    ZK_LAUNCHED();
-    const float a = median_ms(t_ssd), s = median_ms(t_scan);
+    auto time_ms = [&](auto && fn, float * min_out) {
+        std::vector<float> t;
+        for (int rep = 0; rep < 23; ++rep) {
+            float ms = 0;
+            ZK_CHECK(cudaEventRecord(e0, 0));
+            fn();
+            ZK_CHECK(cudaEventRecord(e1, 0));
+            ZK_CHECK(cudaEventSynchronize(e1));
+            ZK_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+            if (rep >= 3) t.push_back(ms);
+        }
+        ZK_LAUNCHED();
+        if (min_out) *min_out = *std::min_element(t.begin(), t.end());
+        return median_ms(t);
+    };
+    float mn = 0;
+    const float a = time_ms([&] { ssd(st_ssd.ptr); }, &mn);
+    const float s = time_ms([&] { scan(st_scan.ptr); }, nullptr);
     std::printf("BENCH ssd %-28s T %5d nh %3d P %d N %3d G %d: ssd_tc %.4f ms (min %.4f)  scan %.4f ms  x%.1f\n", name, T,
-                sc.nh, sc.P, sc.N, sc.G, a, *std::min_element(t_ssd.begin(), t_ssd.end()), s, s / a);
+                sc.nh, sc.P, sc.N, sc.G, a, mn, s, s / a);
+    if (detail) {
+        // phase profile of the default path (globaltimer stamps of thread 0 of every CTA)
+        dev_buf<unsigned long long> prof(10);
+        const unsigned long long init[10] = {0, 0, 0, 0, 0, 0, 0, 0, ~0ull, 0};
+        ZK_CHECK(cudaMemcpy(prof.ptr, init, sizeof(init), cudaMemcpyHostToDevice));
+        mamba2_ssd_debug(0, prof.ptr);
+        ssd(st_ssd.ptr);
+        ZK_LAUNCHED();
+        mamba2_ssd_debug(0, nullptr);
+        unsigned long long h[10];
+        ZK_CHECK(cudaMemcpy(h, prof.ptr, sizeof(h), cudaMemcpyDeviceToHost));
+        const double n = (double) (h[7] ? h[7] : 1);
+        std::printf("PROF ssd %s: %llu CTAs, span %.1f us; mean us per CTA: ticket+dt+B/C %.2f, x+C.B^T %.2f, "
+                    "chunk state mma %.2f, M %.2f, chain wait %.2f, state r/w+flag %.2f, y %.2f\n",
+                    name, h[7], (h[9] - h[8]) * 1e-3, h[0] / n * 1e-3, h[1] / n * 1e-3, h[2] / n * 1e-3, h[3] / n * 1e-3,
+                    h[4] / n * 1e-3, h[5] / n * 1e-3, h[6] / n * 1e-3);
+        // variant 1 (spin without sleep) must be right; 2 (no chain wait) and 3 (prep only) are timing only
+        mamba2_ssd_debug(1, nullptr);
+        verify(tag + " spin");
+        const float m1 = time_ms([&] { ssd(st_ssd.ptr); }, nullptr);
+        mamba2_ssd_debug(2, nullptr);
+        const float m2 = time_ms([&] { ssd(st_ssd.ptr); }, nullptr);
+        mamba2_ssd_debug(3, nullptr);
+        const float m3 = time_ms([&] { ssd(st_ssd.ptr); }, nullptr);
+        mamba2_ssd_debug(0, nullptr);
+        std::printf("BENCH ssd %s modes: default %.4f ms, spin %.4f ms, no-chain-wait (timing only) %.4f ms, prep only %.4f ms\n",
+                    name, a, m1, m2, m3);
+    }
     ZK_CHECK(cudaEventDestroy(e0));
     ZK_CHECK(cudaEventDestroy(e1));
 }
@@ -216,12 +250,12 @@ void test_ssd_tensor_core(test_table & tab, test_rng & rng) {
     const char * b = std::getenv("ZK_BENCH_SSD");
     const bool bench = b && b[0] == '1';
     const uint64_t seed = rng.gen();
-    check_preset(tab, "1.2B", {64, 64, 1, 128, true, 0}, {2048}, bench, seed);
+    check_preset(tab, "1.2B", {64, 64, 1, 128, true, 0}, {2048}, bench, seed, true);
     check_preset(tab, "1.2B ragged+decodes", {64, 64, 1, 128, true, 0}, {700, 1, 1, 1000, 33, 1, 313}, bench, seed + 10);
     if (bench) {
         check_preset(tab, "1.2B", {64, 64, 1, 128, true, 0}, {512}, bench, seed + 20);
         check_preset(tab, "1.2B 4x512", {64, 64, 1, 128, true, 0}, {512, 512, 512, 512}, bench, seed + 30);
-        check_preset(tab, "2.7B", {80, 64, 1, 64, true, 0}, {2048}, bench, seed + 40);
+        check_preset(tab, "2.7B", {80, 64, 1, 64, true, 0}, {2048}, bench, seed + 40, true);
         check_preset(tab, "7B", {112, 64, 2, 64, true, 0}, {2048}, bench, seed + 50);
     }
 }
