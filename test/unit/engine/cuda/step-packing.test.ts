@@ -154,3 +154,15 @@ test('seedWords splits a key the way uniformAt does (the GPU recomputes uniformA
     assert.equal(uniformAt(lo + hi * 2 ** 32, 7), uniformAt(key, 7));
   }
 });
+
+test('uniformAt matches the GPU sampler port (kernels/tests/test-sampling.cu ref_uniform) bit for bit', () => {
+  // [seedLo, seedHi, position, value printed by the C++ port with %.17g]
+  const cases: [number, number, number, number][] = [
+    [0, 0, 0, 0.24498620013509387],
+    [1234, 0, 17, 0.67083665710217011],
+    [4294967295, 0, 4095, 0.26281437642102567],
+    [17, 256, 8, 0.72216377978225355],
+    [2309737967, 4660, 100000, 0.017670715077047427],
+  ];
+  for (const [lo, hi, pos, want] of cases) assert.equal(uniformAt(lo + hi * 2 ** 32, pos), want);
+});
