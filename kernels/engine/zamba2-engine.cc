@@ -168,7 +168,7 @@ zamba2_engine * zamba2_engine_create(const zamba2_config & cfg, std::string * er
     e->profiling = prof && prof[0] == '1';
     const char * no_graphs = std::getenv("ZAMBA2_NO_GRAPHS");
     e->graphs_enabled = !e->profiling && !(no_graphs && no_graphs[0] == '1');
-    // steps of up to 64 tokens run their GEMMs through skinny_gemm (ZAMBA2_SKINNY_MAX_M=0 turns it off)
+    // steps of up to skinny_max_m tokens run their GEMMs through skinny_gemm (ZAMBA2_SKINNY_MAX_M=0 turns it off)
     const char * skinny = std::getenv("ZAMBA2_SKINNY_MAX_M");
     if (skinny && *skinny) e->skinny_max_m = std::max(0, std::min(ZK_SKINNY_MAX_M, std::atoi(skinny)));
     // on by default since run 4 (goldens pass, decode b64 9.69 -> 7.87 ms); ZAMBA2_DECODE_STEP=0 turns it off
