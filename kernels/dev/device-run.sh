@@ -4,6 +4,7 @@
 #   tests      kernel tests vs the float64 CPU reference (two seeds)
 #   node       golden fixtures through the engine: defaults, then each fast path alone, then all of them
 #   bench      bench-engine 1.2b: defaults, then each variant of BENCH_VARIANTS
+#   presets    bench-engine 2.7b and 7b with the defaults
 #   ncu        per-kernel time of decode steps at b1 and b64 (ncu, graphs off; kernels/dev/ncu_summary.py)
 #   sanitize   compute-sanitizer memcheck of the kernel tests
 #   e2e        1.2B random checkpoint, the server with --device cuda, many-streams at 64 concurrent streams
@@ -14,14 +15,14 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-/tmp/zamba2-device-run}"
 mkdir -p "$out"
-stages="${*:-build tests node bench ncu sanitize e2e hf}"
+stages="${*:-build tests node bench presets ncu sanitize e2e hf}"
 status=0
 t_start=$(date +%s)
 stage() { echo; echo "=== $1 ($(date +%T), +$(($(date +%s) - t_start))s)"; }
 has() { [[ " $stages " == *" $1 "* ]]; }
 # golden runs besides the defaults (one env assignment each) and bench variants ("label:ENV=V ENV=V")
-read -r -a FLAG_RUNS <<< "${FLAG_RUNS:-ZAMBA2_SSD=1 ZAMBA2_SKINNY_MAX_M=0 ZAMBA2_ATTN_TC=0}"
-IFS=';' read -r -a BENCH_VARIANTS <<< "${BENCH_VARIANTS:-no skinny:ZAMBA2_SKINNY_MAX_M=0;skinny<=16:ZAMBA2_SKINNY_MAX_M=16;SSD:ZAMBA2_SSD=1;old attn:ZAMBA2_ATTN_TC=0;SSD no split:ZAMBA2_SSD=1 ZAMBA2_SPLIT_GEMM=0}"
+read -r -a FLAG_RUNS <<< "${FLAG_RUNS:-ZAMBA2_SSD=0 ZAMBA2_SKINNY_MAX_M=0 ZAMBA2_ATTN_TC=0}"
+IFS=';' read -r -a BENCH_VARIANTS <<< "${BENCH_VARIANTS:-cuBLASLt only:ZAMBA2_SKINNY_MAX_M=0;seq scan:ZAMBA2_SSD=0;old attn:ZAMBA2_ATTN_TC=0;no split:ZAMBA2_SPLIT_GEMM=0}"
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv,noheader || true
 
 if has build; then
@@ -74,6 +75,13 @@ if has bench; then
   ZAMBA2_PROFILE=1 timeout 120 kernels/build/bench-engine 1.2b 2>&1 |
     grep -E "^profile (prefill 2048|decode b1|decode b64)" >> "$out/bench.txt"
   cat "$out/bench.txt"
+fi
+
+if has presets; then
+  stage "bench-engine 2.7b, 7b (defaults)"
+  for p in 2.7b 7b; do
+    timeout 150 kernels/build/bench-engine $p 2>&1 | grep -E "^(preset|prefill|decode) " | sed "s/^/$p | /" | tee -a "$out/bench-presets.txt"
+  done
 fi
 
 if has ncu; then
@@ -131,6 +139,7 @@ grep -E "kernel checks" "$out/kernel-tests.txt" 2>/dev/null
 grep -E "ERROR SUMMARY" "$out/sanitizer.txt" 2>/dev/null | head -1
 cat "$out/golden-summary.txt" 2>/dev/null
 grep -E "^defaults \|" "$out/bench.txt" 2>/dev/null
+cat "$out/bench-presets.txt" 2>/dev/null
 grep -vE "^(defaults|profile) " "$out/bench.txt" 2>/dev/null | grep -E "decode b(1|64) |prefill 2048"
 grep -E "^hf " "$out/hf.txt" 2>/dev/null
 echo "device-run status $status, $(($(date +%s) - t_start))s"
