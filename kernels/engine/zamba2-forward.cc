@@ -253,9 +253,12 @@ static std::string mamba_mixer(zamba2_engine * e, const step_view & v, int L) {
     zamba2_prof_mark(e, PROF_GEMM);
     float * conv_state = e->conv_pool + (size_t) L * e->conv_layer_elems();               // [slots, 3, cd]
     float * ssm_state = e->ssm_pool + (size_t) L * e->ssm_layer_elems();                  // [slots, nh, P, N]
-    causal_conv1d_varlen(s.xbc, s.zx + d, ipo, conv_state, lw.conv_w, lw.conv_b, v.cu_seqlens, v.token_seq,
-                         v.seq_slot, T, cd, st);                                           // xbc: [T, cd]
-    causal_conv1d_state_update(conv_state, s.zx + d, ipo, v.cu_seqlens, v.seq_slot, v.S, cd, st);
+    if (!(T == v.S && causal_conv1d_decode(s.xbc, s.zx + d, ipo, conv_state, lw.conv_w, lw.conv_b, v.seq_slot, T, cd,
+                                           st))) {                                         // xbc: [T, cd]
+        causal_conv1d_varlen(s.xbc, s.zx + d, ipo, conv_state, lw.conv_w, lw.conv_b, v.cu_seqlens, v.token_seq,
+                             v.seq_slot, T, cd, st);                                       // xbc: [T, cd]
+        causal_conv1d_state_update(conv_state, s.zx + d, ipo, v.cu_seqlens, v.seq_slot, v.S, cd, st);
+    }
     zamba2_prof_mark(e, PROF_CONV);
     // decode-only steps may use the 16-byte-state kernel (ZAMBA2_DECODE_STEP)
     const int32_t * ck = e->ssd_chunks;  // t0 | len | seq_chunk0 | seq_nchunks

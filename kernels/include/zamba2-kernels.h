@@ -56,6 +56,11 @@ void causal_conv1d_state_update(float * conv_state, const float * xbc, int ld_x,
                                 const int32_t * cu_seqlens, const int32_t * seq_slot, int n_seqs,
                                 int n_channels, cudaStream_t stream);
 
+// Decode-only steps (sequence s has exactly token s): the conv and the state shift in one kernel.
+// Returns false (enqueues nothing) when w is not 8-byte aligned.
+bool causal_conv1d_decode(float * out, const float * xbc, int ld_x, float * conv_state, const bf16 * w, const bf16 * bias,
+                          const int32_t * seq_slot, int n_seqs, int n_channels, cudaStream_t stream);
+
 // ---- mamba2-scan.cu ----------------------------------------------------------------------------
 // Selective-state recurrence over the packed varlen batch (prefill chunks and decodes alike):
 //   dt = softplus(dt_raw + dt_bias), dA = exp(dt * A), A = -exp(A_log)

@@ -59,6 +59,28 @@ static __global__ void causal_conv1d_state_update_kernel(TX * __restrict__ conv_
     }
 }
 
+// Decode-only steps (token s is sequence s's only token): conv and state shift in one pass, one thread
+// per (sequence, channel): out = silu(bias + w . [state, x]); state <- [state[1], state[2], x].
+static __global__ void causal_conv1d_decode_kernel(float * __restrict__ out, const float * __restrict__ xbc, int ld_x,
+                                                   float * __restrict__ conv_state, const bf16 * __restrict__ w,
+                                                   const bf16 * __restrict__ bias, const int32_t * __restrict__ seq_slot,
+                                                   int n_channels) {
+    const int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t s = blockIdx.y;
+    if (ch >= n_channels) return;
+    float * st = conv_state + (int64_t) seq_slot[s] * ZK_CONV_STATE * n_channels;   // [3, C]
+    const float x0 = st[ch], x1 = st[n_channels + ch], x2 = st[2 * n_channels + ch];
+    const float x3 = xbc[s * ld_x + ch];                                            // xbc: [S, C]
+    const uint2 wraw = *reinterpret_cast<const uint2 *>(w + (int64_t) ch * ZK_CONV_TAPS);  // w: [C, 4]
+    const bf16 * w4 = reinterpret_cast<const bf16 *>(&wraw);
+    const float acc = (bias ? zk_to_f32(bias[ch]) : 0.0f) + zk_to_f32(w4[0]) * x0 + zk_to_f32(w4[1]) * x1 +
+                      zk_to_f32(w4[2]) * x2 + zk_to_f32(w4[3]) * x3;
+    out[s * n_channels + ch] = zk_silu(acc);                                        // out: [S, C]
+    st[ch] = x1;
+    st[n_channels + ch] = x2;
+    st[2 * n_channels + ch] = x3;
+}
+
 // ---- launchers ---------------------------------------------------------------------------------
 
 void causal_conv1d_varlen(bf16 * out, const bf16 * xbc, int ld_x, const bf16 * conv_state,
@@ -97,4 +119,13 @@ void causal_conv1d_state_update(float * conv_state, const float * xbc, int ld_x,
     dim3 grid((n_channels + 127) / 128, n_seqs);
     causal_conv1d_state_update_kernel<<<grid, 128, 0, stream>>>(conv_state, xbc, ld_x, cu_seqlens,
                                                                 seq_slot, n_channels);
+}
+
+bool causal_conv1d_decode(float * out, const float * xbc, int ld_x, float * conv_state, const bf16 * w, const bf16 * bias,
+                          const int32_t * seq_slot, int n_seqs, int n_channels, cudaStream_t stream) {
+    if (((uintptr_t) w % 8) != 0) return false;
+    if (n_seqs <= 0 || n_channels <= 0) return true;
+    const dim3 grid((unsigned) ((n_channels + 255) / 256), (unsigned) n_seqs);
+    causal_conv1d_decode_kernel<<<grid, 256, 0, stream>>>(out, xbc, ld_x, conv_state, w, bias, seq_slot, n_channels);
+    return true;
 }
