@@ -227,7 +227,7 @@ __global__ void __launch_bounds__(kThreads) ssd_prep_kernel(ssd_args<TX> a) {
 }
 
 template <int NPAD, typename TX>
-__global__ void __launch_bounds__(kThreads, NPAD == 128 ? 2 : 3) ssd_chunk_kernel(ssd_args<TX> a) {
+__global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) {
     using SM = ssd_smem<NPAD>;
     constexpr int kLdB = SM::kLdB;
     constexpr int kNtS = NPAD / 16;  // n8 tiles of the state per warp (the warp owns NPAD/2 columns)
