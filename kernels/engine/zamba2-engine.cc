@@ -184,7 +184,8 @@ zamba2_engine * zamba2_engine_create(const zamba2_config & cfg, std::string * er
         // one chunk per 64 tokens plus one partial chunk per sequence
         const zamba2_config & c = e->cfg;
         e->ssd_max_chunks = c.max_tokens / 64 + c.max_seqs;
-        const size_t per_chunk = (size_t) c.n_mamba_heads * c.mamba_head_dim * c.d_state;
+        // C·B^T per (chunk, group): [max_chunks, G, 64, 64] (mamba2_ssd_varlen's cb_buf)
+        const size_t per_chunk = (size_t) c.ngroups * ZK_SSD_CHUNK_TOKENS * ZK_SSD_CHUNK_TOKENS;
         err = alloc_n(e, &e->ssd_states, (size_t) e->ssd_max_chunks * per_chunk);
         if (err.empty()) err = alloc_n(e, &e->ssd_dt, (size_t) e->ssd_max_chunks * c.n_mamba_heads * 64);
         if (err.empty()) err = alloc_n(e, &e->ssd_lam, (size_t) e->ssd_max_chunks * c.n_mamba_heads * 64);

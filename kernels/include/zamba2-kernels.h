@@ -96,15 +96,16 @@ bool mamba2_state_step(float * y, float * ssm_state, const float * xbc, int ld_x
 // sequence; sequence s owns chunks [seq_chunk0[s], + seq_nchunks[s]) in order (every sequence at least
 // one). ssm_state [slots, nh, P, N] is read as the initial state and holds the final state afterwards
 // (also used in place between the chunks of a launch). Scratch, contents opaque and not kept between
-// calls: chunk_states [n_chunks, nh, P, N] f32, dt_buf and lam_buf [n_chunks, nh, 64] f32.
+// calls: cb_buf [n_chunks, G, 64, 64] f32 (C·B^T per chunk and group: 16 KB per chunk for G = 1),
+// dt_buf and lam_buf [n_chunks, nh, 64] f32.
 // Returns false (enqueues nothing) when head_dim > 64, d_state > 128 or nh % G != 0.
 #define ZK_SSD_CHUNK_TOKENS 64
-bool mamba2_ssd_varlen(float * y, float * ssm_state, float * chunk_states, float * dt_buf, float * lam_buf,
+bool mamba2_ssd_varlen(float * y, float * ssm_state, float * cb_buf, float * dt_buf, float * lam_buf,
                        const bf16 * xbc, int ld_xbc, const bf16 * dt_raw, int ld_dt, const float * dt_bias,
                        const float * a_log, const float * d_skip, const int32_t * chunk_t0, const int32_t * chunk_len,
                        const int32_t * seq_chunk0, const int32_t * seq_nchunks, const int32_t * seq_slot, int n_chunks,
                        int n_seqs, int n_heads, int head_dim, int n_groups, int d_state, cudaStream_t stream);
-bool mamba2_ssd_varlen(float * y, float * ssm_state, float * chunk_states, float * dt_buf, float * lam_buf,
+bool mamba2_ssd_varlen(float * y, float * ssm_state, float * cb_buf, float * dt_buf, float * lam_buf,
                        const float * xbc, int ld_xbc, const float * dt_raw, int ld_dt, const float * dt_bias,
                        const float * a_log, const float * d_skip, const int32_t * chunk_t0, const int32_t * chunk_len,
                        const int32_t * seq_chunk0, const int32_t * seq_nchunks, const int32_t * seq_slot, int n_chunks,

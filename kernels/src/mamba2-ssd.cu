@@ -15,8 +15,9 @@
 //   warp)), reads S_{c−1} (the fragment it owns), writes S_c back into the slot and raises its flag.
 //   CTAs take their (chunk, head) from an atomic ticket in chunk-major order, so every CTA waits only
 //   on CTAs that already run: no deadlock whatever the scheduling, and no chunk states in DRAM.
-// - C·B^T does not depend on the head: a prep kernel computes it once per (chunk, group) into the
-//   chunk_states scratch when it fits there (every real preset); otherwise each CTA computes it itself.
+// - C·B^T does not depend on the head: a prep kernel computes it once per (chunk, group) into the cb_buf
+//   scratch [n_chunks, G, 64, 64] (16 KB per chunk and group, for every shape) and each head's CTA reads
+//   its fragments from there.
 #include "zamba2-common.cuh"
 
 #include <cstdint>
@@ -109,7 +110,7 @@ __device__ __forceinline__ float4 load4(const bf16 * row, int col, int width, bo
 template <typename TX> struct ssd_args {
     float * y;             // [T, nh*P]
     float * ssm_state;     // [slots, nh, P, N]
-    float * cb;            // [n_chunks, G, 64, 64] or nullptr (computed per CTA)
+    float * cb;            // [n_chunks, G, 64, 64]: C·B^T, written by the prep kernel
     int * sync;            // [0] ticket, [1 + (c*nh + h)*8 + w] flags
     int * chunk_seq;       // [n_chunks]
     const TX * xbc;        // [T, ld_xbc]: x | B | C
@@ -195,7 +196,8 @@ __device__ __forceinline__ void cb_mma(float (&acc)[4][4], const __nv_bfloat16 *
 
 // ---- kernels -----------------------------------------------------------------------------------
 
-// Zeroes the ticket and flags, maps chunks to sequences and (when a.cb) computes C·B^T per (chunk, group).
+// Zeroes the ticket and flags, maps chunks to sequences and computes C·B^T per (chunk, group): one CTA
+// per (chunk, group), launched with n_chunks * G blocks (the first two loops are grid-strided).
 template <int NPAD, typename TX>
 __global__ void __launch_bounds__(kThreads) ssd_prep_kernel(ssd_args<TX> a) {
     const int gt = blockIdx.x * kThreads + threadIdx.x, stride = gridDim.x * kThreads;
@@ -203,7 +205,6 @@ __global__ void __launch_bounds__(kThreads) ssd_prep_kernel(ssd_args<TX> a) {
     for (int s = gt; s < a.n_seqs; s += stride) {
         for (int c = a.seq_chunk0[s]; c < a.seq_chunk0[s] + a.seq_nchunks[s]; ++c) a.chunk_seq[c] = s;
     }
-    if (!a.cb) return;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     using SM = ssd_smem<NPAD>;
     __nv_bfloat16 * b_hi = reinterpret_cast<__nv_bfloat16 *>(smem_raw);
@@ -257,7 +258,7 @@ __global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) 
     const int len = a.chunk_len[c];
 
     // Phase A: every global load of the chunk in flight together: x (registers until w is known), the
-    // C·B^T fragments (when precomputed), dt and Λ (warp 0, two tokens per lane), B and C (into planes).
+    // C·B^T fragments (from the prep kernel), dt and Λ (warp 0, two tokens per lane), B and C (into planes).
     constexpr int kItX = kL * (kP / 4) / kThreads;
     float4 xv[kItX];
 #pragma unroll
@@ -270,12 +271,12 @@ __global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) 
     float cb[4][4];
 #pragma unroll
     for (int t = 0; t < 4; ++t) cb[t][0] = cb[t][1] = cb[t][2] = cb[t][3] = 0.0f;
-    if (a.cb) {
+    {
         const float * src = a.cb + ((int64_t) c * a.n_groups + g) * kL * kL;
 #pragma unroll
         for (int t = 0; t < 4; ++t) {
             const int j = 32 * (warp >> 2) + 8 * t + 2 * tg, i = 16 * mi + gq;
-            if (j - 2 * tg > 16 * mi + 15) continue;
+            if (j - 2 * tg > 16 * mi + 15) continue;  // above the diagonal block: never read in phase D
             const float2 lo = *reinterpret_cast<const float2 *>(src + i * kL + j);
             const float2 hi = *reinterpret_cast<const float2 *>(src + (i + 8) * kL + j);
             cb[t][0] = lo.x; cb[t][1] = lo.y; cb[t][2] = hi.x; cb[t][3] = hi.y;
@@ -311,7 +312,7 @@ __global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) 
     __syncthreads();
     if (a.prof && threadIdx.x == 0) tp[1] = global_ns();
 
-    // Phase B: x and x·w planes from the registers loaded in phase A; C·B^T per CTA when not precomputed.
+    // Phase B: x and x·w planes from the registers loaded in phase A.
 #pragma unroll
     for (int it = 0; it < kItX; ++it) {
         const int e = it * kThreads + threadIdx.x, j = e / (kP / 4), p = (e % (kP / 4)) * 4;
@@ -320,7 +321,6 @@ __global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) 
         store_split4(x_hi, x_lo, j * kLdX + p, v);
         store_split4(xw_hi, xw_lo, j * kLdX + p, make_float4(v.x * w, v.y * w, v.z * w, v.w * w));
     }
-    if (!a.cb) cb_mma<NPAD>(cb, b_hi, b_lo, c_hi, c_lo, len);
     __syncthreads();
     if (a.prof && threadIdx.x == 0) tp[2] = global_ns();
 
@@ -516,7 +516,7 @@ int g_debug_mode = 0;
 unsigned long long * g_debug_prof = nullptr;
 
 template <int NPAD, typename TX>
-bool ssd_launch_n(const ssd_args<TX> & a, bool cb_global, cudaStream_t stream) {
+bool ssd_launch_n(const ssd_args<TX> & a, cudaStream_t stream) {
     using SM = ssd_smem<NPAD>;
     static const bool attrs_ok = [] {
         const size_t prep = (size_t) 4 * SM::kPlaneB * 2;
@@ -527,14 +527,13 @@ bool ssd_launch_n(const ssd_args<TX> & a, bool cb_global, cudaStream_t stream) {
     }();
     if (!attrs_ok) return false;
     const size_t prep_smem = (size_t) 4 * SM::kPlaneB * 2;
-    const int prep_blocks = cb_global ? a.n_chunks * a.n_groups : (a.n_sync + kThreads - 1) / kThreads;
-    ssd_prep_kernel<NPAD, TX><<<prep_blocks < 1 ? 1 : prep_blocks, kThreads, cb_global ? prep_smem : 0, stream>>>(a);
+    ssd_prep_kernel<NPAD, TX><<<a.n_chunks * a.n_groups, kThreads, prep_smem, stream>>>(a);
     if (a.mode != 3) ssd_chunk_kernel<NPAD, TX><<<a.n_chunks * a.n_heads, kThreads, SM::kBytes, stream>>>(a);
     return true;
 }
 
 template <typename TX>
-bool ssd_launch(float * y, float * ssm_state, float * chunk_states, float * dt_buf, float * lam_buf, const TX * xbc,
+bool ssd_launch(float * y, float * ssm_state, float * cb_buf, float * dt_buf, float * lam_buf, const TX * xbc,
                 int ld_xbc, const TX * dt_raw, int ld_dt, const float * dt_bias, const float * a_log,
                 const float * d_skip, const int32_t * chunk_t0, const int32_t * chunk_len, const int32_t * seq_chunk0,
                 const int32_t * seq_nchunks, const int32_t * seq_slot, int n_chunks, int n_seqs, int n_heads,
@@ -544,9 +543,7 @@ bool ssd_launch(float * y, float * ssm_state, float * chunk_states, float * dt_b
     ssd_args<TX> a;
     a.y = y;
     a.ssm_state = ssm_state;
-    // C·B^T [n_chunks, G, 64, 64] lives in the chunk_states scratch when it fits there.
-    const bool cb_global = (int64_t) n_heads * head_dim * d_state >= (int64_t) n_groups * kL * kL;
-    a.cb = cb_global ? chunk_states : nullptr;
+    a.cb = cb_buf;                                    // [n_chunks, G, 64, 64]
     a.sync = reinterpret_cast<int *>(dt_buf);         // 1 + n_chunks*nh*8 <= n_chunks*nh*64 ints
     a.chunk_seq = reinterpret_cast<int *>(lam_buf);   // n_chunks <= n_chunks*nh*64 ints
     a.xbc = xbc;
@@ -573,9 +570,9 @@ bool ssd_launch(float * y, float * ssm_state, float * chunk_states, float * dt_b
     const int d = n_heads * head_dim;
     a.vec4 = sizeof(TX) == 4 && ld_xbc % 4 == 0 && d % 4 == 0 && head_dim % 4 == 0 && d_state % 4 == 0 &&
              (reinterpret_cast<uintptr_t>(xbc) & 15) == 0;
-    if (d_state <= 32) return ssd_launch_n<32>(a, cb_global, stream);
-    if (d_state <= 64) return ssd_launch_n<64>(a, cb_global, stream);
-    return ssd_launch_n<128>(a, cb_global, stream);
+    if (d_state <= 32) return ssd_launch_n<32>(a, stream);
+    if (d_state <= 64) return ssd_launch_n<64>(a, stream);
+    return ssd_launch_n<128>(a, stream);
 }
 
 }  // namespace
@@ -586,13 +583,13 @@ void mamba2_ssd_debug(int mode, unsigned long long * prof) {
 }
 
 #define ZK_SSD_PARAMS(TX)                                                                          \
-    float *y, float *ssm_state, float *chunk_states, float *dt_buf, float *lam_buf, const TX *xbc, int ld_xbc, \
+    float *y, float *ssm_state, float *cb_buf, float *dt_buf, float *lam_buf, const TX *xbc, int ld_xbc, \
         const TX *dt_raw, int ld_dt, const float *dt_bias, const float *a_log, const float *d_skip,            \
         const int32_t *chunk_t0, const int32_t *chunk_len, const int32_t *seq_chunk0, const int32_t *seq_nchunks, \
         const int32_t *seq_slot, int n_chunks, int n_seqs, int n_heads, int head_dim, int n_groups, int d_state, \
         cudaStream_t stream
 #define ZK_SSD_ARGS                                                                                \
-    y, ssm_state, chunk_states, dt_buf, lam_buf, xbc, ld_xbc, dt_raw, ld_dt, dt_bias, a_log, d_skip, chunk_t0, \
+    y, ssm_state, cb_buf, dt_buf, lam_buf, xbc, ld_xbc, dt_raw, ld_dt, dt_bias, a_log, d_skip, chunk_t0, \
         chunk_len, seq_chunk0, seq_nchunks, seq_slot, n_chunks, n_seqs, n_heads, head_dim, n_groups, d_state, stream
 bool mamba2_ssd_varlen(ZK_SSD_PARAMS(bf16)) { return ssd_launch(ZK_SSD_ARGS); }
 bool mamba2_ssd_varlen(ZK_SSD_PARAMS(float)) { return ssd_launch(ZK_SSD_ARGS); }

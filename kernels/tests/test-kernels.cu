@@ -194,7 +194,7 @@ static void test_mamba2_scan(test_table & tab, test_rng & rng) {
             vec dt((size_t) T * sc.nh);
             for (int t = 0; t < T; ++t) for (int h = 0; h < sc.nh; ++h) dt[(size_t) t * sc.nh + h] = dts[(size_t) t * ld_dt + 3 + h];
             vec st_ref = state;
-            dev_buf<float> d_st(state.size()), dy((size_t) T * d), dcs((size_t) C * sc.nh * sc.P * sc.N);
+            dev_buf<float> d_st(state.size()), dy((size_t) T * d), dcs((size_t) C * sc.G * ZK_SSD_CHUNK_TOKENS * ZK_SSD_CHUNK_TOKENS);
             dev_buf<float> ddtb((size_t) C * sc.nh * 64), dlam((size_t) C * sc.nh * 64);
             dev_buf<float> dbias(dt_bias.size()), dalog(a_log.size()), dd(dsk.size());
             dev_buf<bf16> dx(xs.size()), ddt(dts.size());

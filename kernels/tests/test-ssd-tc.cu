@@ -3,8 +3,8 @@
 // state, ragged batches (length 1, chunk edges at 63/64/65, lengths not multiples of 64, a 700-token
 // sequence), permuted slots, nonzero initial states, realistic ranges (softplus(dt) in ~[1e-3, 0.5],
 // A_log in [0, 2.5], x/B/C ~ N(0,1)); preset-like shapes (P 64 with N 128 / N 64 G 2), the golden
-// fixtures' tiny shapes (C·B^T per CTA instead of the prep kernel), an odd xbc row stride (scalar loads)
-// and bf16 inputs. Then 1.2B dims at T = 2048 (+ a ragged batch) against the GPU sequential scan, which
+// fixtures' tiny shapes (where G·64·64 exceeds nh·P·N), an odd xbc row stride (scalar loads) and bf16
+// inputs; the C·B^T scratch is exactly [n_chunks, G, 64, 64] with a guard after it that must stay untouched. Then 1.2B dims at T = 2048 (+ a ragged batch) against the GPU sequential scan, which
 // runs every chunk chain through thousands of CTAs. ZK_BENCH_SSD=1 times both kernels (CUDA events).
 #include <algorithm>
 #include <cstring>
@@ -47,16 +47,19 @@ vec normal_values(test_rng & rng, size_t n, bool f32) {
     return rounded(v, f32);
 }
 
+constexpr size_t kCbGuard = 1024;  // floats after the C·B^T scratch (poisoned NaN, must stay so)
+
 // Device copies of one batch's inputs and chunk lists plus the scratch the engine allocates.
 template <typename TX> struct ssd_batch {
     int T, C, S;
+    size_t cb_elems;  // [C, G, 64, 64], the contract of mamba2_ssd_varlen's cb_buf
     dev_buf<TX> xbc, dt;
-    dev_buf<float> y, scratch_states, dt_buf, lam_buf;
+    dev_buf<float> y, cb_buf, dt_buf, lam_buf;
     dev_buf<int32_t> ct0, clen, sc0, snc, slot, cu;
     ssd_batch(const ssd_case & sc, const ivec & lens, const ivec & slots, const vec & xbc_h, const vec & dt_h)
         : T(cu_from_lengths(lens).back()), C((int) make_chunks(lens).t0.size()), S((int) lens.size()),
-          xbc(xbc_h.size()), dt(dt_h.size()), y((size_t) T * sc.nh * sc.P),
-          scratch_states((size_t) C * sc.nh * sc.P * sc.N), dt_buf((size_t) C * sc.nh * 64), lam_buf((size_t) C * sc.nh * 64),
+          cb_elems((size_t) C * sc.G * ZK_SSD_CHUNK_TOKENS * ZK_SSD_CHUNK_TOKENS), xbc(xbc_h.size()), dt(dt_h.size()),
+          y((size_t) T * sc.nh * sc.P), cb_buf(cb_elems + kCbGuard), dt_buf((size_t) C * sc.nh * 64), lam_buf((size_t) C * sc.nh * 64),
           ct0(C), clen(C), sc0(S), snc(S), slot(S), cu(S + 1) {
         const chunk_lists k = make_chunks(lens);
         xbc.upload(xbc_h);
@@ -64,9 +67,16 @@ template <typename TX> struct ssd_batch {
         upload_ints(ct0, k.t0); upload_ints(clen, k.len); upload_ints(sc0, k.c0); upload_ints(snc, k.nc);
         upload_ints(slot, slots); upload_ints(cu, cu_from_lengths(lens));
     }
+    // Guard floats after the cb_buf contract that the kernels wrote (0 expected).
+    int cb_guard_written() const {
+        const vec v = cb_buf.download();
+        int n = 0;
+        for (size_t i = cb_elems; i < v.size(); ++i) n += !std::isnan(v[i]);
+        return n;
+    }
     bool run_ssd(const ssd_case & sc, float * state, int ld, int ld_dt, const float * bias, const float * alog,
                  const float * dsk, cudaStream_t st = 0) {
-        return mamba2_ssd_varlen(y.ptr, state, scratch_states.ptr, dt_buf.ptr, lam_buf.ptr, xbc.ptr, ld, dt.ptr + 3, ld_dt,
+        return mamba2_ssd_varlen(y.ptr, state, cb_buf.ptr, dt_buf.ptr, lam_buf.ptr, xbc.ptr, ld, dt.ptr + 3, ld_dt,
                                  bias, alog, dsk, ct0.ptr, clen.ptr, sc0.ptr, snc.ptr, slot.ptr, C, S, sc.nh, sc.P, sc.G,
                                  sc.N, st);
     }
@@ -105,6 +115,8 @@ void check_case(test_table & tab, test_rng & rng, const ssd_case & sc) {
         ZK_LAUNCHED();
         tab.compare_ints(tag + " accepted", {ok ? 1 : 0}, {1});
         if (!ok) return;
+        tab.compare_ints(tag + " call " + std::to_string(call + 1) + ": C.B^T scratch guard untouched",
+                         ivec{b.cb_guard_written()}, ivec{0});
         // the reference reads rows [T, d + 2GN]: drop the padding columns
         vec xr((size_t) T * (d + 2 * sc.G * sc.N));
         for (int t = 0; t < T; ++t)
@@ -155,7 +167,7 @@ void check_preset(test_table & tab, const char * name, const ssd_case & sc, cons
     fill_random_f32(dsk.ptr, sc.nh, seed + 4, 0.5f, 1.0f, 0);
     const std::string tag = std::string("ssd_tc vs scan ") + name + " T" + std::to_string(T) + " S" + std::to_string(S);
     auto ssd = [&](float * st) {
-        return mamba2_ssd_varlen(b.y.ptr, st, b.scratch_states.ptr, b.dt_buf.ptr, b.lam_buf.ptr, xbc.ptr, ld, dt.ptr + 3, ld_dt,
+        return mamba2_ssd_varlen(b.y.ptr, st, b.cb_buf.ptr, b.dt_buf.ptr, b.lam_buf.ptr, xbc.ptr, ld, dt.ptr + 3, ld_dt,
                                  bias.ptr, alog.ptr, dsk.ptr, b.ct0.ptr, b.clen.ptr, b.sc0.ptr, b.snc.ptr, b.slot.ptr, b.C, S,
                                  sc.nh, sc.P, sc.G, sc.N, 0);
     };
@@ -235,9 +247,9 @@ void check_preset(test_table & tab, const char * name, const ssd_case & sc, cons
 
 void test_ssd_tensor_core(test_table & tab, test_rng & rng) {
     const ssd_case cases[6] = {
-        {8, 64, 1, 128, true, 0},   // 1.2B head shape (C·B^T from the prep kernel)
+        {8, 64, 1, 128, true, 0},   // 1.2B head shape
         {6, 64, 2, 64, true, 0},    // 7B head shape (G = 2, N = 64)
-        {4, 16, 1, 16, true, 0},    // golden fixture a (C·B^T per CTA)
+        {4, 16, 1, 16, true, 0},    // golden fixture a (nh·P·N = 1024 < 64·64: scratch larger than a state)
         {4, 20, 2, 16, true, 3},    // golden fixture b, odd row stride (scalar loads)
         {6, 12, 3, 40, false, 0},   // bf16 inputs, N not a multiple of 16
         {4, 64, 1, 128, false, 0},  // bf16 inputs, 1.2B head shape
