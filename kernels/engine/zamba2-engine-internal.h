@@ -110,7 +110,7 @@ struct zamba2_engine {
     bool use_ssd = false;
     int ssd_max_chunks = 0;
     int ssd_n_chunks = 0;          // chunks of the current step (0: this step uses the sequential scan)
-    float * ssd_states = nullptr;  // [max_chunks, nh, P, N]
+    float * ssd_states = nullptr;  // [max_chunks, G, 64, 64]: C.B^T per chunk and group
     float * ssd_dt = nullptr;      // [max_chunks, nh, 64]
     float * ssd_lam = nullptr;     // [max_chunks, nh, 64]
     int32_t * ssd_chunks = nullptr;    // device: t0[max_chunks] len[max_chunks] seq_chunk0[max_seqs] seq_nchunks[max_seqs]
