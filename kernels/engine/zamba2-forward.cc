@@ -182,8 +182,8 @@ static bool skinny_qkv(zamba2_engine * e, int T, float * const outs[3], const bf
         skinny_gemm_args a0 = skinny_args(e, mode, s.u2, x_lo, H2, H2, T, false);
         a0.n_seg = 3;
         for (int i = 0; i < 3; ++i) a0.seg[i] = {w0[i], nullptr, nullptr, s.lora3 + i * r, r, 3 * r};  // lora3: [T, 3r]
-        // both launches must be accepted; the second is checked first with the same shape rules
-        if (r % 8 != 0 || (3 * r) % 4 != 0) return false;
+        // both launches must be accepted: check the second's rank rule (K2 = r) before enqueuing the first
+        if (r % 8 != 0) return false;
         if (!skinny_gemm(a0, e->stream)) return false;
     }
     return skinny_gemm(a, e->stream);

@@ -24,6 +24,28 @@ static __device__ __forceinline__ void zk_store_split(bf16 * hi, bf16 * lo, floa
     if (lo) *lo = zk_to_bf16(v - zk_to_f32(h));
 }
 
+// Two fp32 values as a bf16x2 register (first value in the low half) and the bf16x2 of their remainders.
+static __device__ __forceinline__ void zk_split2(uint32_t & hi, uint32_t & lo, float x0, float x1) {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(x0, x1);
+    const __nv_bfloat162 l = __floats2bfloat162_rn(x0 - __low2float(h), x1 - __high2float(h));
+    hi = *reinterpret_cast<const uint32_t *>(&h);
+    lo = *reinterpret_cast<const uint32_t *>(&l);
+}
+// zk_store_split of 2 (4-byte aligned) or 4 (8-byte aligned) consecutive values; lo may be null for 4.
+static __device__ __forceinline__ void zk_store_split2(bf16 * hi, bf16 * lo, float a, float b) {
+    uint32_t h, l;
+    zk_split2(h, l, a, b);
+    *reinterpret_cast<uint32_t *>(hi) = h;
+    *reinterpret_cast<uint32_t *>(lo) = l;
+}
+static __device__ __forceinline__ void zk_store_split4(bf16 * hi, bf16 * lo, float4 v) {
+    uint32_t h0, l0, h1, l1;
+    zk_split2(h0, l0, v.x, v.y);
+    zk_split2(h1, l1, v.z, v.w);
+    *reinterpret_cast<uint2 *>(hi) = make_uint2(h0, h1);
+    if (lo) *reinterpret_cast<uint2 *>(lo) = make_uint2(l0, l1);
+}
+
 static __device__ __forceinline__ float zk_warp_sum(float v) {
 #pragma unroll
     for (int off = ZK_WARP_SIZE / 2; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);

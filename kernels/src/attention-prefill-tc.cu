@@ -27,38 +27,13 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "zamba2-common.cuh"
+#include "zamba2-mma.cuh"
 
 #define ZK_TC_WARPS 4
 #define ZK_TC_THREADS (ZK_TC_WARPS * ZK_WARP_SIZE)
 #define ZK_TC_BQ (ZK_TC_WARPS * 16)  // query rows per CTA
 
-// ---- mma / ldmatrix / cp.async wrappers (sm_80+) -------------------------------------------------
-
-// c[16x8] += a[16x16] . b[16x8], bf16 operands, fp32 accumulate; fragments in the PTX ISA layout
-// (g = lane / 4, c = lane % 4): a0 (row g, k 2c..2c+1), a1 (row g+8, k 2c..), a2 (row g, k 8+2c..),
-// a3 (row g+8, k 8+2c..); b0 (k 2c..2c+1, col g), b1 (k 8+2c.., col g); c0,c1 (row g, cols 2c, 2c+1),
-// c2,c3 (row g+8, cols 2c, 2c+1).
-static __device__ __forceinline__ void zk_mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// Four 8x8 bf16 matrices from shared memory; lane l gives the address of row l % 8 of matrix l / 8.
-// Thread T receives (row T / 4, cols 2(T % 4), +1) of each matrix (transposed with .trans).
-static __device__ __forceinline__ void zk_ldmatrix_x4(uint32_t (&r)[4], const bf16 * p) {
-    const uint32_t a = (uint32_t) __cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
-}
-static __device__ __forceinline__ void zk_ldmatrix_x4_trans(uint32_t (&r)[4], const bf16 * p) {
-    const uint32_t a = (uint32_t) __cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
-}
+// ---- cp.async wrappers (sm_80+) -------------------------------------------------
 
 // 16-byte global -> shared copy; valid == false writes zeros (reads nothing from src).
 static __device__ __forceinline__ void zk_cp_async16(bf16 * dst, const bf16 * src, bool valid) {
@@ -69,14 +44,6 @@ static __device__ __forceinline__ void zk_cp_async16(bf16 * dst, const bf16 * sr
 static __device__ __forceinline__ void zk_cp_async_commit() { asm volatile("cp.async.commit_group;\n"); }
 template <int N> static __device__ __forceinline__ void zk_cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-// Two fp32 values as a bf16x2 register (first value in the low half) and its remainder.
-static __device__ __forceinline__ void zk_split2(uint32_t & hi, uint32_t & lo, float x0, float x1) {
-    const __nv_bfloat162 h = __floats2bfloat162_rn(x0, x1);
-    const __nv_bfloat162 l = __floats2bfloat162_rn(x0 - __low2float(h), x1 - __high2float(h));
-    hi = *reinterpret_cast<const uint32_t *>(&h);
-    lo = *reinterpret_cast<const uint32_t *>(&l);
 }
 
 // ---- kernel --------------------------------------------------------------------------------------

@@ -83,42 +83,49 @@ static __global__ void causal_conv1d_decode_kernel(float * __restrict__ out, con
 
 // ---- launchers ---------------------------------------------------------------------------------
 
-void causal_conv1d_varlen(bf16 * out, const bf16 * xbc, int ld_x, const bf16 * conv_state,
-                          const bf16 * w, const bf16 * bias, const int32_t * cu_seqlens,
-                          const int32_t * token_seq, const int32_t * seq_slot, int n_tokens,
-                          int n_channels, cudaStream_t stream) {
+template <typename TX>
+static void conv_varlen_launch(TX * out, const TX * xbc, int ld_x, const TX * conv_state, const bf16 * w, const bf16 * bias,
+                               const int32_t * cu_seqlens, const int32_t * token_seq, const int32_t * seq_slot, int n_tokens,
+                               int n_channels, cudaStream_t stream) {
     if (n_tokens <= 0) return;
     dim3 grid((n_channels + 127) / 128, n_tokens);
     causal_conv1d_varlen_kernel<<<grid, 128, 0, stream>>>(out, xbc, ld_x, conv_state, w, bias,
                                                           cu_seqlens, token_seq, seq_slot, n_channels);
 }
 
-void causal_conv1d_state_update(bf16 * conv_state, const bf16 * xbc, int ld_x,
-                                const int32_t * cu_seqlens, const int32_t * seq_slot, int n_seqs,
-                                int n_channels, cudaStream_t stream) {
+template <typename TX>
+static void conv_state_update_launch(TX * conv_state, const TX * xbc, int ld_x, const int32_t * cu_seqlens,
+                                     const int32_t * seq_slot, int n_seqs, int n_channels, cudaStream_t stream) {
     if (n_seqs <= 0) return;
     dim3 grid((n_channels + 127) / 128, n_seqs);
     causal_conv1d_state_update_kernel<<<grid, 128, 0, stream>>>(conv_state, xbc, ld_x, cu_seqlens,
                                                                 seq_slot, n_channels);
+}
+
+void causal_conv1d_varlen(bf16 * out, const bf16 * xbc, int ld_x, const bf16 * conv_state,
+                          const bf16 * w, const bf16 * bias, const int32_t * cu_seqlens,
+                          const int32_t * token_seq, const int32_t * seq_slot, int n_tokens,
+                          int n_channels, cudaStream_t stream) {
+    conv_varlen_launch(out, xbc, ld_x, conv_state, w, bias, cu_seqlens, token_seq, seq_slot, n_tokens, n_channels, stream);
+}
+
+void causal_conv1d_state_update(bf16 * conv_state, const bf16 * xbc, int ld_x,
+                                const int32_t * cu_seqlens, const int32_t * seq_slot, int n_seqs,
+                                int n_channels, cudaStream_t stream) {
+    conv_state_update_launch(conv_state, xbc, ld_x, cu_seqlens, seq_slot, n_seqs, n_channels, stream);
 }
 
 void causal_conv1d_varlen(float * out, const float * xbc, int ld_x, const float * conv_state,
                           const bf16 * w, const bf16 * bias, const int32_t * cu_seqlens,
                           const int32_t * token_seq, const int32_t * seq_slot, int n_tokens,
                           int n_channels, cudaStream_t stream) {
-    if (n_tokens <= 0) return;
-    dim3 grid((n_channels + 127) / 128, n_tokens);
-    causal_conv1d_varlen_kernel<<<grid, 128, 0, stream>>>(out, xbc, ld_x, conv_state, w, bias,
-                                                          cu_seqlens, token_seq, seq_slot, n_channels);
+    conv_varlen_launch(out, xbc, ld_x, conv_state, w, bias, cu_seqlens, token_seq, seq_slot, n_tokens, n_channels, stream);
 }
 
 void causal_conv1d_state_update(float * conv_state, const float * xbc, int ld_x,
                                 const int32_t * cu_seqlens, const int32_t * seq_slot, int n_seqs,
                                 int n_channels, cudaStream_t stream) {
-    if (n_seqs <= 0) return;
-    dim3 grid((n_channels + 127) / 128, n_seqs);
-    causal_conv1d_state_update_kernel<<<grid, 128, 0, stream>>>(conv_state, xbc, ld_x, cu_seqlens,
-                                                                seq_slot, n_channels);
+    conv_state_update_launch(conv_state, xbc, ld_x, cu_seqlens, seq_slot, n_seqs, n_channels, stream);
 }
 
 bool causal_conv1d_decode(float * out, const float * xbc, int ld_x, float * conv_state, const bf16 * w, const bf16 * bias,

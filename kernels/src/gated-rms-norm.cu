@@ -65,15 +65,9 @@ static __global__ void __launch_bounds__(256) gated_rms_norm_vec_kernel(bf16 * _
         if (k >= group_size) continue;
         const uint2 wraw = *reinterpret_cast<const uint2 *>(w + g0 + k);                   // w: [d]
         const bf16 * w4 = reinterpret_cast<const bf16 *>(&wraw);
-        bf16 hi[4], lo[4];
-#pragma unroll
-        for (int u = 0; u < 4; ++u) {
-            const float o = v[i][u] * inv * zk_to_f32(w4[u]);
-            hi[u] = zk_to_bf16(o);
-            lo[u] = zk_to_bf16(o - zk_to_f32(hi[u]));
-        }
-        *reinterpret_cast<uint2 *>(out + r * d + g0 + k) = *reinterpret_cast<const uint2 *>(hi);   // out: [T, d]
-        if (out_lo) *reinterpret_cast<uint2 *>(out_lo + r * d + g0 + k) = *reinterpret_cast<const uint2 *>(lo);
+        const float4 o = make_float4(v[i][0] * inv * zk_to_f32(w4[0]), v[i][1] * inv * zk_to_f32(w4[1]),
+                                     v[i][2] * inv * zk_to_f32(w4[2]), v[i][3] * inv * zk_to_f32(w4[3]));
+        zk_store_split4(out + r * d + g0 + k, out_lo ? out_lo + r * d + g0 + k : nullptr, o);  // out (and out_lo): [T, d]
     }
 }
 

@@ -18,7 +18,7 @@
 // - C·B^T does not depend on the head: a prep kernel computes it once per (chunk, group) into the cb_buf
 //   scratch [n_chunks, G, 64, 64] (16 KB per chunk and group, for every shape) and each head's CTA reads
 //   its fragments from there.
-#include "zamba2-common.cuh"
+#include "zamba2-mma.cuh"
 
 #include <cstdint>
 
@@ -30,51 +30,6 @@ constexpr int kThreads = 256;  // 8 warps
 constexpr int kWarps = 8;
 constexpr int kLdX = kP + 8;   // bf16 row stride of the [64 x 64] planes (16-byte pad: conflict-free ldmatrix)
 
-// ---- tensor-core helpers ------------------------------------------------------------------------
-
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const __nv_bfloat16 * p) {
-    const uint32_t a = (uint32_t) __cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a) : "memory");
-}
-__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const __nv_bfloat16 * p) {
-    const uint32_t a = (uint32_t) __cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a) : "memory");
-}
-__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-// d += (ah + al)·(bh + bl) without the al·bl term (2^-18 relative).
-__device__ __forceinline__ void mma3(float (&d)[4], const uint32_t (&ah)[4], const uint32_t (&al)[4], uint32_t bh0,
-                                     uint32_t bh1, uint32_t bl0, uint32_t bl1) {
-    mma_bf16(d, al, bh0, bh1);
-    mma_bf16(d, ah, bl0, bl1);
-    mma_bf16(d, ah, bh0, bh1);
-}
-// (a, b) -> hi = bf16x2(a, b), lo = bf16x2 of the remainders (a in the low half: the lower column).
-__device__ __forceinline__ void split2(float a, float b, uint32_t & hi, uint32_t & lo) {
-    const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
-    const float2 hf = __bfloat1622float2(h);
-    const __nv_bfloat162 l = __floats2bfloat162_rn(a - hf.x, b - hf.y);
-    hi = *reinterpret_cast<const uint32_t *>(&h);
-    lo = *reinterpret_cast<const uint32_t *>(&l);
-}
-__device__ __forceinline__ void store_split2(__nv_bfloat16 * hi, __nv_bfloat16 * lo, int off, float a, float b) {
-    uint32_t h, l;
-    split2(a, b, h, l);
-    *reinterpret_cast<uint32_t *>(hi + off) = h;
-    *reinterpret_cast<uint32_t *>(lo + off) = l;
-}
-__device__ __forceinline__ void store_split4(__nv_bfloat16 * hi, __nv_bfloat16 * lo, int off, float4 v) {
-    uint32_t h0, l0, h1, l1;
-    split2(v.x, v.y, h0, l0);
-    split2(v.z, v.w, h1, l1);
-    *reinterpret_cast<uint2 *>(hi + off) = make_uint2(h0, h1);
-    *reinterpret_cast<uint2 *>(lo + off) = make_uint2(l0, l1);
-}
 __device__ __forceinline__ float bf16_pair_sum(const __nv_bfloat16 * hi, const __nv_bfloat16 * lo, int off) {
     return __bfloat162float(hi[off]) + __bfloat162float(lo[off]);
 }
@@ -158,8 +113,9 @@ __device__ __forceinline__ void load_bc(__nv_bfloat16 * b_hi, __nv_bfloat16 * b_
 #pragma unroll
     for (int it = 0; it < kIt; ++it) {
         const int e = it * kThreads + threadIdx.x, j = e / kQ, n = (e % kQ) * 4;
-        store_split4(b_hi, b_lo, j * kLdB + n, bv[it]);
-        store_split4(c_hi, c_lo, j * kLdB + n, cv[it]);
+        const int o = j * kLdB + n;
+        zk_store_split4(b_hi + o, b_lo + o, bv[it]);
+        zk_store_split4(c_hi + o, c_lo + o, cv[it]);
     }
 }
 
@@ -178,18 +134,18 @@ __device__ __forceinline__ void cb_mma(float (&acc)[4][4], const __nv_bfloat16 *
     for (int ks = 0; ks < NPAD / 16; ++ks) {
         uint32_t ah[4], al[4];
         const int aoff = (16 * mi + r + 8 * (q & 1)) * kLdB + 16 * ks + 8 * (q >> 1);
-        ldsm_x4(ah, c_hi + aoff);
-        ldsm_x4(al, c_lo + aoff);
+        zk_ldmatrix_x4(ah, c_hi + aoff);
+        zk_ldmatrix_x4(al, c_lo + aoff);
 #pragma unroll
         for (int pr = 0; pr < 2; ++pr) {
             const int n0 = j0 + 16 * pr;  // j columns of this pair of n8 tiles
             if (n0 > 16 * mi + 15 || n0 >= len) continue;
             uint32_t bh[4], bl[4];
             const int boff = (n0 + r + 8 * (q >> 1)) * kLdB + 16 * ks + 8 * (q & 1);
-            ldsm_x4(bh, b_hi + boff);
-            ldsm_x4(bl, b_lo + boff);
-            mma3(acc[2 * pr], ah, al, bh[0], bh[1], bl[0], bl[1]);
-            mma3(acc[2 * pr + 1], ah, al, bh[2], bh[3], bl[2], bl[3]);
+            zk_ldmatrix_x4(bh, b_hi + boff);
+            zk_ldmatrix_x4(bl, b_lo + boff);
+            zk_mma_bf16x3(acc[2 * pr], ah, al, bh[0], bh[1], bl[0], bl[1]);
+            zk_mma_bf16x3(acc[2 * pr + 1], ah, al, bh[2], bh[3], bl[2], bl[3]);
         }
     }
 }
@@ -318,8 +274,9 @@ __global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) 
         const int e = it * kThreads + threadIdx.x, j = e / (kP / 4), p = (e % (kP / 4)) * 4;
         const float4 v = xv[it];
         const float w = w_s[j];
-        store_split4(x_hi, x_lo, j * kLdX + p, v);
-        store_split4(xw_hi, xw_lo, j * kLdX + p, make_float4(v.x * w, v.y * w, v.z * w, v.w * w));
+        const int o = j * kLdX + p;
+        zk_store_split4(x_hi + o, x_lo + o, v);
+        zk_store_split4(xw_hi + o, xw_lo + o, make_float4(v.x * w, v.y * w, v.z * w, v.w * w));
     }
     __syncthreads();
     if (a.prof && threadIdx.x == 0) tp[2] = global_ns();
@@ -335,16 +292,16 @@ __global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) 
             if (16 * ks >= len) break;
             uint32_t ah[4], al[4];
             const int aoff = (16 * ks + r + 8 * (q >> 1)) * kLdX + 16 * pm + 8 * (q & 1);
-            ldsm_x4_t(ah, xw_hi + aoff);
-            ldsm_x4_t(al, xw_lo + aoff);
+            zk_ldmatrix_x4_trans(ah, xw_hi + aoff);
+            zk_ldmatrix_x4_trans(al, xw_lo + aoff);
 #pragma unroll
             for (int pr = 0; pr < kNtS / 2; ++pr) {
                 uint32_t bh[4], bl[4];
                 const int boff = (16 * ks + r + 8 * (q & 1)) * kLdB + nbase + 16 * pr + 8 * (q >> 1);
-                ldsm_x4_t(bh, b_hi + boff);
-                ldsm_x4_t(bl, b_lo + boff);
-                mma3(acc_s[2 * pr], ah, al, bh[0], bh[1], bl[0], bl[1]);
-                mma3(acc_s[2 * pr + 1], ah, al, bh[2], bh[3], bl[2], bl[3]);
+                zk_ldmatrix_x4_trans(bh, b_hi + boff);
+                zk_ldmatrix_x4_trans(bl, b_lo + boff);
+                zk_mma_bf16x3(acc_s[2 * pr], ah, al, bh[0], bh[1], bl[0], bl[1]);
+                zk_mma_bf16x3(acc_s[2 * pr + 1], ah, al, bh[2], bh[3], bl[2], bl[3]);
             }
         }
     }
@@ -364,7 +321,8 @@ __global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) 
                 if (j <= i) m0 = cb[t][2 * hr] * expf(lam_s[i] - lam_s[j]) * dt_s[j];
                 if (j + 1 <= i) m1 = cb[t][2 * hr + 1] * expf(lam_s[i] - lam_s[j + 1]) * dt_s[j + 1];
             }
-            store_split2(xw_hi, xw_lo, i * kLdX + j, m0, m1);
+            const int o = i * kLdX + j;
+            zk_store_split2(xw_hi + o, xw_lo + o, m0, m1);
         }
     }
 
@@ -435,8 +393,10 @@ __global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) 
         for (int t = 0; t < kNtS; ++t) {
             const int n = nbase + 8 * t + 2 * tg;
 #pragma unroll
-            for (int hr = 0; hr < 2; ++hr)
-                store_split2(b_hi, b_lo, (16 * pm + gq + 8 * hr) * kLdB + n, sp[t][2 * hr], sp[t][2 * hr + 1]);
+            for (int hr = 0; hr < 2; ++hr) {
+                const int o = (16 * pm + gq + 8 * hr) * kLdB + n;
+                zk_store_split2(b_hi + o, b_lo + o, sp[t][2 * hr], sp[t][2 * hr + 1]);
+            }
         }
     }
     __syncthreads();
@@ -452,17 +412,17 @@ __global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) 
     for (int ks = 0; ks < NPAD / 16; ++ks) {  // C_i · S_{c-1}^T
         uint32_t ah[4], al[4];
         const int aoff = (16 * mi + r + 8 * (q & 1)) * kLdB + 16 * ks + 8 * (q >> 1);
-        ldsm_x4(ah, c_hi + aoff);
-        ldsm_x4(al, c_lo + aoff);
+        zk_ldmatrix_x4(ah, c_hi + aoff);
+        zk_ldmatrix_x4(al, c_lo + aoff);
 #pragma unroll
         for (int pr = 0; pr < 2; ++pr) {
             if (pbase + 16 * pr >= P) continue;
             uint32_t bh[4], bl[4];
             const int boff = (pbase + 16 * pr + r + 8 * (q >> 1)) * kLdB + 16 * ks + 8 * (q & 1);
-            ldsm_x4(bh, b_hi + boff);
-            ldsm_x4(bl, b_lo + boff);
-            mma3(acc[2 * pr], ah, al, bh[0], bh[1], bl[0], bl[1]);
-            mma3(acc[2 * pr + 1], ah, al, bh[2], bh[3], bl[2], bl[3]);
+            zk_ldmatrix_x4(bh, b_hi + boff);
+            zk_ldmatrix_x4(bl, b_lo + boff);
+            zk_mma_bf16x3(acc[2 * pr], ah, al, bh[0], bh[1], bl[0], bl[1]);
+            zk_mma_bf16x3(acc[2 * pr + 1], ah, al, bh[2], bh[3], bl[2], bl[3]);
         }
     }
     const float e0 = elam_s[16 * mi + gq], e1 = elam_s[16 * mi + gq + 8];
@@ -475,17 +435,17 @@ __global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) 
         if (ks > mi || 16 * ks >= len) break;
         uint32_t ah[4], al[4];
         const int aoff = (16 * mi + r + 8 * (q & 1)) * kLdX + 16 * ks + 8 * (q >> 1);
-        ldsm_x4(ah, xw_hi + aoff);
-        ldsm_x4(al, xw_lo + aoff);
+        zk_ldmatrix_x4(ah, xw_hi + aoff);
+        zk_ldmatrix_x4(al, xw_lo + aoff);
 #pragma unroll
         for (int pr = 0; pr < 2; ++pr) {
             if (pbase + 16 * pr >= P) continue;
             uint32_t bh[4], bl[4];
             const int boff = (16 * ks + r + 8 * (q & 1)) * kLdX + pbase + 16 * pr + 8 * (q >> 1);
-            ldsm_x4_t(bh, x_hi + boff);
-            ldsm_x4_t(bl, x_lo + boff);
-            mma3(acc[2 * pr], ah, al, bh[0], bh[1], bl[0], bl[1]);
-            mma3(acc[2 * pr + 1], ah, al, bh[2], bh[3], bl[2], bl[3]);
+            zk_ldmatrix_x4_trans(bh, x_hi + boff);
+            zk_ldmatrix_x4_trans(bl, x_lo + boff);
+            zk_mma_bf16x3(acc[2 * pr], ah, al, bh[0], bh[1], bl[0], bl[1]);
+            zk_mma_bf16x3(acc[2 * pr + 1], ah, al, bh[2], bh[3], bl[2], bl[3]);
         }
     }
     const float Dh = a.d_skip[h];

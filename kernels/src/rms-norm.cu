@@ -90,15 +90,9 @@ static __global__ void __launch_bounds__(256) rms_norm_f32_vec_kernel(bf16 * __r
         if (k >= n) continue;
         const uint2 wraw = *reinterpret_cast<const uint2 *>(w + k);                              // w: [n]
         const bf16 * w4 = reinterpret_cast<const bf16 *>(&wraw);
-        bf16 hi[4], lo[4];
-#pragma unroll
-        for (int u = 0; u < 4; ++u) {
-            const float o = v[i][u] * inv * zk_to_f32(w4[u]);
-            hi[u] = zk_to_bf16(o);
-            lo[u] = zk_to_bf16(o - zk_to_f32(hi[u]));
-        }
-        *reinterpret_cast<uint2 *>(y + r * n + k) = *reinterpret_cast<const uint2 *>(hi);        // y: [T, n]
-        if (y_lo) *reinterpret_cast<uint2 *>(y_lo + r * n + k) = *reinterpret_cast<const uint2 *>(lo);
+        const float4 o = make_float4(v[i][0] * inv * zk_to_f32(w4[0]), v[i][1] * inv * zk_to_f32(w4[1]),
+                                     v[i][2] * inv * zk_to_f32(w4[2]), v[i][3] * inv * zk_to_f32(w4[3]));
+        zk_store_split4(y + r * n + k, y_lo ? y_lo + r * n + k : nullptr, o);  // y (and y_lo): [T, n]
     }
 }
 

@@ -21,7 +21,7 @@
 // (a per-tile counter) sums the KS partials in order and writes y: deterministic, and the counter is
 // reset for the next launch (CUDA-graph safe). Several weight matrices with the same K (q/k/v, LoRA
 // w0s) share one launch as segments of the grid.
-#include "zamba2-common.cuh"
+#include "zamba2-mma.cuh"
 
 #define ZK_SKINNY_WARPS 8
 
@@ -39,20 +39,6 @@ static __device__ __forceinline__ uint4 zk_ld_stream(const bf16 * p) {
     return r;
 }
 
-static __device__ __forceinline__ uint32_t zk_pack_bf16x2(float lo_elem, float hi_elem) {
-    const __nv_bfloat162 v = __floats2bfloat162_rn(lo_elem, hi_elem);  // .x (low 16 bits) = lo_elem
-    return *reinterpret_cast<const uint32_t *>(&v);
-}
-
-// c[16 x 8] += a[16 x 16] . b[16 x 8], bf16 in, fp32 accumulate.
-static __device__ __forceinline__ void zk_mma_bf16(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                                   uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-                 "{%0, %1, %2, %3};"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
 // 8 consecutive x elements of row m at column k as bf16 hi (and lo for split modes).
 template <int XMODE>
 static __device__ __forceinline__ void zk_load_x8(uint4 & hi, uint4 & lo, const void * x, const bf16 * x_lo, int64_t ld_x,
@@ -60,14 +46,18 @@ static __device__ __forceinline__ void zk_load_x8(uint4 & hi, uint4 & lo, const 
     if (XMODE == SKINNY_X_F32) {
         const float4 * p = reinterpret_cast<const float4 *>(static_cast<const float *>(x) + m * ld_x + k);  // x: [M, K] f32
         const float4 v0 = __ldg(p), v1 = __ldg(p + 1);
+        // the same split as zk_split2, written over floats: zk_split2's form spills in the NT 2/8 variants
         const float f[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
         float h[8];
 #pragma unroll
         for (int i = 0; i < 8; ++i) h[i] = zk_to_f32(zk_to_bf16(f[i]));
-        hi = make_uint4(zk_pack_bf16x2(h[0], h[1]), zk_pack_bf16x2(h[2], h[3]), zk_pack_bf16x2(h[4], h[5]),
-                        zk_pack_bf16x2(h[6], h[7]));
-        lo = make_uint4(zk_pack_bf16x2(f[0] - h[0], f[1] - h[1]), zk_pack_bf16x2(f[2] - h[2], f[3] - h[3]),
-                        zk_pack_bf16x2(f[4] - h[4], f[5] - h[5]), zk_pack_bf16x2(f[6] - h[6], f[7] - h[7]));
+        const auto pack = [](float a, float b) {
+            const __nv_bfloat162 v = __floats2bfloat162_rn(a, b);
+            return *reinterpret_cast<const uint32_t *>(&v);
+        };
+        hi = make_uint4(pack(h[0], h[1]), pack(h[2], h[3]), pack(h[4], h[5]), pack(h[6], h[7]));
+        lo = make_uint4(pack(f[0] - h[0], f[1] - h[1]), pack(f[2] - h[2], f[3] - h[3]), pack(f[4] - h[4], f[5] - h[5]),
+                        pack(f[6] - h[6], f[7] - h[7]));
     } else {
         hi = __ldg(reinterpret_cast<const uint4 *>(static_cast<const bf16 *>(x) + m * ld_x + k));            // x: [M, K] bf16
         if (XMODE == SKINNY_X_SPLIT) lo = __ldg(reinterpret_cast<const uint4 *>(x_lo + m * ld_x + k));     // x_lo: [M, K]
@@ -103,13 +93,15 @@ static __device__ __forceinline__ void zk_skinny_accumulate(float (&acc)[NT][4],
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             if (s0 + u * ZK_SKINNY_WARPS >= n_steps) break;         // warp-uniform
+            const uint32_t a03[4] = {wa[u].x, wb[u].x, wa[u].y, wb[u].y};  // k slots <- k+0..3
+            const uint32_t a47[4] = {wa[u].z, wb[u].z, wa[u].w, wb[u].w};  // k slots <- k+4..7
 #pragma unroll
             for (int j = 0; j < NT; ++j) {
-                zk_mma_bf16(acc[j], wa[u].x, wb[u].x, wa[u].y, wb[u].y, xh[u][j].x, xh[u][j].y);  // k slots <- k+0..3
-                zk_mma_bf16(acc[j], wa[u].z, wb[u].z, wa[u].w, wb[u].w, xh[u][j].z, xh[u][j].w);  // k slots <- k+4..7
+                zk_mma_bf16(acc[j], a03, xh[u][j].x, xh[u][j].y);
+                zk_mma_bf16(acc[j], a47, xh[u][j].z, xh[u][j].w);
                 if (XMODE != SKINNY_X_BF16) {
-                    zk_mma_bf16(acc[j], wa[u].x, wb[u].x, wa[u].y, wb[u].y, xl[u][j].x, xl[u][j].y);
-                    zk_mma_bf16(acc[j], wa[u].z, wb[u].z, wa[u].w, wb[u].w, xl[u][j].z, xl[u][j].w);
+                    zk_mma_bf16(acc[j], a03, xl[u][j].x, xl[u][j].y);
+                    zk_mma_bf16(acc[j], a47, xl[u][j].z, xl[u][j].w);
                 }
             }
         }
@@ -201,7 +193,7 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE) skinny_
 static bool aligned16(const void * p) { return ((uintptr_t) p % 16) == 0; }
 
 // Blocks per SM the kernels reach (256 threads, 100-128 registers for every NT per ptxas -v).
-static int skinny_blocks_per_sm(int) { return 2; }
+constexpr int ZK_SKINNY_BLOCKS_PER_SM = 2;
 
 template <int NT, int XMODE>
 static void skinny_launch_nt(skinny_launch & L, int tiles, cudaStream_t stream) {
@@ -218,7 +210,7 @@ static void skinny_launch_nt(skinny_launch & L, int tiles, cudaStream_t stream) 
     const int n_steps = (L.a.K + 31) / 32;
     const int round = ZK_SKINNY_WARPS * U;
     int KS = 1;
-    const int want = 2 * n_sm * skinny_blocks_per_sm(NT);
+    const int want = 2 * n_sm * ZK_SKINNY_BLOCKS_PER_SM;
     while (KS < 8 && tiles * KS < want && (n_steps + KS * 2 - 1) / (KS * 2) >= round / 2) KS *= 2;
     const int64_t entries = (int64_t) NT * 4 * ZK_WARP_SIZE;
     if (!L.a.workspace || !L.a.counters || (int64_t) tiles * KS * entries > L.a.workspace_floats || tiles > L.a.counter_count) KS = 1;
