@@ -4,6 +4,7 @@
 
 #include <unordered_map>
 
+#include "../include/zamba2-fp8.h"
 #include "../include/zamba2-gemm.h"
 #include "../include/zamba2-kernels.h"
 #include "zamba2-engine.h"
@@ -13,6 +14,14 @@ struct zamba2_tensor {
     size_t numel = 0;
     bool f32 = false;
     bool loaded = false;
+    uint8_t * fp8 = nullptr;  // e4m3 copy W / fp8_scale for the lo term of large steps (lo_fp8 weights only)
+    float fp8_scale = 0.0f;
+};
+
+// The FP8 copy of a bf16 weight (see zamba2-fp8.h), looked up by the bf16 pointer.
+struct zamba2_fp8_weight {
+    const uint8_t * q = nullptr;
+    float scale = 0.0f;
 };
 
 struct zamba2_layer_ptrs {
@@ -38,6 +47,7 @@ struct zamba2_scratch {
     float *x, *tr, *zx, *xbc, *q, *k, *vv, *attf, *a, *gu, *y;   // fp32 activations
     bf16 *u, *u2, *v, *att, *vn;                                 // split GEMM inputs [2T, K]
     bf16 *e, *act, *m, *lora;                                    // bf16: embeddings (exact), unsplit GEMM inputs
+    uint8_t *lo8;                                                // [T, max K] e4m3 lo rows of a split input (lo_fp8)
     float *ysplit;                                               // [2T, max N] split GEMM output
     float *lora3;                                                // [64, 3r] LoRA intermediates of skinny steps
     float *skinny_work;                                          // split-K partial tiles of skinny_gemm
@@ -75,6 +85,7 @@ struct zamba2_engine {
     std::vector<zamba2_block_ptrs> blocks;
     std::vector<zamba2_adapter_ptrs> adapters;
     const bf16 *embed = nullptr, *final_norm = nullptr, *lm_head = nullptr;
+    std::unordered_map<const bf16 *, zamba2_fp8_weight> fp8_of;  // built by zamba2_resolve_weights
     bool resolved = false;
 
     // pools
@@ -104,6 +115,13 @@ struct zamba2_engine {
     // 8 since run 7: same speed as cuBLASLt at b1 (2.57 vs 2.55 ms), slower from 16 rows up (b16 3.83 vs
     // 3.49 ms), and more exact (golden b 6.9e-3 vs 1.1e-2).
     int skinny_max_m = 8;
+    // Steps of at least lo_fp8_min_t tokens compute split GEMMs as hi . W (bf16) + lo8 . W8 (FP8, see
+    // zamba2-fp8.h): compute-bound there, so the lo term costs half. Below it the weights' extra FP8 read
+    // would cost more than it saves. Needs FP8 tensor cores (sm_89+); ZAMBA2_LO_FP8=0 turns it off.
+    bool lo_fp8 = true;
+    int lo_fp8_min_t = 256;
+    // ZAMBA2_SPLIT_Z=0: in_proj's z rows (the gate, d_inner of them) skip the lo term on FP8 steps
+    bool split_z = true;
     // decode-only steps update the SSM state with mamba2_state_step (default; ZAMBA2_DECODE_STEP=0: the scan)
     bool use_decode_step = true;
     // ZAMBA2_SSD=1: steps with prefill chunks run the chunked SSD scan (mamba2_ssd_varlen)

@@ -14,6 +14,8 @@
         if (err_ != cudaSuccess) return std::string(#call ": ") + cudaGetErrorString(err_);        \
     } while (0)
 
+static bool wants_fp8(const std::string & n);
+
 size_t zamba2_config::state_slot_bytes() const {
     return (size_t) n_layers * ((size_t) 3 * conv_dim() * sizeof(float) +
                                 (size_t) n_mamba_heads * mamba_head_dim * d_state * sizeof(float));
@@ -97,6 +99,7 @@ static std::string alloc_scratch(zamba2_engine * e) {
     bf(&s.u, 2 * T * H); bf(&s.u2, 2 * T * H2); bf(&s.v, 2 * T * c.d_inner); bf(&s.att, 2 * T * H2);
     bf(&s.vn, 2 * T * H); bf(&s.e, T * H); bf(&s.act, T * c.ffn); bf(&s.m, T * H);
     bf(&s.lora, 2 * T * (size_t) (c.adapter_rank > 0 ? c.adapter_rank : 1)); bf(&s.hn, T * H);
+    if (err.empty() && e->lo_fp8) err = alloc_n(e, &s.lo8, T * std::max(H2, (size_t) c.d_inner));
     f32(&s.lora3, (size_t) ZK_SKINNY_MAX_M * 3 * (c.adapter_rank > 0 ? c.adapter_rank : 1));
     f32(&s.skinny_work, (size_t) ZK_SKINNY_WORK_FLOATS);
     if (err.empty()) err = alloc_n(e, &s.skinny_counters, (size_t) ZK_SKINNY_COUNTERS);
@@ -151,14 +154,23 @@ zamba2_engine * zamba2_engine_create(const zamba2_config & cfg, std::string * er
     auto * e = new zamba2_engine();
     e->cfg = cfg;
     e->device = cfg.device_index;
+    // FP8 lo terms: on by default where the GPU has FP8 tensor cores (compute capability 8.9 and up)
+    int cc_major = 0, cc_minor = 0;
+    cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, e->device);
+    cudaDeviceGetAttribute(&cc_minor, cudaDevAttrComputeCapabilityMinor, e->device);
+    const char * lo_fp8 = std::getenv("ZAMBA2_LO_FP8");
+    e->lo_fp8 = cc_major * 10 + cc_minor >= 89 && !(lo_fp8 && lo_fp8[0] == '0');
+    const char * lo_fp8_min_t = std::getenv("ZAMBA2_LO_FP8_MIN_T");
+    if (lo_fp8_min_t && *lo_fp8_min_t) e->lo_fp8_min_t = std::max(1, std::atoi(lo_fp8_min_t));
     build_specs(e);
     for (const auto & sp : e->specs) {
         zamba2_tensor t;
         t.numel = sp.numel;
         t.f32 = sp.f32;
         err = alloc_bytes(e, &t.ptr, sp.numel * (sp.f32 ? 4 : 2));
-        if (!err.empty()) break;
+        if (err.empty() && e->lo_fp8 && !sp.f32 && wants_fp8(sp.name)) err = alloc_n(e, &t.fp8, sp.numel);
         e->weights[sp.name] = t;
+        if (!err.empty()) break;
     }
     if (err.empty()) err = alloc_scratch(e);
     if (err.empty()) err = zamba2_sampling_init(e);
@@ -176,6 +188,8 @@ zamba2_engine * zamba2_engine_create(const zamba2_config & cfg, std::string * er
     e->use_decode_step = !(decode_step && decode_step[0] == '0');
     const char * split = std::getenv("ZAMBA2_SPLIT_GEMM");
     e->split_inputs = !(split && split[0] == '0');
+    const char * split_z = std::getenv("ZAMBA2_SPLIT_Z");
+    e->split_z = !(split_z && split_z[0] == '0');
     // steps with prefill chunks run the tensor-core chunked SSD (default since run 6: prefill 2048 87 -> 39 ms,
     // goldens unchanged); ZAMBA2_SSD=0 falls back to the sequential scan
     const char * ssd = std::getenv("ZAMBA2_SSD");
@@ -211,12 +225,15 @@ void zamba2_engine_destroy(zamba2_engine * e) {
     zamba2_engine_use_device(e);
     if (e->stream) cudaStreamSynchronize(e->stream);
     zamba2_sampling_free(e);
-    for (auto & kv : e->weights) cudaFree(kv.second.ptr);
+    for (auto & kv : e->weights) {
+        cudaFree(kv.second.ptr);
+        if (kv.second.fp8) cudaFree(kv.second.fp8);
+    }
     zamba2_scratch & s = e->s;
     for (void * p : std::initializer_list<void *>{s.x, s.e, s.u, s.u2, s.zx, s.xbc, s.v, s.q, s.k, s.vv, s.att, s.a,
                                                   s.vn, s.gu, s.act, s.m, s.tr, s.lora, s.hl, s.hn, s.y, s.logits,
                                                   s.attf, s.ysplit, s.lora3, s.skinny_work, s.skinny_counters,
-                                                  s.argmax, s.max_logit, s.lse, s.packed, e->conv_pool, e->ssm_pool,
+                                                  s.argmax, s.max_logit, s.lse, s.packed, s.lo8, e->conv_pool, e->ssm_pool,
                                                   e->kv_pool}) {
         if (p) cudaFree(p);
     }
@@ -271,6 +288,33 @@ static float f16_bits_to_f32(uint16_t h) {
     return f;
 }
 
+// Weights multiplied by split inputs (zamba2-forward.cc's split_gemm): they get an FP8 copy for large steps.
+static bool wants_fp8(const std::string & n) {
+    auto ends = [&](const char * suf) {
+        const size_t k = std::strlen(suf);
+        return n.size() >= k && n.compare(n.size() - k, k, suf) == 0;
+    };
+    if (n.rfind("layers.", 0) == 0) return ends(".in_proj") || ends(".out_proj");
+    if (n.rfind("blocks.", 0) == 0) return ends(".q") || ends(".k") || ends(".v") || ends(".o") || ends(".gate_up");
+    return false;
+}
+
+// t.fp8 = e4m3(W / scale), scale = max|W| / 448 (1 for an all-zero W), from the uploaded bf16 copy.
+static std::string make_fp8_copy(zamba2_engine * e, zamba2_tensor & t) {
+    if (!t.fp8) return "";
+    float * d_max = reinterpret_cast<float *>(e->s.skinny_work);  // scratch: not in use outside a step
+    ZE_CUDA(cudaMemsetAsync(d_max, 0, sizeof(float), e->stream));
+    fp8_absmax_bf16(d_max, static_cast<const bf16 *>(t.ptr), t.numel, e->stream);
+    float absmax = 0.0f;
+    ZE_CUDA(cudaMemcpyAsync(&absmax, d_max, sizeof(float), cudaMemcpyDeviceToHost, e->stream));
+    ZE_CUDA(cudaStreamSynchronize(e->stream));
+    t.fp8_scale = absmax > 0.0f && std::isfinite(absmax) ? absmax / ZK_E4M3_MAX : 1.0f;
+    fp8_quantize_bf16(t.fp8, static_cast<const bf16 *>(t.ptr), t.numel, 1.0f / t.fp8_scale, e->stream);
+    ZE_CUDA(cudaGetLastError());
+    ZE_CUDA(cudaStreamSynchronize(e->stream));
+    return "";
+}
+
 std::string zamba2_engine_set_weight(zamba2_engine * e, const std::string & name, int src_dtype, const void * data,
                                      size_t numel) {
     zamba2_engine_use_device(e);
@@ -300,6 +344,8 @@ std::string zamba2_engine_set_weight(zamba2_engine * e, const std::string & name
         src = staging.data();
     }
     ZE_CUDA(cudaMemcpy(t.ptr, src, numel * (t.f32 ? 4 : 2), cudaMemcpyHostToDevice));
+    const std::string err = make_fp8_copy(e, t);
+    if (!err.empty()) return "weight '" + name + "': " + err;
     t.loaded = true;
     e->resolved = false;
     return "";
@@ -327,6 +373,10 @@ std::string zamba2_engine_fill_random(zamba2_engine * e, uint64_t seed) {
     }
     ZE_CUDA(cudaGetLastError());
     ZE_CUDA(cudaStreamSynchronize(e->stream));
+    for (auto & kv : e->weights) {
+        const std::string err = make_fp8_copy(e, kv.second);
+        if (!err.empty()) return "weight '" + kv.first + "': " + err;
+    }
     e->resolved = false;
     return "";
 }
@@ -362,6 +412,10 @@ std::string zamba2_resolve_weights(zamba2_engine * e) {
         const std::string p = "blocks." + std::to_string(k) + ".";
         e->blocks.push_back({b(p + "input_norm"), b(p + "q"), b(p + "k"), b(p + "v"), b(p + "o"), b(p + "pre_ff_norm"),
                              b(p + "gate_up"), b(p + "down")});
+    }
+    e->fp8_of.clear();
+    for (const auto & kv : e->weights) {
+        if (kv.second.fp8) e->fp8_of[static_cast<const bf16 *>(kv.second.ptr)] = {kv.second.fp8, kv.second.fp8_scale};
     }
     e->adapters.clear();
     for (size_t h = 0; h < c.hybrid_layer_ids.size(); ++h) {

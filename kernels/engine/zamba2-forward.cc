@@ -106,14 +106,39 @@ static std::string check_step(const zamba2_engine * e, const int32_t * p, size_t
     return "";
 }
 
-// y [T, N] fp32 (+)= x . w^T for a split input x2 = [hi; lo] ([2T, K] bf16): one GEMM over the 2T rows
-// (the weights are read once, so decode pays nothing for the lo rows), then the halves are summed.
-// With a LoRA pair (w0 [r, K], w1 [N, r]), x2 . w0^T . w1^T is added to both halves before the sum.
+// The FP8 copy of w when this step computes lo terms in FP8 (large steps, see zamba2-fp8.h), else null.
+static const zamba2_fp8_weight * lo_fp8_weight(const zamba2_engine * e, const bf16 * w, int T, int K) {
+    if (!e->lo_fp8 || !e->split_inputs || T < e->lo_fp8_min_t || skinny_step(e, T) || K % 16 != 0) return nullptr;
+    auto it = e->fp8_of.find(w);
+    return it == e->fp8_of.end() ? nullptr : &it->second;
+}
+
+// y [T, N] fp32 (+)= x . w^T for a split input x2 = [hi; lo] ([2T, K] bf16). Three forms:
+//  - skinny steps: one skinny_gemm reading hi and lo in registers (W read once);
+//  - FP8 steps (lo_fp8_weight): hi . w^T in bf16 into y, then lo8 . w8^T in FP8 added to columns [lo_n0, N)
+//    (lo_n0 > 0 leaves the first columns with the hi term only: in_proj's z rows with ZAMBA2_SPLIT_Z=0);
+//  - otherwise one cuBLASLt GEMM over the 2T rows into ysplit (W read once), halves summed by combine_halves.
+// With a LoRA pair (w0 [r, K], w1 [N, r]), x2 . w0^T . w1^T is added for both halves.
 static std::string split_gemm(zamba2_engine * e, float * y, int ld_y, const bf16 * x2, const bf16 * w, int T, int N, int K,
-                              bool accumulate, const bf16 * w0 = nullptr, const bf16 * w1 = nullptr) {
+                              bool accumulate, const bf16 * w0 = nullptr, const bf16 * w1 = nullptr, int lo_n0 = 0) {
     zamba2_scratch & s = e->s;
     const int r = e->cfg.adapter_rank;
     cudaStream_t st = e->stream;
+    if (const zamba2_fp8_weight * w8 = lo_fp8_weight(e, w, T, K)) {
+        fp8_lo_from_bf16(s.lo8, x2 + (size_t) T * K, T, K, st);                           // lo8: [T, K] e4m3
+        ZF_GEMM(y, GEMM_OUT_F32, ld_y, x2, K, w, T, N, K, accumulate ? 1.0f : 0.0f, st);  // y (+)= hi . w^T
+        if (gemm_fp8_accumulate(e->gemm, y + lo_n0, ld_y, s.lo8, K, w8->q + (size_t) lo_n0 * K, K, T, N - lo_n0, K,
+                                w8->scale / ZK_LO_FP8_SCALE, st) != 0) {                  // y[:, lo_n0:] += lo . w^T
+            // no FP8 algorithm for this shape (cuBLASLt refuses before enqueuing): the lo rows in bf16
+            ZF_GEMM(y, GEMM_OUT_F32, ld_y, x2 + (size_t) T * K, K, w, T, N, K, 1.0f, st);
+        }
+        if (w0) {
+            ZF_GEMM(s.lora, GEMM_OUT_BF16, r, x2, K, w0, 2 * T, r, K, 0.0f, st);          // lora: [2T, r]
+            ZF_GEMM(y, GEMM_OUT_F32, ld_y, s.lora, r, w1, T, N, r, 1.0f, st);             // y += lora_hi . w1^T
+            ZF_GEMM(y, GEMM_OUT_F32, ld_y, s.lora + (size_t) T * r, r, w1, T, N, r, 1.0f, st);  // y += lora_lo . w1^T
+        }
+        return "";
+    }
     if (skinny_step(e, T) && (!w0 || r % 8 == 0)) {
         // x2 = [hi; lo] read in place (lo rows start T * K later); LoRA: lora3 [T, r] = x . w0^T, then
         // y (+)= x . w^T + lora3 . w1^T in one launch
@@ -249,7 +274,7 @@ static std::string mamba_mixer(zamba2_engine * e, const step_view & v, int L) {
     const zamba2_layer_ptrs & lw = e->layers[L];
     const int T = v.T, H = c.hidden, d = c.d_inner, ipo = c.in_proj_out(), cd = c.conv_dim();
     cudaStream_t st = e->stream;
-    ZF_SPLIT(s.zx, ipo, s.u, lw.in_proj, T, ipo, H, false);                                // zx: [T, 2d+2GN+nh]
+    ZF_SPLIT(s.zx, ipo, s.u, lw.in_proj, T, ipo, H, false, nullptr, nullptr, e->split_z ? 0 : d);  // zx: [T, 2d+2GN+nh]
     zamba2_prof_mark(e, PROF_GEMM);
     float * conv_state = e->conv_pool + (size_t) L * e->conv_layer_elems();               // [slots, 3, cd]
     float * ssm_state = e->ssm_pool + (size_t) L * e->ssm_layer_elems();                  // [slots, nh, P, N]

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -20,4 +21,9 @@ void gemm_context_destroy(gemm_context * ctx);
 // Returns 0 on success, else a cuBLAS status (message in gemm_last_error).
 int gemm_bf16(gemm_context * ctx, void * y, gemm_out_type y_type, int ld_y, const __nv_bfloat16 * x, int ld_x,
               const __nv_bfloat16 * w, int M, int N, int K, float beta, cudaStream_t stream);
+// y[M, N] += alpha * x8[M, K] . w8[N, K]^T with FP8 e4m3 operands (Hopper and later): the lo term of a
+// split input (see ZK_LO_FP8_SCALE). w8 rows have stride ld_w (a row slice of a larger matrix is fine);
+// K, ld_x, ld_w multiples of 16. Same return convention as gemm_bf16.
+int gemm_fp8_accumulate(gemm_context * ctx, float * y, int ld_y, const uint8_t * x8, int ld_x, const uint8_t * w8, int ld_w,
+                        int M, int N, int K, float alpha, cudaStream_t stream);
 const char * gemm_last_error(const gemm_context * ctx);

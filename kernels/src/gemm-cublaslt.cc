@@ -23,6 +23,8 @@ struct gemm_plan {
     cublasLtMatmulAlgo_t candidates[8]{};
     int n_candidates = 0;
     bool tuned = true;
+    int build_status = 0;     // nonzero: no algorithm for this shape (kept so the refusal is not re-queried)
+    std::string build_error;
 };
 
 struct gemm_context {
@@ -53,10 +55,10 @@ gemm_context * gemm_context_create(size_t workspace_bytes, const char ** error) 
 void gemm_context_destroy(gemm_context * ctx) {
     if (!ctx) return;
     for (auto & kv : ctx->plans) {
-        cublasLtMatmulDescDestroy(kv.second.desc);
-        cublasLtMatrixLayoutDestroy(kv.second.a);
-        cublasLtMatrixLayoutDestroy(kv.second.b);
-        cublasLtMatrixLayoutDestroy(kv.second.c);
+        if (kv.second.desc) cublasLtMatmulDescDestroy(kv.second.desc);
+        if (kv.second.a) cublasLtMatrixLayoutDestroy(kv.second.a);
+        if (kv.second.b) cublasLtMatrixLayoutDestroy(kv.second.b);
+        if (kv.second.c) cublasLtMatrixLayoutDestroy(kv.second.c);
     }
     cudaFree(ctx->workspace);
     cublasLtDestroy(ctx->handle);
@@ -78,15 +80,23 @@ static int gemm_fail(gemm_context * ctx, cublasStatus_t st, const char * what) {
         if (st_ != CUBLAS_STATUS_SUCCESS) return gemm_fail(ctx, st_, what);                       \
     } while (0)
 
-static int gemm_plan_build(gemm_context * ctx, gemm_plan & p, gemm_out_type y_type, int ld_y, int ld_x, int M,
-                           int N, int K, bool accumulate) {
+// in_type: CUDA_R_16BF, or CUDA_R_8F_E4M3 (both operands; Hopper wants exactly this "TN" form, which
+// is ours). ld_w: row stride of w (K, or more when w is a row slice of a wider matrix).
+static int gemm_plan_build(gemm_context * ctx, gemm_plan & p, cudaDataType_t in_type, gemm_out_type y_type, int ld_y,
+                           int ld_x, int ld_w, int M, int N, int K, bool accumulate) {
     const cudaDataType_t c_type = y_type == GEMM_OUT_F32 ? CUDA_R_32F : CUDA_R_16BF;
     GEMM_TRY(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
     const cublasOperation_t op_t = CUBLAS_OP_T, op_n = CUBLAS_OP_N;
     GEMM_TRY(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_t, sizeof(op_t)), "set TRANSA");
     GEMM_TRY(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_n, sizeof(op_n)), "set TRANSB");
-    GEMM_TRY(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, K, N, K), "layout A");        // w: [N, K]
-    GEMM_TRY(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, K, M, ld_x), "layout B");     // x: [M, K]
+    if (in_type == CUDA_R_8F_E4M3) {
+        // FP8 products only carry the lo term of a split input (2^-8 of the value): the tensor cores' faster,
+        // less precise accumulation costs ~2^-8 x 2^-10 of the result
+        const int8_t fast = 1;
+        GEMM_TRY(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof(fast)), "set FAST_ACCUM");
+    }
+    GEMM_TRY(cublasLtMatrixLayoutCreate(&p.a, in_type, K, N, ld_w), "layout A");         // w: [N, K] (row stride ld_w)
+    GEMM_TRY(cublasLtMatrixLayoutCreate(&p.b, in_type, K, M, ld_x), "layout B");         // x: [M, K]
     GEMM_TRY(cublasLtMatrixLayoutCreate(&p.c, c_type, N, M, ld_y), "layout C");          // y: [M, N]
     cublasLtMatmulPreference_t pref = nullptr;
     GEMM_TRY(cublasLtMatmulPreferenceCreate(&pref), "preference");
@@ -111,20 +121,25 @@ static int gemm_plan_build(gemm_context * ctx, gemm_plan & p, gemm_out_type y_ty
     return 0;
 }
 
-int gemm_bf16(gemm_context * ctx, void * y, gemm_out_type y_type, int ld_y, const __nv_bfloat16 * x, int ld_x,
-              const __nv_bfloat16 * w, int M, int N, int K, float beta, cudaStream_t stream) {
+// The cached plan of one shape (built, and for overwrite GEMMs tuned, on first use).
+static int gemm_run(gemm_context * ctx, cudaDataType_t in_type, void * y, gemm_out_type y_type, int ld_y, const void * x,
+                    int ld_x, const void * w, int ld_w, int M, int N, int K, float alpha, float beta, cudaStream_t stream) {
     if (M <= 0) return 0;
-    char key[96];
-    std::snprintf(key, sizeof(key), "%d:%d:%d:%d:%d:%d:%d", (int) y_type, ld_y, ld_x, M, N, K, beta != 0.0f);
+    char key[112];
+    std::snprintf(key, sizeof(key), "%d:%d:%d:%d:%d:%d:%d:%d:%d", (int) in_type, (int) y_type, ld_y, ld_x, ld_w, M, N, K,
+                  beta != 0.0f);
     auto it = ctx->plans.find(key);
     if (it == ctx->plans.end()) {
         gemm_plan p;
-        const int rc = gemm_plan_build(ctx, p, y_type, ld_y, ld_x, M, N, K, beta != 0.0f);
-        if (rc != 0) return rc;
-        it = ctx->plans.emplace(key, p).first;
+        p.build_status = gemm_plan_build(ctx, p, in_type, y_type, ld_y, ld_x, ld_w, M, N, K, beta != 0.0f);
+        if (p.build_status != 0) p.build_error = ctx->error;
+        it = ctx->plans.emplace(key, p).first;  // failures too: a refused shape stays refused, cheaply
     }
     gemm_plan & p = it->second;
-    const float alpha = 1.0f;
+    if (p.build_status != 0) {
+        ctx->error = p.build_error;
+        return p.build_status;
+    }
     if (!p.tuned) {
         cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
         cudaStreamIsCapturing(stream, &cap);
@@ -160,4 +175,14 @@ int gemm_bf16(gemm_context * ctx, void * y, gemm_out_type y_type, int ld_y, cons
                             ctx->workspace, ctx->workspace_bytes, stream),
              "cublasLtMatmul");
     return 0;
+}
+
+int gemm_bf16(gemm_context * ctx, void * y, gemm_out_type y_type, int ld_y, const __nv_bfloat16 * x, int ld_x,
+              const __nv_bfloat16 * w, int M, int N, int K, float beta, cudaStream_t stream) {
+    return gemm_run(ctx, CUDA_R_16BF, y, y_type, ld_y, x, ld_x, w, K, M, N, K, 1.0f, beta, stream);
+}
+
+int gemm_fp8_accumulate(gemm_context * ctx, float * y, int ld_y, const uint8_t * x8, int ld_x, const uint8_t * w8, int ld_w,
+                        int M, int N, int K, float alpha, cudaStream_t stream) {
+    return gemm_run(ctx, CUDA_R_8F_E4M3, y, GEMM_OUT_F32, ld_y, x8, ld_x, w8, ld_w, M, N, K, alpha, 1.0f, stream);
 }

@@ -1,0 +1,75 @@
+// FP8 e4m3 copies of weights (once, at upload) and of split inputs' lo rows (per large step);
+// the math and error budget are in include/zamba2-fp8.h.
+#include <cuda_fp8.h>
+
+#include "zamba2-common.cuh"
+#include "zamba2-fp8.h"
+
+// ---- kernels -----------------------------------------------------------------------------------
+
+// Non-negative floats order like their bit patterns, so an unsigned atomicMax on the bits is a float max.
+static __global__ void fp8_absmax_kernel(float * __restrict__ absmax, const bf16 * __restrict__ w, size_t n) {
+    __shared__ float scratch[32];
+    float m = 0.0f;
+    for (size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n; i += (size_t) gridDim.x * blockDim.x) {
+        const float a = fabsf(zk_to_f32(w[i]));  // w: [n]
+        if (a > m) m = a;                         // NaN compares false: ignored
+    }
+    m = zk_block_max(m, scratch);
+    if (threadIdx.x == 0) atomicMax(reinterpret_cast<unsigned int *>(absmax), __float_as_uint(m));
+}
+
+static __global__ void fp8_quantize_kernel(uint8_t * __restrict__ q, const bf16 * __restrict__ w, size_t n, float inv_scale) {
+    for (size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n; i += (size_t) gridDim.x * blockDim.x) {
+        q[i] = __nv_cvt_float_to_fp8(zk_to_f32(w[i]) * inv_scale, __NV_SATFINITE, __NV_E4M3);  // q, w: [n]
+    }
+}
+
+// 8 lo values (16 bytes in) -> 8 e4m3 (8 bytes out) per thread.
+static __global__ void fp8_lo_vec_kernel(uint2 * __restrict__ lo8, const uint4 * __restrict__ lo, size_t n8) {
+    for (size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n8; i += (size_t) gridDim.x * blockDim.x) {
+        const uint4 raw = lo[i];                                   // lo: [n8] x 8 bf16
+        const __nv_bfloat162 * p = reinterpret_cast<const __nv_bfloat162 *>(&raw);
+        uint16_t out[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const float2 f = __bfloat1622float2(p[j]);
+            out[j] = __nv_cvt_float2_to_fp8x2(make_float2(f.x * ZK_LO_FP8_SCALE, f.y * ZK_LO_FP8_SCALE), __NV_SATFINITE, __NV_E4M3);
+        }
+        lo8[i] = make_uint2(out[0] | ((uint32_t) out[1] << 16), out[2] | ((uint32_t) out[3] << 16));  // lo8: [n8] x 8
+    }
+}
+
+static __global__ void fp8_lo_kernel(uint8_t * __restrict__ lo8, const bf16 * __restrict__ lo, size_t n) {
+    for (size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n; i += (size_t) gridDim.x * blockDim.x) {
+        lo8[i] = __nv_cvt_float_to_fp8(zk_to_f32(lo[i]) * ZK_LO_FP8_SCALE, __NV_SATFINITE, __NV_E4M3);
+    }
+}
+
+// ---- launchers ---------------------------------------------------------------------------------
+
+static unsigned grid_for(size_t n, int threads) {
+    const size_t blocks = (n + threads - 1) / threads;
+    return (unsigned) (blocks < 4096 ? (blocks > 0 ? blocks : 1) : 4096);
+}
+
+void fp8_absmax_bf16(float * absmax, const bf16 * w, size_t n, cudaStream_t stream) {
+    if (n == 0) return;
+    fp8_absmax_kernel<<<grid_for(n, 256), 256, 0, stream>>>(absmax, w, n);
+}
+
+void fp8_quantize_bf16(uint8_t * q, const bf16 * w, size_t n, float inv_scale, cudaStream_t stream) {
+    if (n == 0) return;
+    fp8_quantize_kernel<<<grid_for(n, 256), 256, 0, stream>>>(q, w, n, inv_scale);
+}
+
+void fp8_lo_from_bf16(uint8_t * lo8, const bf16 * lo, int n_rows, int n_cols, cudaStream_t stream) {
+    const size_t n = (size_t) n_rows * n_cols;
+    if (n == 0) return;
+    if (n % 8 == 0 && (uintptr_t) lo % 16 == 0 && (uintptr_t) lo8 % 8 == 0) {
+        fp8_lo_vec_kernel<<<grid_for(n / 8, 256), 256, 0, stream>>>(reinterpret_cast<uint2 *>(lo8),
+                                                                    reinterpret_cast<const uint4 *>(lo), n / 8);
+        return;
+    }
+    fp8_lo_kernel<<<grid_for(n, 256), 256, 0, stream>>>(lo8, lo, n);
+}
