@@ -4,8 +4,13 @@
 // sequence), permuted slots, nonzero initial states, realistic ranges (softplus(dt) in ~[1e-3, 0.5],
 // A_log in [0, 2.5], x/B/C ~ N(0,1)); preset-like shapes (P 64 with N 128 / N 64 G 2), the golden
 // fixtures' tiny shapes (where G·64·64 exceeds nh·P·N), an odd xbc row stride (scalar loads) and bf16
-// inputs; the C·B^T scratch is exactly [n_chunks, G, 64, 64] with a guard after it that must stay untouched. Then 1.2B dims at T = 2048 (+ a ragged batch) against the GPU sequential scan, which
-// runs every chunk chain through thousands of CTAs. ZK_BENCH_SSD=1 times both kernels (CUDA events).
+// inputs; the C·B^T scratch is exactly [n_chunks, G, 64, 64] with a guard after it that must stay untouched.
+// A third call has an 1100-token sequence (18 chunks) between single-token and one-chunk ones; two shapes
+// also run without programmatic dependent launch, with the previous kernel and with clusters of 2, 3 and 8
+// chunks (the state crosses cluster edges at every alignment). Then 1.2B dims at T = 2048,
+// a ragged batch and a 12k-token batch (196 chunks) against the GPU sequential scan, which runs every
+// chunk chain through thousands of CTAs. ZK_BENCH_SSD=1 times the kernels (CUDA events): the default
+// against the previous kernel, against itself without PDL and with clusters.
 #include <algorithm>
 #include <cstring>
 #include <numeric>
@@ -87,20 +92,24 @@ template <typename TX> struct ssd_batch {
     }
 };
 
+// variant, cluster: mamba2_ssd_debug_variant's arguments for this case (0, 0: the default).
 template <typename TX>
-void check_case(test_table & tab, test_rng & rng, const ssd_case & sc) {
+void check_case(test_table & tab, test_rng & rng, const ssd_case & sc, int variant = 0, int cluster = 0) {
     const int d = sc.nh * sc.P, ld = d + 2 * sc.G * sc.N + sc.ld_extra, ld_dt = sc.nh + 5, n_slots = 9;
     const std::string tag = std::string("ssd_tc ") + (sc.f32 ? "f32" : "bf16") + " nh" + std::to_string(sc.nh) + " P" +
                             std::to_string(sc.P) + " G" + std::to_string(sc.G) + " N" + std::to_string(sc.N) +
-                            (sc.ld_extra ? " ld+" + std::to_string(sc.ld_extra) : "");
+                            (sc.ld_extra ? " ld+" + std::to_string(sc.ld_extra) : "") +
+                            (variant ? " variant " + std::to_string(variant) : "") +
+                            (cluster ? " K" + std::to_string(cluster) : "");
+    mamba2_ssd_debug_variant(variant, cluster);
     const vec dt_bias = rng.f32_values(sc.nh, -4, -2), a_log = rng.f32_values(sc.nh, 0, 2.5), dsk = rng.f32_values(sc.nh, 0.5, 1.5);
     vec state = rng.f32_values((size_t) n_slots * sc.nh * sc.P * sc.N, -1, 1);
     dev_buf<float> dstate(state.size()), dbias(sc.nh), dalog(sc.nh), dd(sc.nh);
     dstate.upload(state); dbias.upload(dt_bias); dalog.upload(a_log); dd.upload(dsk);
-    const ivec lens_by_call[2] = {{1, 64, 65, 130, 37, 63}, {700, 1, 129, 2, 64}};
+    const ivec lens_by_call[3] = {{1, 64, 65, 130, 37, 63}, {700, 1, 129, 2, 64}, {1, 1100, 1, 64, 192}};
     ivec all(n_slots);
     std::iota(all.begin(), all.end(), 0);
-    for (int call = 0; call < 2; ++call) {
+    for (int call = 0; call < 3; ++call) {
         const ivec & lens = lens_by_call[call];
         std::shuffle(all.begin(), all.end(), rng.gen);
         const ivec slots(all.begin(), all.begin() + lens.size());
@@ -114,7 +123,7 @@ void check_case(test_table & tab, test_rng & rng, const ssd_case & sc) {
         const bool ok = b.run_ssd(sc, dstate.ptr, ld, ld_dt, dbias.ptr, dalog.ptr, dd.ptr);
         ZK_LAUNCHED();
         tab.compare_ints(tag + " accepted", {ok ? 1 : 0}, {1});
-        if (!ok) return;
+        if (!ok) break;
         tab.compare_ints(tag + " call " + std::to_string(call + 1) + ": C.B^T scratch guard untouched",
                          ivec{b.cb_guard_written()}, ivec{0});
         // the reference reads rows [T, d + 2GN]: drop the padding columns
@@ -126,6 +135,7 @@ void check_case(test_table & tab, test_rng & rng, const ssd_case & sc) {
         tab.compare(tag + c + ": y", b.y.download(), y_ref, 1e-3);
         tab.compare(tag + c + ": state pool", dstate.download(), state, 1e-3);
     }
+    mamba2_ssd_debug_variant(0);
 }
 
 // Shapes it must refuse (the engine then runs the sequential scan): P > 64, N > 128.
@@ -189,7 +199,20 @@ void check_preset(test_table & tab, const char * name, const ssd_case & sc, cons
         tab.compare(t + ": state pool", st_ssd.download(), st_scan.download(), 1e-4);
         return true;
     };
-    if (!verify(tag) || !bench) return;
+    if (!verify(tag)) return;
+    // the other variants must give the same results
+    if (detail || T > 4096) {
+        for (int v : {1, -1}) {
+            mamba2_ssd_debug_variant(v);
+            verify(tag + " variant " + std::to_string(v));
+        }
+        for (int k : {2, 4, 8}) {
+            mamba2_ssd_debug_variant(0, k);
+            verify(tag + " K" + std::to_string(k));
+        }
+        mamba2_ssd_debug_variant(0);
+    }
+    if (!bench) return;
     cudaEvent_t e0, e1;
     ZK_CHECK(cudaEventCreate(&e0));
     ZK_CHECK(cudaEventCreate(&e1));
@@ -208,11 +231,24 @@ void check_preset(test_table & tab, const char * name, const ssd_case & sc, cons
         if (min_out) *min_out = *std::min_element(t.begin(), t.end());
         return median_ms(t);
     };
-    float mn = 0;
+    float mn = 0, mn_old = 0;
     const float a = time_ms([&] { ssd(st_ssd.ptr); }, &mn);
+    mamba2_ssd_debug_variant(-1);
+    const float old = time_ms([&] { ssd(st_ssd.ptr); }, &mn_old);
+    mamba2_ssd_debug_variant(1);
+    const float no_pdl = time_ms([&] { ssd(st_ssd.ptr); }, nullptr);
+    mamba2_ssd_debug_variant(0);
     const float s = time_ms([&] { scan(st_scan.ptr); }, nullptr);
-    std::printf("BENCH ssd %-28s T %5d nh %3d P %d N %3d G %d: ssd_tc %.4f ms (min %.4f)  scan %.4f ms  x%.1f\n", name, T,
-                sc.nh, sc.P, sc.N, sc.G, a, mn, s, s / a);
+    std::printf("BENCH ssd %-28s T %5d nh %3d P %d N %3d G %d: ssd_tc %.4f ms (min %.4f)  old %.4f ms (min %.4f)  "
+                "no PDL %.4f ms  scan %.4f ms  x%.1f\n",
+                name, T, sc.nh, sc.P, sc.N, sc.G, a, mn, old, mn_old, no_pdl, s, s / a);
+    std::printf("BENCH ssd %s clusters:", name);
+    for (int k : {2, 4, 8}) {
+        mamba2_ssd_debug_variant(0, k);
+        std::printf("  K%d %.4f ms", k, time_ms([&] { ssd(st_ssd.ptr); }, nullptr));
+    }
+    mamba2_ssd_debug_variant(0);
+    std::printf("\n");
     if (detail) {
         // phase profile of the default path (globaltimer stamps of thread 0 of every CTA)
         dev_buf<unsigned long long> prof(10);
@@ -258,14 +294,20 @@ void test_ssd_tensor_core(test_table & tab, test_rng & rng) {
         if (cases[i].f32) check_case<float>(tab, rng, cases[i]);
         else check_case<bf16>(tab, rng, cases[i]);
     }
+    const int variants[5][2] = {{1, 0}, {-1, 0}, {0, 2}, {0, 3}, {0, 8}};
+    for (const auto & v : variants) {
+        check_case<float>(tab, rng, cases[0], v[0], v[1]);
+        check_case<float>(tab, rng, cases[3], v[0], v[1]);
+    }
     check_refusals(tab);
     const char * b = std::getenv("ZK_BENCH_SSD");
     const bool bench = b && b[0] == '1';
     const uint64_t seed = rng.gen();
     check_preset(tab, "1.2B", {64, 64, 1, 128, true, 0}, {2048}, bench, seed, true);
     check_preset(tab, "1.2B ragged+decodes", {64, 64, 1, 128, true, 0}, {700, 1, 1, 1000, 33, 1, 313}, bench, seed + 10);
+    check_preset(tab, "1.2B 12k", {64, 64, 1, 128, true, 0}, {8191, 1, 65, 4096}, bench, seed + 60);
     if (bench) {
-        check_preset(tab, "1.2B", {64, 64, 1, 128, true, 0}, {512}, bench, seed + 20);
+        check_preset(tab, "1.2B", {64, 64, 1, 128, true, 0}, {512}, bench, seed + 20, true);
         check_preset(tab, "1.2B 4x512", {64, 64, 1, 128, true, 0}, {512, 512, 512, 512}, bench, seed + 30);
         check_preset(tab, "2.7B", {80, 64, 1, 64, true, 0}, {2048}, bench, seed + 40, true);
         check_preset(tab, "7B", {112, 64, 2, 64, true, 0}, {2048}, bench, seed + 50);
