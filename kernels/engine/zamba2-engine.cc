@@ -2,6 +2,8 @@
 // The step itself is in zamba2-forward.cc.
 #include "zamba2-engine-internal.h"
 
+#include "../include/zamba2-launch.cuh"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -160,6 +162,10 @@ zamba2_engine * zamba2_engine_create(const zamba2_config & cfg, std::string * er
     cudaDeviceGetAttribute(&cc_minor, cudaDevAttrComputeCapabilityMinor, e->device);
     const char * lo_fp8 = std::getenv("ZAMBA2_LO_FP8");
     e->lo_fp8 = cc_major * 10 + cc_minor >= 89 && !(lo_fp8 && lo_fp8[0] == '0');
+    // kernels launched through zk_launch overlap their launch with the previous kernel's tail (sm_90+;
+    // ZAMBA2_PDL=0 turns it off). Process-wide: every engine of a process runs on the same kind of GPU.
+    const char * pdl = std::getenv("ZAMBA2_PDL");
+    zk_pdl_enabled() = cc_major >= 9 && !(pdl && pdl[0] == '0');
     const char * lo_fp8_min_t = std::getenv("ZAMBA2_LO_FP8_MIN_T");
     if (lo_fp8_min_t && *lo_fp8_min_t) e->lo_fp8_min_t = std::max(1, std::atoi(lo_fp8_min_t));
     build_specs(e);
@@ -211,6 +217,9 @@ zamba2_engine * zamba2_engine_create(const zamba2_config & cfg, std::string * er
         const char * gerr = nullptr;
         e->gemm = gemm_context_create((size_t) 32 << 20, &gerr);
         if (!e->gemm) err = gerr ? gerr : "cuBLASLt init failed";
+        const zamba2_config & c = e->cfg;
+        const size_t ysplit_floats = 2 * (size_t) c.max_tokens * std::max(std::max((size_t) c.in_proj_out(), 2 * (size_t) c.ffn), 2 * (size_t) c.hidden);
+        if (e->gemm) gemm_context_set_tune_scratch(e->gemm, e->s.ysplit, ysplit_floats * sizeof(float));
     }
     if (!err.empty()) {
         if (error) *error = err;

@@ -26,4 +26,7 @@ int gemm_bf16(gemm_context * ctx, void * y, gemm_out_type y_type, int ld_y, cons
 // K, ld_x, ld_w multiples of 16. Same return convention as gemm_bf16.
 int gemm_fp8_accumulate(gemm_context * ctx, float * y, int ld_y, const uint8_t * x8, int ld_x, const uint8_t * w8, int ld_w,
                         int M, int N, int K, float alpha, cudaStream_t stream);
+// ZAMBA2_GEMM_TUNE=n times up to n heuristic candidates per shape on its first uncaptured call; GEMMs
+// that accumulate (beta != 0) are timed into this scratch (device, >= the output's extent) instead.
+void gemm_context_set_tune_scratch(gemm_context * ctx, void * scratch, size_t bytes);
 const char * gemm_last_error(const gemm_context * ctx);

@@ -6,6 +6,7 @@
 // the score (its whole K row loaded with 16-byte loads, all issued before the dot product), then the
 // lanes switch to owning output dims (e = lane + 32 k) to accumulate p_j v_j.
 #include "zamba2-common.cuh"
+#include "zamba2-launch.cuh"
 
 #define ZK_DEC_WARPS 4
 
@@ -14,6 +15,7 @@ static __global__ void __launch_bounds__(ZK_DEC_WARPS * ZK_WARP_SIZE)
 attention_decode_kernel(float * __restrict__ out, const float * __restrict__ q, const bf16 * __restrict__ k_pool,
                         const bf16 * __restrict__ v_pool, const int32_t * __restrict__ block_tables, int max_pages,
                         const int32_t * __restrict__ positions, int n_heads, int head_dim, float scale) {
+    zk_pdl_prologue();
     constexpr int DMAX = ZK_WARP_SIZE * DPL, CHUNKS = DMAX / 8;
     __shared__ float qs[DMAX];                      // scaled query
     __shared__ float w_m[ZK_DEC_WARPS], w_l[ZK_DEC_WARPS];
@@ -91,7 +93,7 @@ bool paged_attention_decode(float * out, const float * q, const bf16 * k_pool, c
     if (head_dim % 8 != 0 || head_dim > 256) return false;
     const dim3 grid((unsigned) n_seqs, (unsigned) n_heads), block(ZK_DEC_WARPS * ZK_WARP_SIZE);
     const int dpl = (head_dim + ZK_WARP_SIZE - 1) / ZK_WARP_SIZE;
-#define ZK_DEC(N) attention_decode_kernel<N><<<grid, block, 0, stream>>>(out, q, k_pool, v_pool, block_tables, max_pages, \
+#define ZK_DEC(N) zk_launch(attention_decode_kernel<N>, grid, block, 0, stream, out, q, k_pool, v_pool, block_tables, max_pages, \
                                                                          positions, n_heads, head_dim, scale)
     if (dpl <= 1) ZK_DEC(1);
     else if (dpl <= 2) ZK_DEC(2);

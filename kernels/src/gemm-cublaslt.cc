@@ -32,6 +32,8 @@ struct gemm_context {
     void * workspace = nullptr;
     size_t workspace_bytes = 0;
     std::unordered_map<std::string, gemm_plan> plans;
+    void * tune_scratch = nullptr;  // accumulate GEMMs are timed into this instead of their output
+    size_t tune_scratch_bytes = 0;
     std::string error;
 };
 
@@ -116,8 +118,9 @@ static int gemm_plan_build(gemm_context * ctx, gemm_plan & p, cudaDataType_t in_
     p.n_candidates = 0;
     for (int i = 0; i < found; ++i)
         if (results[i].state == CUBLAS_STATUS_SUCCESS) p.candidates[p.n_candidates++] = results[i].algo;
-    // timing reruns the GEMM, so only overwrite-GEMMs (beta 0) are tuned: an accumulate would add twice
-    p.tuned = accumulate || p.n_candidates < 2;
+    // timing reruns the GEMM: accumulate GEMMs (beta != 0) are timed into the tune scratch (gemm_run)
+    (void) accumulate;
+    p.tuned = p.n_candidates < 2;
     return 0;
 }
 
@@ -143,20 +146,25 @@ static int gemm_run(gemm_context * ctx, cudaDataType_t in_type, void * y, gemm_o
     if (!p.tuned) {
         cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
         cudaStreamIsCapturing(stream, &cap);
-        if (cap == cudaStreamCaptureStatusNone) {  // events cannot be waited on inside a graph capture
+        // an accumulate GEMM would add into y once per timed run: time it into the scratch instead
+        const size_t elem = y_type == GEMM_OUT_F32 ? 4 : 2;
+        const size_t y_bytes = ((size_t) (M - 1) * ld_y + N) * elem;
+        void * const y_timed = beta == 0.0f ? y : ctx->tune_scratch;
+        if (beta != 0.0f && (!ctx->tune_scratch || y_bytes > ctx->tune_scratch_bytes)) p.tuned = true;
+        if (!p.tuned && cap == cudaStreamCaptureStatusNone) {  // events cannot be waited on inside a graph capture
             cudaEvent_t t0, t1;
             cudaEventCreate(&t0);
             cudaEventCreate(&t1);
             float best_ms = 1e30f;
             for (int i = 0; i < p.n_candidates; ++i) {
                 // warm-up run also rejects candidates that fail at launch
-                if (cublasLtMatmul(ctx->handle, p.desc, &alpha, w, p.a, x, p.b, &beta, y, p.c, y, p.c, &p.candidates[i],
-                                   ctx->workspace, ctx->workspace_bytes, stream) != CUBLAS_STATUS_SUCCESS)
+                if (cublasLtMatmul(ctx->handle, p.desc, &alpha, w, p.a, x, p.b, &beta, y_timed, p.c, y_timed, p.c,
+                                   &p.candidates[i], ctx->workspace, ctx->workspace_bytes, stream) != CUBLAS_STATUS_SUCCESS)
                     continue;
                 cudaEventRecord(t0, stream);
                 for (int r = 0; r < 3; ++r)
-                    cublasLtMatmul(ctx->handle, p.desc, &alpha, w, p.a, x, p.b, &beta, y, p.c, y, p.c, &p.candidates[i],
-                                   ctx->workspace, ctx->workspace_bytes, stream);
+                    cublasLtMatmul(ctx->handle, p.desc, &alpha, w, p.a, x, p.b, &beta, y_timed, p.c, y_timed, p.c,
+                                   &p.candidates[i], ctx->workspace, ctx->workspace_bytes, stream);
                 cudaEventRecord(t1, stream);
                 cudaEventSynchronize(t1);
                 float ms = 0.0f;
@@ -185,4 +193,9 @@ int gemm_bf16(gemm_context * ctx, void * y, gemm_out_type y_type, int ld_y, cons
 int gemm_fp8_accumulate(gemm_context * ctx, float * y, int ld_y, const uint8_t * x8, int ld_x, const uint8_t * w8, int ld_w,
                         int M, int N, int K, float alpha, cudaStream_t stream) {
     return gemm_run(ctx, CUDA_R_8F_E4M3, y, GEMM_OUT_F32, ld_y, x8, ld_x, w8, ld_w, M, N, K, alpha, 1.0f, stream);
+}
+
+void gemm_context_set_tune_scratch(gemm_context * ctx, void * scratch, size_t bytes) {
+    ctx->tune_scratch = scratch;
+    ctx->tune_scratch_bytes = scratch ? bytes : 0;
 }

@@ -9,6 +9,7 @@
 // NOTE: this is the exact sequential form (one warp per state row, N across lanes). The chunked
 // SSD (matrix) form is future work for long prefills; both compute the same function (spec §4.1).
 #include "zamba2-common.cuh"
+#include "zamba2-launch.cuh"
 
 // ---- kernels -----------------------------------------------------------------------------------
 
@@ -114,6 +115,7 @@ static __global__ void mamba2_state_step_kernel(float * __restrict__ y, float * 
                                                 const int32_t * __restrict__ cu_seqlens,
                                                 const int32_t * __restrict__ seq_slot, int n_seqs,
                                                 int n_heads, int head_dim, int n_groups, int d_state) {
+    zk_pdl_prologue();
     const int64_t thread = (int64_t) blockIdx.x * blockDim.x + threadIdx.x;
     const int rows_per_head = head_dim / RP;
     const int64_t n_groups_rows = (int64_t) n_seqs * n_heads * rows_per_head;
@@ -199,10 +201,10 @@ static bool state_step_launch(float * y, float * ssm_state, const TX * xbc, int 
     const int block = 256;
     const unsigned blocks = (unsigned) ((threads + block - 1) / block);
 #define ZK_STEP_LAUNCH(GW)                                                                         \
-    if (rp == 4) mamba2_state_step_kernel<GW, 4, TX><<<blocks, block, 0, stream>>>(y, ssm_state, xbc, ld_xbc, dt_raw, ld_dt, \
+    if (rp == 4) zk_launch(mamba2_state_step_kernel<GW, 4, TX>, blocks, block, 0, stream, y, ssm_state, xbc, ld_xbc, dt_raw, ld_dt, \
                                                               dt_bias, a_log, d_skip, cu_seqlens, seq_slot, n_seqs, n_heads, \
                                                               head_dim, n_groups, d_state);                                  \
-    else mamba2_state_step_kernel<GW, 1, TX><<<blocks, block, 0, stream>>>(y, ssm_state, xbc, ld_xbc, dt_raw, ld_dt, dt_bias, \
+    else zk_launch(mamba2_state_step_kernel<GW, 1, TX>, blocks, block, 0, stream, y, ssm_state, xbc, ld_xbc, dt_raw, ld_dt, dt_bias, \
                                                               a_log, d_skip, cu_seqlens, seq_slot, n_seqs, n_heads, \
                                                               head_dim, n_groups, d_state)
     switch (gw) {

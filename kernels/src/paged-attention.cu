@@ -5,6 +5,7 @@
 // first (kv_cache_write), so a chunk sees earlier chunks and itself through one path.
 // Pool layout per attention layer: [pages, heads, 16, D], so one head's page is contiguous.
 #include "zamba2-common.cuh"
+#include "zamba2-launch.cuh"
 
 #define ZK_ATTN_WARPS 4
 #define ZK_ATTN_MAX_DPL 8  // head dims up to 256
@@ -16,6 +17,7 @@ static __global__ void kv_cache_write_kernel(bf16 * __restrict__ k_pool, bf16 * 
                                              const TS * __restrict__ k, const TS * __restrict__ v,
                                              const int32_t * __restrict__ kv_index, int n_heads,
                                              int head_dim) {
+    zk_pdl_prologue();
     const int64_t t = blockIdx.x;
     const int idx = kv_index[t];
     const int64_t page = idx / ZK_PAGE_TOKENS;
@@ -167,14 +169,14 @@ void kv_cache_write(bf16 * k_pool, bf16 * v_pool, const bf16 * k, const bf16 * v
                     const int32_t * kv_index, int n_tokens, int n_heads, int head_dim,
                     cudaStream_t stream) {
     if (n_tokens <= 0) return;
-    kv_cache_write_kernel<<<n_tokens, 256, 0, stream>>>(k_pool, v_pool, k, v, kv_index, n_heads, head_dim);
+    zk_launch(kv_cache_write_kernel<bf16>, n_tokens, 256, 0, stream, k_pool, v_pool, k, v, kv_index, n_heads, head_dim);
 }
 
 void kv_cache_write(bf16 * k_pool, bf16 * v_pool, const float * k, const float * v,
                     const int32_t * kv_index, int n_tokens, int n_heads, int head_dim,
                     cudaStream_t stream) {
     if (n_tokens <= 0) return;
-    kv_cache_write_kernel<<<n_tokens, 256, 0, stream>>>(k_pool, v_pool, k, v, kv_index, n_heads, head_dim);
+    zk_launch(kv_cache_write_kernel<float>, n_tokens, 256, 0, stream, k_pool, v_pool, k, v, kv_index, n_heads, head_dim);
 }
 
 template <int Q, int DPL, typename TQ, typename TO>

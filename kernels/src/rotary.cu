@@ -3,6 +3,7 @@
 //   x'[i]       = x[i] * cos(ang) - x[i + D/2] * sin(ang)
 //   x'[i + D/2] = x[i + D/2] * cos(ang) + x[i] * sin(ang)
 #include "zamba2-common.cuh"
+#include "zamba2-launch.cuh"
 
 // ---- kernels -----------------------------------------------------------------------------------
 
@@ -10,6 +11,7 @@
 template <typename TX>
 static __global__ void rope_neox_kernel(TX * __restrict__ x, const int32_t * __restrict__ positions,
                                         int n_heads, int head_dim, float theta) {
+    zk_pdl_prologue();
     const int half = head_dim / 2;
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     const int64_t t = blockIdx.y;
@@ -35,7 +37,7 @@ void rope_neox_inplace(bf16 * x, const int32_t * positions, int n_tokens, int n_
     const int half = head_dim / 2;
     const int threads = half < 128 ? ((half + 31) / 32) * 32 : 128;
     dim3 grid((half + threads - 1) / threads, n_tokens, n_heads);
-    rope_neox_kernel<<<grid, threads, 0, stream>>>(x, positions, n_heads, head_dim, theta);
+    zk_launch(rope_neox_kernel<bf16>, grid, threads, 0, stream, x, positions, n_heads, head_dim, theta);
 }
 
 void rope_neox_inplace(float * x, const int32_t * positions, int n_tokens, int n_heads, int head_dim,
@@ -44,5 +46,5 @@ void rope_neox_inplace(float * x, const int32_t * positions, int n_tokens, int n
     const int half = head_dim / 2;
     const int threads = half < 128 ? ((half + 31) / 32) * 32 : 128;
     dim3 grid((half + threads - 1) / threads, n_tokens, n_heads);
-    rope_neox_kernel<<<grid, threads, 0, stream>>>(x, positions, n_heads, head_dim, theta);
+    zk_launch(rope_neox_kernel<float>, grid, threads, 0, stream, x, positions, n_heads, head_dim, theta);
 }

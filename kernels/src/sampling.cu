@@ -19,12 +19,14 @@
 #include <cfloat>
 
 #include "zamba2-common.cuh"
+#include "zamba2-launch.cuh"
 
 // ---- logits_argmax_lse -------------------------------------------------------------------------
 
 static __global__ void logits_argmax_lse_kernel(int32_t * __restrict__ token, float * __restrict__ max_logit,
                                                 float * __restrict__ lse, const float * __restrict__ logits,
                                                 int vocab) {
+    zk_pdl_prologue();
     __shared__ float s_val[32];
     __shared__ int s_idx[32];
     __shared__ float scratch[32];
@@ -363,7 +365,7 @@ static __global__ __launch_bounds__(ZK_SAMPLE_THREADS) void sample_rows_kernel(
 void logits_argmax_lse(int32_t * token, float * max_logit, float * lse, const float * logits,
                        int n_rows, int vocab, cudaStream_t stream) {
     if (n_rows <= 0) return;
-    logits_argmax_lse_kernel<<<n_rows, 512, 0, stream>>>(token, max_logit, lse, logits, vocab);
+    zk_launch(logits_argmax_lse_kernel, n_rows, 512, 0, stream, token, max_logit, lse, logits, vocab);
 }
 
 void sample_rows(int32_t * token, float * logprob, int32_t * top_ids, float * top_logprobs, float * work,

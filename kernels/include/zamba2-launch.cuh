@@ -1,0 +1,47 @@
+// Kernel launches with programmatic dependent launch (PDL, sm_90+).
+//
+// A decode step is a chain of ~350 small kernels in one CUDA graph; each normally starts only after
+// its predecessor has drained, and its launch and block scheduling (~1-3 us) sit on the critical path.
+// Launched through zk_launch with PDL on, a kernel's blocks are scheduled as soon as every block of
+// its predecessor has called zk_pdl_trigger, and wait in zk_pdl_wait until the predecessor's writes
+// are visible: the launch overlaps the predecessor's tail instead of following it.
+//
+// Contract of a kernel launched through zk_launch: every block calls zk_pdl_wait() before it reads
+// anything an earlier kernel writes or writes anything (only constants such as weights may be read
+// before), then lets its own dependent launch: zk_pdl_prologue() does both, in that order (triggering only
+// after the wait keeps at most one kernel scheduled ahead instead of letting the whole chain pile up).
+// Without PDL (older chips, the switch off, a plain launch) the prologue costs nothing.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <utility>
+
+// Process-wide switch, set by the engine (ZAMBA2_PDL, compute capability >= 9.0). Off: plain launches.
+inline bool & zk_pdl_enabled() {
+    static bool on = false;
+    return on;
+}
+
+static __device__ __forceinline__ void zk_pdl_prologue() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+template <typename... KArgs, typename... Args>
+static inline cudaError_t zk_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem_bytes, cudaStream_t stream,
+                                    Args &&... args) {
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem_bytes;
+    cfg.stream = stream;
+    cfg.attrs = attr;
+    cfg.numAttrs = zk_pdl_enabled() ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
