@@ -114,9 +114,8 @@ bool mamba2_ssd_varlen(float * y, float * ssm_state, float * cb_buf, float * dt_
 // wait (wrong results: timing only), 3 prep kernel only; prof (device, 10 u64, nullptr: off) gets the
 // per-phase ns sums over CTAs [0..6], the CTA count [7], first start [8] (atomicMin), last end [9].
 void mamba2_ssd_debug(int mode, unsigned long long * prof);
-// Test/bench hook: variant 0 default, 1 without programmatic dependent launch, -1 the kernel before this
-// session's changes; cluster_ctas 0 the default cluster size, k > 0 at most k chunks per cluster (sm_90).
-void mamba2_ssd_debug_variant(int variant, int cluster_ctas = 0);
+// Test/bench hook: variant 0 default, 1 the chunk kernel without programmatic dependent launch.
+void mamba2_ssd_debug_variant(int variant);
 
 // ---- rotary.cu ---------------------------------------------------------------------------------
 // NeoX rope over the full head dim, in place: x: [T, n_heads, head_dim], positions: [T].

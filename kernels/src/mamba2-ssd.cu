@@ -17,7 +17,15 @@
 //   on CTAs that already run: no deadlock whatever the scheduling, and no chunk states in DRAM.
 // - C·B^T does not depend on the head: a prep kernel computes it once per (chunk, group) into the cb_buf
 //   scratch [n_chunks, G, 64, 64] (16 KB per chunk and group, for every shape) and each head's CTA reads
-//   its fragments from there.
+//   its fragments from there. The chunk kernel is the prep kernel's programmatic dependent: its loads
+//   of the step's inputs overlap the prep kernel (the ticket is zeroed by a memset before both).
+// - Measured in session 3 (test-ssd-tc.cu, ZK_BENCH_SSD=1, its phase profile and no-chain-wait mode):
+//   the chain is not the limit at T 2048 (skipping its waits changes nothing); each CTA's latency is
+//   (loads, then MMAs out of shared memory, 2 CTAs per SM). Hence: every load issued before dependent math, split MMAs interleaved across
+//   accumulators, PDL. Tried and dropped: clusters of 2-8 chunk CTAs passing the state through
+//   distributed shared memory (st.async + mbarrier; no gain: co-scheduling gaps, serial waits inside
+//   the cluster), and y computed transposed with S_{c−1} from registers as the A operand (slower: 128
+//   registers, and S_{c−1}'s loads overlapped with phase D lengthened each hop).
 #include "zamba2-mma.cuh"
 
 #include <cstdint>
@@ -28,7 +36,6 @@ constexpr int kL = 64;         // chunk tokens (ZK_SSD_CHUNK_TOKENS)
 constexpr int kP = 64;         // head_dim padded (P <= 64)
 constexpr int kThreads = 256;  // 8 warps
 constexpr int kWarps = 8;
-constexpr int kClusterChunks = 1;  // default CTAs (chunks) per cluster on sm_90
 constexpr int kLdX = kP + 8;   // bf16 row stride of the [64 x 64] planes (16-byte pad: conflict-free ldmatrix)
 
 __device__ __forceinline__ float bf16_pair_sum(const __nv_bfloat16 * hi, const __nv_bfloat16 * lo, int off) {
@@ -187,84 +194,6 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 
-// ---- cluster hand-off (sm_90): S_{c-1} -> S_c between the CTAs of one cluster through distributed
-// shared memory, and through the slot (L2 flags, as above) only between clusters -------------------
-
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#define ZK_SSD_CLUSTERS 1
-#else
-#define ZK_SSD_CLUSTERS 0
-#endif
-
-constexpr size_t kBarBytes = (kWarps + 1) * sizeof(uint64_t);  // mbarriers after ssd_smem::kBytes
-
-__device__ __forceinline__ uint32_t smem_addr(const void * p) { return (uint32_t) __cvta_generic_to_shared(p); }
-#if ZK_SSD_CLUSTERS
-__device__ __forceinline__ uint32_t cluster_rank() {
-    uint32_t r;
-    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
-    return r;
-}
-__device__ __forceinline__ uint32_t cluster_ctas() {
-    uint32_t r;
-    asm volatile("mov.u32 %0, %%cluster_nctarank;" : "=r"(r));
-    return r;
-}
-// The same shared-memory offset in CTA `rank` of this cluster.
-__device__ __forceinline__ uint32_t peer_addr(uint32_t a, uint32_t rank) {
-    uint32_t r;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(rank));
-    return r;
-}
-__device__ __forceinline__ uint32_t ld_peer_u32(uint32_t a) {
-    uint32_t v;
-    asm volatile("ld.shared::cluster.u32 %0, [%1];" : "=r"(v) : "r"(a) : "memory");
-    return v;
-}
-__device__ __forceinline__ void cluster_arrive() { asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory"); }
-__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory"); }
-__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory"); }
-__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive_peer(uint32_t peer_bar) {
-    asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];" ::"r"(peer_bar) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
-    asm volatile(
-        "{\n"
-        ".reg .pred p;\n"
-        "ZK_SSD_WAIT_%=:\n"
-        "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%0], %1;\n"
-        "@!p bra ZK_SSD_WAIT_%=;\n"
-        "}\n" ::"r"(bar),
-        "r"(parity)
-        : "memory");
-}
-// 16 bytes into a peer CTA's shared memory; the bytes count towards the transaction of its mbarrier.
-__device__ __forceinline__ void st_peer_async(uint32_t peer, const float (&v)[4], uint32_t peer_bar) {
-    asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.f32 [%0], {%1, %2, %3, %4}, [%5];" ::"r"(peer),
-                 "f"(v[0]), "f"(v[1]), "f"(v[2]), "f"(v[3]), "r"(peer_bar)
-                 : "memory");
-}
-#else  // no clusters before sm_90: the launcher uses clusters of one CTA there, none of these runs
-__device__ __forceinline__ uint32_t cluster_rank() { return 0; }
-__device__ __forceinline__ uint32_t cluster_ctas() { return 1; }
-__device__ __forceinline__ uint32_t peer_addr(uint32_t a, uint32_t) { return a; }
-__device__ __forceinline__ uint32_t ld_peer_u32(uint32_t) { return 0; }
-__device__ __forceinline__ void cluster_arrive() {}
-__device__ __forceinline__ void cluster_wait() {}
-__device__ __forceinline__ void mbar_init(uint32_t, uint32_t) {}
-__device__ __forceinline__ void mbar_init_fence() {}
-__device__ __forceinline__ void mbar_expect_tx(uint32_t, uint32_t) {}
-__device__ __forceinline__ void mbar_arrive_peer(uint32_t) {}
-__device__ __forceinline__ void mbar_wait(uint32_t, uint32_t) {}
-__device__ __forceinline__ void st_peer_async(uint32_t, const float (&)[4], uint32_t) {}
-#endif
-
 // ---- kernels -----------------------------------------------------------------------------------
 
 // Zeroes the flags, maps chunks to sequences and computes C·B^T per (chunk, group): one CTA
@@ -299,29 +228,35 @@ __global__ void __launch_bounds__(kThreads) ssd_prep_kernel(ssd_args<TX> a) {
     }
 }
 
-// The work of the CTA of rank `rank` (of K) for chunk c, head h (see ssd_chunk_kernel).
+// One CTA per (chunk, head), 8 warps; (chunk, head) from the ticket in chunk-major order (see the top).
+// Launched after the prep kernel as its programmatic dependent (where the device has it): phase A reads
+// only the step's inputs (written before the prep kernel started) and the ticket (zeroed by a memset
+// before it), so it overlaps the prep kernel; pdl_wait comes before C·B^T, chunk_seq and the flags.
 template <int NPAD, typename TX>
-__device__ __forceinline__ void ssd_chunk(const ssd_args<TX> & a, unsigned char * smem_raw, const int c, const int h,
-                                          const uint32_t K, const uint32_t rank, unsigned long long (&tp)[8]) {
+__global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) {
     using SM = ssd_smem<NPAD>;
     constexpr int kLdB = SM::kLdB;
     constexpr int kNtS = NPAD / 16;  // n8 tiles of the state per warp (the warp owns NPAD/2 columns)
+    extern __shared__ __align__(16) unsigned char smem_raw[];
     __nv_bfloat16 * x_hi = reinterpret_cast<__nv_bfloat16 *>(smem_raw);
     __nv_bfloat16 * x_lo = x_hi + SM::kPlaneX;
     __nv_bfloat16 * xw_hi = x_lo + SM::kPlaneX;    // later M
     __nv_bfloat16 * xw_lo = xw_hi + SM::kPlaneX;
-    __nv_bfloat16 * b_hi = xw_lo + SM::kPlaneX;    // later the inbox, then S_{c-1} [p][n]
+    __nv_bfloat16 * b_hi = xw_lo + SM::kPlaneX;    // later S_{c-1} [p][n]
     __nv_bfloat16 * b_lo = b_hi + SM::kPlaneB;
     __nv_bfloat16 * c_hi = b_lo + SM::kPlaneB;
     __nv_bfloat16 * c_lo = c_hi + SM::kPlaneB;
     float * dt_s = reinterpret_cast<float *>(c_lo + SM::kPlaneB);
     float * lam_s = dt_s + kL, * elam_s = lam_s + kL, * w_s = elam_s + kL;
-    uint64_t * bars = reinterpret_cast<uint64_t *>(smem_raw + SM::kBytes);  // [w]: inbox of warp w full; [8]: next CTA's inbox free
-    float4 * inbox = reinterpret_cast<float4 *>(b_hi);                      // [warp][tile][lane]: 8 * kNtS * 32 float4
-    static_assert(kWarps * kNtS * 32 * 16 <= 2 * SM::kPlaneB * 2, "the inbox fits over the B planes");
+    int * ticket_s = reinterpret_cast<int *>(w_s + kL);
+
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, q = lane >> 3, r = lane & 7, gq = lane >> 2, tg = lane & 3;
-    const uint32_t full_bar = smem_addr(bars + warp), free_bar = smem_addr(bars + kWarps);
-    const int nh = a.n_heads;
+    unsigned long long tp[8];  // phase stamps of thread 0 (a.prof only)
+    if (a.prof && threadIdx.x == 0) tp[0] = global_ns();
+    if (threadIdx.x == 0) *ticket_s = atomicAdd(a.sync, 1);
+    __syncthreads();
+    const int ticket = *ticket_s;
+    const int nh = a.n_heads, c = ticket / nh, h = ticket % nh;
     const int P = a.head_dim, N = a.d_state, d = nh * P;
     const int g = h / (nh / a.n_groups);
     const int64_t t0 = a.chunk_t0[c];
@@ -395,8 +330,6 @@ __device__ __forceinline__ void ssd_chunk(const ssd_args<TX> & a, unsigned char 
     }
     const int s = a.chunk_seq[c], sc0 = a.seq_chunk0[s];
     const bool first = c == sc0, last = c == sc0 + a.seq_nchunks[s] - 1;
-    const bool from_peer = !first && rank > 0;    // S_{c-1} comes into the inbox from rank - 1
-    const bool to_peer = !last && rank + 1 < K;   // S_c goes to the inbox of rank + 1
 
     // Phase B: x and x·w planes from the registers loaded in phase A.
 #pragma unroll
@@ -438,8 +371,7 @@ __device__ __forceinline__ void ssd_chunk(const ssd_args<TX> & a, unsigned char 
             }
         }
     }
-    __syncthreads();  // xw and B planes are free from here: the predecessor may fill the inbox
-    if (from_peer && threadIdx.x == 0) mbar_arrive_peer(peer_addr(free_bar, rank - 1));
+    __syncthreads();  // xw and B planes are free from here
     if (a.prof && threadIdx.x == 0) tp[3] = global_ns();
 
     // Phase D: M = C·B^T ∘ exp(Λ_i − Λ_j) dt_j (j <= i < len) into the xw planes.
@@ -460,49 +392,39 @@ __device__ __forceinline__ void ssd_chunk(const ssd_args<TX> & a, unsigned char 
         }
     }
 
-    // Hand-off: this warp's fragment of S_{c-1} (inbox, slot after the flag, or the slot's initial state);
-    // S_c = exp(Λ_last) S_{c-1} + s on to the next CTA's inbox or into the slot (+ flag unless last);
+    // Chain: this warp's fragment of S_{c-1} (the slot's initial state, or the slot after the same warp of
+    // chunk c-1 raised its flag); S_c = exp(Λ_last) S_{c-1} + s back into the slot (+ flag unless last);
     // S_{c-1} into the planes for y.
     float sp[kNtS][4];
     {
         float * st = a.ssm_state + ((int64_t) a.seq_slot[s] * nh + h) * P * N;            // [P, N]
         const bool pair_ok = (N % 2) == 0;
         if (a.prof && threadIdx.x == 0) tp[4] = global_ns();
-        if (from_peer) {
-            mbar_wait(full_bar, 0);
-            if (a.prof && threadIdx.x == 0) tp[5] = global_ns();
-#pragma unroll
-            for (int t = 0; t < kNtS; ++t) {
-                const float4 v = inbox[(warp * kNtS + t) * 32 + lane];
-                sp[t][0] = v.x; sp[t][1] = v.y; sp[t][2] = v.z; sp[t][3] = v.w;
+        if (!first && a.mode != 2) {
+            const int * flag = a.sync + 1 + ((int64_t) (c - 1) * nh + h) * kWarps + warp;
+            if (a.mode == 1) {
+                while (ld_acquire(flag) == 0) {}
+            } else {
+                while (ld_acquire(flag) == 0) __nanosleep(20);
             }
-        } else {
-            if (!first && a.mode != 2) {
-                const int * flag = a.sync + 1 + ((int64_t) (c - 1) * nh + h) * kWarps + warp;
-                if (a.mode == 1) {
-                    while (ld_acquire(flag) == 0) {}
-                } else {
-                    while (ld_acquire(flag) == 0) __nanosleep(20);
-                }
-            }
-            if (a.prof && threadIdx.x == 0) tp[5] = global_ns();
+        }
+        if (a.prof && threadIdx.x == 0) tp[5] = global_ns();
 #pragma unroll
-            for (int t = 0; t < kNtS; ++t) {  // every load issued before the first store
-                const int n = nbase + 8 * t + 2 * tg;
+        for (int t = 0; t < kNtS; ++t) {  // every load issued before the first store
+            const int n = nbase + 8 * t + 2 * tg;
 #pragma unroll
-                for (int hr = 0; hr < 2; ++hr) {
-                    const int p = 16 * pm + gq + 8 * hr;
-                    sp[t][2 * hr] = sp[t][2 * hr + 1] = 0.0f;
-                    if (p < P && n < N) {
-                        const float * e = st + p * N + n;
-                        if (pair_ok) {
-                            const float2 v = __ldcg(reinterpret_cast<const float2 *>(e));
-                            sp[t][2 * hr] = v.x;
-                            sp[t][2 * hr + 1] = v.y;
-                        } else {
-                            sp[t][2 * hr] = __ldcg(e);
-                            if (n + 1 < N) sp[t][2 * hr + 1] = __ldcg(e + 1);
-                        }
+            for (int hr = 0; hr < 2; ++hr) {
+                const int p = 16 * pm + gq + 8 * hr;
+                sp[t][2 * hr] = sp[t][2 * hr + 1] = 0.0f;
+                if (p < P && n < N) {
+                    const float * e = st + p * N + n;
+                    if (pair_ok) {
+                        const float2 v = __ldcg(reinterpret_cast<const float2 *>(e));
+                        sp[t][2 * hr] = v.x;
+                        sp[t][2 * hr + 1] = v.y;
+                    } else {
+                        sp[t][2 * hr] = __ldcg(e);
+                        if (n + 1 < N) sp[t][2 * hr + 1] = __ldcg(e + 1);
                     }
                 }
             }
@@ -512,40 +434,31 @@ __device__ __forceinline__ void ssd_chunk(const ssd_args<TX> & a, unsigned char 
         for (int t = 0; t < kNtS; ++t)
 #pragma unroll
             for (int k = 0; k < 4; ++k) acc_s[t][k] = decay * sp[t][k] + acc_s[t][k];  // S_c
-        if (to_peer) {
-            mbar_wait(free_bar, 0);
-            const uint32_t dst = peer_addr(smem_addr(inbox + warp * kNtS * 32 + lane), rank + 1);
-            const uint32_t bar = peer_addr(full_bar, rank + 1);
 #pragma unroll
-            for (int t = 0; t < kNtS; ++t) st_peer_async(dst + t * 32 * 16, acc_s[t], bar);
-        } else {
+        for (int t = 0; t < kNtS; ++t) {
+            const int n = nbase + 8 * t + 2 * tg;
 #pragma unroll
-            for (int t = 0; t < kNtS; ++t) {
-                const int n = nbase + 8 * t + 2 * tg;
-#pragma unroll
-                for (int hr = 0; hr < 2; ++hr) {
-                    const int p = 16 * pm + gq + 8 * hr;
-                    if (p < P && n < N) {
-                        float * e = st + p * N + n;
-                        if (pair_ok) {
-                            __stcg(reinterpret_cast<float2 *>(e), make_float2(acc_s[t][2 * hr], acc_s[t][2 * hr + 1]));
-                        } else {
-                            __stcg(e, acc_s[t][2 * hr]);
-                            if (n + 1 < N) __stcg(e + 1, acc_s[t][2 * hr + 1]);
-                        }
+            for (int hr = 0; hr < 2; ++hr) {
+                const int p = 16 * pm + gq + 8 * hr;
+                if (p < P && n < N) {
+                    float * e = st + p * N + n;
+                    if (pair_ok) {
+                        __stcg(reinterpret_cast<float2 *>(e), make_float2(acc_s[t][2 * hr], acc_s[t][2 * hr + 1]));
+                    } else {
+                        __stcg(e, acc_s[t][2 * hr]);
+                        if (n + 1 < N) __stcg(e + 1, acc_s[t][2 * hr + 1]);
                     }
                 }
             }
-            // Release after the warp's stores (CUTLASS's barrier pattern: bar then one st.release.gpu); the
-            // next chunk's warp (rank 0 of a later cluster) reads with ld.acquire.gpu and L1-bypassing loads.
-            if (!last) {
-                __syncwarp();
-                if (lane == 0) st_release(a.sync + 1 + ((int64_t) c * nh + h) * kWarps + warp, 1);
-            }
+        }
+        // Release after the warp's stores (CUTLASS's barrier pattern: bar then one st.release.gpu); the
+        // next chunk's warp reads with ld.acquire.gpu and L1-bypassing loads.
+        if (!last) {
+            __syncwarp();
+            if (lane == 0) st_release(a.sync + 1 + ((int64_t) c * nh + h) * kWarps + warp, 1);
         }
         if (a.prof && threadIdx.x == 0) tp[6] = global_ns();
     }
-    __syncthreads();  // every warp has its inbox fragment: the S_{c-1} planes go over it
 #pragma unroll
     for (int t = 0; t < kNtS; ++t) {
         const int n = nbase + 8 * t + 2 * tg;
@@ -633,345 +546,11 @@ __device__ __forceinline__ void ssd_chunk(const ssd_args<TX> & a, unsigned char 
     }
 }
 
-
-// One CTA per (chunk, head), launched in clusters of K CTAs (mamba2_ssd_varlen picks K; 1 before sm_90).
-// Cluster k takes ticket t (chunk group t / nh, head t % nh; rank 0 draws it, the others read it from
-// rank 0's shared memory) and its CTA of rank r the chunk t / nh * K + r. The state goes from rank r to
-// rank r + 1 as 16-byte st.async stores into the next CTA's inbox (over its B planes, free after its
-// phase C: it says so through our free mbarrier), completing that CTA's per-warp mbarrier; from rank
-// K-1 to rank 0 of a later cluster it goes through the slot and the L2 flags. Clusters wait only on
-// clusters with smaller tickets, which already run: no deadlock. Launched after the prep kernel as its
-// programmatic dependent (where the device has it): phase A reads only the step's inputs (written before
-// the prep kernel started) and the ticket (zeroed by a memset before it), so it overlaps the prep
-// kernel; pdl_wait comes before C·B^T, chunk_seq and the flags.
-template <int NPAD, typename TX>
-__global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) {
-    using SM = ssd_smem<NPAD>;
-    constexpr uint32_t kHopBytes = (NPAD / 16) * 32 * 16;  // one warp's fragment of the state
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-    int * ticket_s = reinterpret_cast<int *>(smem_raw + SM::kBytes - 16);
-    uint64_t * bars = reinterpret_cast<uint64_t *>(smem_raw + SM::kBytes);
-    unsigned long long tp[8];  // phase stamps of thread 0 (a.prof only)
-    if (a.prof && threadIdx.x == 0) tp[0] = global_ns();
-    const uint32_t K = cluster_ctas(), rank = cluster_rank();
-    if (threadIdx.x == 0) {
-        if (rank == 0) *ticket_s = atomicAdd(a.sync, 1);
-        if (K > 1) {
-            for (int w = 0; w <= kWarps; ++w) mbar_init(smem_addr(bars + w), 1);
-            for (int w = 0; w < kWarps; ++w) mbar_expect_tx(smem_addr(bars + w), kHopBytes);  // done when the bytes are in
-            mbar_init_fence();
-        }
-    }
-    int ticket;
-    if (K > 1) {
-        cluster_arrive();
-        cluster_wait();
-        ticket = (int) ld_peer_u32(peer_addr(smem_addr(ticket_s), 0));
-        cluster_arrive();  // matched by the wait before exit: no CTA leaves while a peer may use its shared memory
-    } else {
-        __syncthreads();
-        ticket = *ticket_s;
-    }
-    const int c = ticket / a.n_heads * (int) K + (int) rank;
-    if (c < a.n_chunks) ssd_chunk<NPAD>(a, smem_raw, c, ticket % a.n_heads, K, rank, tp);
-    else pdl_wait();  // every CTA waits for the prep grid before it exits
-    if (K > 1) cluster_wait();
-}
-
-// The kernel before this session (mamba2_ssd_debug_variant(-1), bench only).
-template <int NPAD, typename TX>
-__global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel_old(ssd_args<TX> a) {
-    using SM = ssd_smem<NPAD>;
-    constexpr int kLdB = SM::kLdB;
-    constexpr int kNtS = NPAD / 16;  // n8 tiles of the state per warp (the warp owns NPAD/2 columns)
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-    __nv_bfloat16 * x_hi = reinterpret_cast<__nv_bfloat16 *>(smem_raw);
-    __nv_bfloat16 * x_lo = x_hi + SM::kPlaneX;
-    __nv_bfloat16 * xw_hi = x_lo + SM::kPlaneX;    // later M
-    __nv_bfloat16 * xw_lo = xw_hi + SM::kPlaneX;
-    __nv_bfloat16 * b_hi = xw_lo + SM::kPlaneX;    // later S_{c-1} [p][n]
-    __nv_bfloat16 * b_lo = b_hi + SM::kPlaneB;
-    __nv_bfloat16 * c_hi = b_lo + SM::kPlaneB;
-    __nv_bfloat16 * c_lo = c_hi + SM::kPlaneB;
-    float * dt_s = reinterpret_cast<float *>(c_lo + SM::kPlaneB);
-    float * lam_s = dt_s + kL, * elam_s = lam_s + kL, * w_s = elam_s + kL;
-    int * ticket_s = reinterpret_cast<int *>(w_s + kL);
-
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, q = lane >> 3, r = lane & 7, gq = lane >> 2, tg = lane & 3;
-    unsigned long long tp[8];  // phase stamps of thread 0 (a.prof only)
-    if (a.prof && threadIdx.x == 0) tp[0] = global_ns();
-    if (threadIdx.x == 0) *ticket_s = atomicAdd(a.sync, 1);
-    __syncthreads();
-    const int ticket = *ticket_s;
-    const int nh = a.n_heads, c = ticket / nh, h = ticket % nh;
-    const int P = a.head_dim, N = a.d_state, d = nh * P;
-    const int g = h / (nh / a.n_groups);
-    const int64_t t0 = a.chunk_t0[c];
-    const int len = a.chunk_len[c];
-
-    // Phase A: every global load of the chunk in flight together: x (registers until w is known), the
-    // C·B^T fragments (from the prep kernel), dt and Λ (warp 0, two tokens per lane), B and C (into planes).
-    constexpr int kItX = kL * (kP / 4) / kThreads;
-    float4 xv[kItX];
-#pragma unroll
-    for (int it = 0; it < kItX; ++it) {
-        const int e = it * kThreads + threadIdx.x, j = e / (kP / 4), p = (e % (kP / 4)) * 4;
-        xv[it] = make_float4(0.f, 0.f, 0.f, 0.f);
-        if (j < len && p < P) xv[it] = load4(a.xbc + (t0 + j) * a.ld_xbc + h * P, p, P, a.vec4);
-    }
-    const int mi = warp & 3;  // 16-row block of C·B^T / M / y owned by this warp
-    float cb[4][4];
-#pragma unroll
-    for (int t = 0; t < 4; ++t) cb[t][0] = cb[t][1] = cb[t][2] = cb[t][3] = 0.0f;
-    {
-        const float * src = a.cb + ((int64_t) c * a.n_groups + g) * kL * kL;
-#pragma unroll
-        for (int t = 0; t < 4; ++t) {
-            const int j = 32 * (warp >> 2) + 8 * t + 2 * tg, i = 16 * mi + gq;
-            if (j - 2 * tg > 16 * mi + 15) continue;  // above the diagonal block: never read in phase D
-            const float2 lo = *reinterpret_cast<const float2 *>(src + i * kL + j);
-            const float2 hi = *reinterpret_cast<const float2 *>(src + (i + 8) * kL + j);
-            cb[t][0] = lo.x; cb[t][1] = lo.y; cb[t][2] = hi.x; cb[t][3] = hi.y;
-        }
-    }
-    if (warp == 0) {
-        const float A = -expf(a.a_log[h]), bias = a.dt_bias[h];
-        float dtv[2], v[2];
-#pragma unroll
-        for (int k = 0; k < 2; ++k) {
-            const int j = 2 * lane + k;
-            dtv[k] = j < len ? zk_softplus(zk_to_f32(a.dt_raw[(t0 + j) * a.ld_dt + h]) + bias) : 0.0f;  // [T, nh]
-            v[k] = dtv[k] * A;
-        }
-        float incl = v[0] + v[1];
-#pragma unroll
-        for (int off = 1; off < 32; off <<= 1) {
-            const float o = __shfl_up_sync(0xffffffffu, incl, off);
-            if (lane >= off) incl += o;
-        }
-        const float lam_last = __shfl_sync(0xffffffffu, incl, 31);  // dt = 0 past len: Λ_63 = Λ_{len-1}
-        const float lam[2] = {incl - v[1], incl};
-#pragma unroll
-        for (int k = 0; k < 2; ++k) {
-            const int j = 2 * lane + k;
-            dt_s[j] = dtv[k];
-            lam_s[j] = lam[k];
-            elam_s[j] = expf(lam[k]);
-            w_s[j] = expf(lam_last - lam[k]) * dtv[k];
-        }
-    }
-    load_bc<NPAD>(b_hi, b_lo, c_hi, c_lo, a, t0, len, g);
-    __syncthreads();
-    if (a.prof && threadIdx.x == 0) tp[1] = global_ns();
-
-    // Phase B: x and x·w planes from the registers loaded in phase A.
-#pragma unroll
-    for (int it = 0; it < kItX; ++it) {
-        const int e = it * kThreads + threadIdx.x, j = e / (kP / 4), p = (e % (kP / 4)) * 4;
-        const float4 v = xv[it];
-        const float w = w_s[j];
-        const int o = j * kLdX + p;
-        zk_store_split4(x_hi + o, x_lo + o, v);
-        zk_store_split4(xw_hi + o, xw_lo + o, make_float4(v.x * w, v.y * w, v.z * w, v.w * w));
-    }
-    __syncthreads();
-    if (a.prof && threadIdx.x == 0) tp[2] = global_ns();
-
-    // Phase C: local chunk state s[p, n] = Σ_j xw[j, p] B[j, n]; warp: rows 16*(w%4).., columns (w/4)*NPAD/2..
-    const int pm = warp & 3, nbase = (warp >> 2) * (NPAD / 2);
-    float acc_s[kNtS][4];
-#pragma unroll
-    for (int t = 0; t < kNtS; ++t) acc_s[t][0] = acc_s[t][1] = acc_s[t][2] = acc_s[t][3] = 0.0f;
-    if (16 * pm < P) {
-#pragma unroll
-        for (int ks = 0; ks < 4; ++ks) {
-            if (16 * ks >= len) break;
-            uint32_t ah[4], al[4];
-            const int aoff = (16 * ks + r + 8 * (q >> 1)) * kLdX + 16 * pm + 8 * (q & 1);
-            zk_ldmatrix_x4_trans(ah, xw_hi + aoff);
-            zk_ldmatrix_x4_trans(al, xw_lo + aoff);
-#pragma unroll
-            for (int pr = 0; pr < kNtS / 2; ++pr) {
-                uint32_t bh[4], bl[4];
-                const int boff = (16 * ks + r + 8 * (q & 1)) * kLdB + nbase + 16 * pr + 8 * (q >> 1);
-                zk_ldmatrix_x4_trans(bh, b_hi + boff);
-                zk_ldmatrix_x4_trans(bl, b_lo + boff);
-                zk_mma_bf16x3(acc_s[2 * pr], ah, al, bh[0], bh[1], bl[0], bl[1]);
-                zk_mma_bf16x3(acc_s[2 * pr + 1], ah, al, bh[2], bh[3], bl[2], bl[3]);
-            }
-        }
-    }
-    __syncthreads();  // xw and B planes are free from here
-    if (a.prof && threadIdx.x == 0) tp[3] = global_ns();
-
-    // Phase D: M = C·B^T ∘ exp(Λ_i − Λ_j) dt_j (j <= i < len) into the xw planes.
-#pragma unroll
-    for (int t = 0; t < 4; ++t) {
-        const int j = 32 * (warp >> 2) + 8 * t + 2 * tg;
-        if (j - 2 * tg > 16 * mi + 15) continue;
-#pragma unroll
-        for (int hr = 0; hr < 2; ++hr) {
-            const int i = 16 * mi + gq + 8 * hr;
-            float m0 = 0.0f, m1 = 0.0f;
-            if (i < len) {
-                if (j <= i) m0 = cb[t][2 * hr] * expf(lam_s[i] - lam_s[j]) * dt_s[j];
-                if (j + 1 <= i) m1 = cb[t][2 * hr + 1] * expf(lam_s[i] - lam_s[j + 1]) * dt_s[j + 1];
-            }
-            const int o = i * kLdX + j;
-            zk_store_split2(xw_hi + o, xw_lo + o, m0, m1);
-        }
-    }
-
-    // Chain: this warp's fragment of S_{c-1} from the slot (after the same warp of chunk c-1 wrote it),
-    // S_c = exp(Λ_last) S_{c-1} + s back into the slot, flag up; S_{c-1} into the planes for y.
-    {
-        const int s = a.chunk_seq[c];
-        const bool first = c == a.seq_chunk0[s];
-        float * st = a.ssm_state + ((int64_t) a.seq_slot[s] * nh + h) * P * N;            // [P, N]
-        if (a.prof && threadIdx.x == 0) tp[4] = global_ns();
-        if (!first && a.mode != 2) {
-            const int * flag = a.sync + 1 + ((int64_t) (c - 1) * nh + h) * kWarps + warp;
-            if (a.mode == 1) {
-                while (ld_acquire(flag) == 0) {}
-            } else {
-                while (ld_acquire(flag) == 0) __nanosleep(20);
-            }
-        }
-        if (a.prof && threadIdx.x == 0) tp[5] = global_ns();
-        const float decay = elam_s[kL - 1];
-        const bool pair_ok = (N % 2) == 0;
-        float sp[kNtS][4];  // S_{c-1}: every load issued before the first store
-#pragma unroll
-        for (int t = 0; t < kNtS; ++t) {
-            const int n = nbase + 8 * t + 2 * tg;
-#pragma unroll
-            for (int hr = 0; hr < 2; ++hr) {
-                const int p = 16 * pm + gq + 8 * hr;
-                sp[t][2 * hr] = sp[t][2 * hr + 1] = 0.0f;
-                if (p < P && n < N) {
-                    const float * e = st + p * N + n;
-                    if (pair_ok) {
-                        const float2 v = __ldcg(reinterpret_cast<const float2 *>(e));
-                        sp[t][2 * hr] = v.x;
-                        sp[t][2 * hr + 1] = v.y;
-                    } else {
-                        sp[t][2 * hr] = __ldcg(e);
-                        if (n + 1 < N) sp[t][2 * hr + 1] = __ldcg(e + 1);
-                    }
-                }
-            }
-        }
-#pragma unroll
-        for (int t = 0; t < kNtS; ++t) {
-            const int n = nbase + 8 * t + 2 * tg;
-#pragma unroll
-            for (int hr = 0; hr < 2; ++hr) {
-                const int p = 16 * pm + gq + 8 * hr;
-                const float s0 = sp[t][2 * hr], s1 = sp[t][2 * hr + 1];
-                if (p < P && n < N) {
-                    float * e = st + p * N + n;
-                    const float n0 = decay * s0 + acc_s[t][2 * hr], n1 = decay * s1 + acc_s[t][2 * hr + 1];
-                    if (pair_ok) {
-                        __stcg(reinterpret_cast<float2 *>(e), make_float2(n0, n1));
-                    } else {
-                        __stcg(e, n0);
-                        if (n + 1 < N) __stcg(e + 1, n1);
-                    }
-                }
-            }
-        }
-        // Release after the warp's stores (CUTLASS's barrier pattern: bar then one st.release.gpu); the
-        // next chunk's warp reads with ld.acquire.gpu and L1-bypassing loads.
-        __syncwarp();
-        if (lane == 0) st_release(a.sync + 1 + ((int64_t) c * nh + h) * kWarps + warp, 1);
-        if (a.prof && threadIdx.x == 0) tp[6] = global_ns();
-#pragma unroll
-        for (int t = 0; t < kNtS; ++t) {
-            const int n = nbase + 8 * t + 2 * tg;
-#pragma unroll
-            for (int hr = 0; hr < 2; ++hr) {
-                const int o = (16 * pm + gq + 8 * hr) * kLdB + n;
-                zk_store_split2(b_hi + o, b_lo + o, sp[t][2 * hr], sp[t][2 * hr + 1]);
-            }
-        }
-    }
-    __syncthreads();
-
-    // Phase E: y rows 16*mi.. , head columns 32*(w/4).. (4 n8 tiles).
-    if (16 * mi >= len) return;
-    const int pbase = 32 * (warp >> 2);
-    if (pbase >= P) return;
-    float acc[4][4];
-#pragma unroll
-    for (int t = 0; t < 4; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.0f;
-#pragma unroll
-    for (int ks = 0; ks < NPAD / 16; ++ks) {  // C_i · S_{c-1}^T
-        uint32_t ah[4], al[4];
-        const int aoff = (16 * mi + r + 8 * (q & 1)) * kLdB + 16 * ks + 8 * (q >> 1);
-        zk_ldmatrix_x4(ah, c_hi + aoff);
-        zk_ldmatrix_x4(al, c_lo + aoff);
-#pragma unroll
-        for (int pr = 0; pr < 2; ++pr) {
-            if (pbase + 16 * pr >= P) continue;
-            uint32_t bh[4], bl[4];
-            const int boff = (pbase + 16 * pr + r + 8 * (q >> 1)) * kLdB + 16 * ks + 8 * (q & 1);
-            zk_ldmatrix_x4(bh, b_hi + boff);
-            zk_ldmatrix_x4(bl, b_lo + boff);
-            zk_mma_bf16x3(acc[2 * pr], ah, al, bh[0], bh[1], bl[0], bl[1]);
-            zk_mma_bf16x3(acc[2 * pr + 1], ah, al, bh[2], bh[3], bl[2], bl[3]);
-        }
-    }
-    const float e0 = elam_s[16 * mi + gq], e1 = elam_s[16 * mi + gq + 8];
-#pragma unroll
-    for (int t = 0; t < 4; ++t) {
-        acc[t][0] *= e0; acc[t][1] *= e0; acc[t][2] *= e1; acc[t][3] *= e1;
-    }
-#pragma unroll
-    for (int ks = 0; ks < 4; ++ks) {  // + M · x
-        if (ks > mi || 16 * ks >= len) break;
-        uint32_t ah[4], al[4];
-        const int aoff = (16 * mi + r + 8 * (q & 1)) * kLdX + 16 * ks + 8 * (q >> 1);
-        zk_ldmatrix_x4(ah, xw_hi + aoff);
-        zk_ldmatrix_x4(al, xw_lo + aoff);
-#pragma unroll
-        for (int pr = 0; pr < 2; ++pr) {
-            if (pbase + 16 * pr >= P) continue;
-            uint32_t bh[4], bl[4];
-            const int boff = (16 * ks + r + 8 * (q & 1)) * kLdX + pbase + 16 * pr + 8 * (q >> 1);
-            zk_ldmatrix_x4_trans(bh, x_hi + boff);
-            zk_ldmatrix_x4_trans(bl, x_lo + boff);
-            zk_mma_bf16x3(acc[2 * pr], ah, al, bh[0], bh[1], bl[0], bl[1]);
-            zk_mma_bf16x3(acc[2 * pr + 1], ah, al, bh[2], bh[3], bl[2], bl[3]);
-        }
-    }
-    const float Dh = a.d_skip[h];
-#pragma unroll
-    for (int t = 0; t < 4; ++t) {
-        const int p = pbase + 8 * t + 2 * tg;
-#pragma unroll
-        for (int hr = 0; hr < 2; ++hr) {
-            const int i = 16 * mi + gq + 8 * hr;
-            if (i >= len) continue;
-            float * yrow = a.y + (t0 + i) * d + h * P;                                  // y: [T, d]
-            if (p < P) yrow[p] = acc[t][2 * hr] + Dh * bf16_pair_sum(x_hi, x_lo, i * kLdX + p);
-            if (p + 1 < P) yrow[p + 1] = acc[t][2 * hr + 1] + Dh * bf16_pair_sum(x_hi, x_lo, i * kLdX + p + 1);
-        }
-    }
-    if (a.prof && threadIdx.x == 0) {  // warp 0 always gets here (rows 0..15, columns 0..31)
-        tp[7] = global_ns();
-        for (int k = 0; k < 7; ++k) atomicAdd(a.prof + k, tp[k + 1] - tp[k]);
-        atomicAdd(a.prof + 7, 1ull);
-        atomicMin(a.prof + 8, tp[0]);
-        atomicMax(a.prof + 9, tp[7]);
-    }
-}
-
 // ---- launchers ---------------------------------------------------------------------------------
 
 int g_debug_mode = 0;
 unsigned long long * g_debug_prof = nullptr;
-int g_debug_variant = 0;  // mamba2_ssd_debug_variant
-int g_debug_cluster = 0;
+int g_debug_variant = 0;  // mamba2_ssd_debug_variant: 0 default, 1 without PDL
 
 int device_major() {
     static const int major = [] {
@@ -983,50 +562,12 @@ int device_major() {
     return major;
 }
 
-// Largest cluster (CTAs, <= want) of ssd_chunk_kernel<NPAD, TX> this device runs at 2 CTAs per SM: 1
-// before sm_90 or when the sm_90 image is not the one loaded (clusters need it).
-template <int NPAD, typename TX> int cluster_limit(int want) {
-    static int limits[17] = {0};
-    want = want < 1 ? 1 : want > 16 ? 16 : want;
-    if (limits[want]) return limits[want];
-    auto kern = ssd_chunk_kernel<NPAD, TX>;
-    int k = 1;
-    cudaFuncAttributes fa;
-    if (want > 1 && cudaFuncGetAttributes(&fa, kern) == cudaSuccess && fa.binaryVersion >= 90) {
-        if (want > 8) cudaFuncSetAttribute(kern, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
-        for (int c = want; c > 1; --c) {
-            cudaLaunchConfig_t cfg = {};
-            cudaLaunchAttribute attr;
-            attr.id = cudaLaunchAttributeClusterDimension;
-            attr.val.clusterDim.x = c;
-            attr.val.clusterDim.y = 1;
-            attr.val.clusterDim.z = 1;
-            cfg.gridDim = dim3(c * 64);
-            cfg.blockDim = dim3(kThreads);
-            cfg.dynamicSmemBytes = ssd_smem<NPAD>::kBytes + kBarBytes;
-            cfg.attrs = &attr;
-            cfg.numAttrs = 1;
-            int n = 0;
-            if (cudaOccupancyMaxActiveClusters(&n, kern, &cfg) == cudaSuccess && n >= 1) {
-                k = c;
-                break;
-            }
-        }
-    }
-    cudaGetLastError();  // a refused query leaves no sticky error
-    limits[want] = k;
-    return k;
-}
-
 template <int NPAD, typename TX>
 bool ssd_launch_n(const ssd_args<TX> & a, cudaStream_t stream) {
     using SM = ssd_smem<NPAD>;
-    constexpr size_t kSmem = SM::kBytes + kBarBytes;
     static const bool attrs_ok = [] {
         const size_t prep = (size_t) 4 * SM::kPlaneB * 2;
         return cudaFuncSetAttribute(ssd_chunk_kernel<NPAD, TX>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    (int) kSmem) == cudaSuccess &&
-               cudaFuncSetAttribute(ssd_chunk_kernel_old<NPAD, TX>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     (int) SM::kBytes) == cudaSuccess &&
                cudaFuncSetAttribute(ssd_prep_kernel<NPAD, TX>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     (int) prep) == cudaSuccess;
@@ -1036,33 +577,16 @@ bool ssd_launch_n(const ssd_args<TX> & a, cudaStream_t stream) {
     const size_t prep_smem = (size_t) 4 * SM::kPlaneB * 2;
     ssd_prep_kernel<NPAD, TX><<<a.n_chunks * a.n_groups, kThreads, prep_smem, stream>>>(a);
     if (a.mode == 3) return true;
-    if (g_debug_variant < 0) {
-        ssd_chunk_kernel_old<NPAD, TX><<<a.n_chunks * a.n_heads, kThreads, SM::kBytes, stream>>>(a);
-        return true;
-    }
-    int K = cluster_limit<NPAD, TX>(g_debug_cluster > 0 ? g_debug_cluster : kClusterChunks);
-    if (K > a.n_chunks) K = a.n_chunks;
     cudaLaunchConfig_t cfg = {};
-    cudaLaunchAttribute attrs[2];
-    int n_attrs = 0;
-    if (K > 1) {
-        attrs[n_attrs].id = cudaLaunchAttributeClusterDimension;
-        attrs[n_attrs].val.clusterDim.x = K;
-        attrs[n_attrs].val.clusterDim.y = 1;
-        attrs[n_attrs].val.clusterDim.z = 1;
-        ++n_attrs;
-    }
-    if (g_debug_variant == 0 && device_major() >= 9) {
-        attrs[n_attrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attrs[n_attrs].val.programmaticStreamSerializationAllowed = 1;
-        ++n_attrs;
-    }
-    cfg.gridDim = dim3((a.n_chunks + K - 1) / K * a.n_heads * K);
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    cfg.gridDim = dim3(a.n_chunks * a.n_heads);
     cfg.blockDim = dim3(kThreads);
-    cfg.dynamicSmemBytes = kSmem;
+    cfg.dynamicSmemBytes = SM::kBytes;
     cfg.stream = stream;
-    cfg.attrs = attrs;
-    cfg.numAttrs = n_attrs;
+    cfg.attrs = &attr;
+    cfg.numAttrs = g_debug_variant == 0 && device_major() >= 9 ? 1 : 0;
     return cudaLaunchKernelEx(&cfg, ssd_chunk_kernel<NPAD, TX>, a) == cudaSuccess;
 }
 
@@ -1115,10 +639,7 @@ void mamba2_ssd_debug(int mode, unsigned long long * prof) {
     g_debug_mode = mode;
     g_debug_prof = prof;
 }
-void mamba2_ssd_debug_variant(int variant, int cluster_ctas) {
-    g_debug_variant = variant;
-    g_debug_cluster = cluster_ctas;
-}
+void mamba2_ssd_debug_variant(int variant) { g_debug_variant = variant; }
 
 #define ZK_SSD_PARAMS(TX)                                                                          \
     float *y, float *ssm_state, float *cb_buf, float *dt_buf, float *lam_buf, const TX *xbc, int ld_xbc, \
