@@ -97,7 +97,8 @@ bool mamba2_state_step(float * y, float * ssm_state, const float * xbc, int ld_x
 // one). ssm_state [slots, nh, P, N] is read as the initial state and holds the final state afterwards
 // (also used in place between the chunks of a launch). Scratch, contents opaque and not kept between
 // calls: cb_buf [n_chunks, G, 64, 64] f32 (C·B^T per chunk and group: 16 KB per chunk for G = 1),
-// dt_buf and lam_buf [n_chunks, nh, 64] f32.
+// dt_buf and lam_buf [n_chunks, nh, 64] f32. Enqueues a 4-byte memset of dt_buf, a prep kernel and the
+// chunk kernel (on sm_90 launched as the prep kernel's programmatic dependent).
 // Returns false (enqueues nothing) when head_dim > 64, d_state > 128 or nh % G != 0.
 #define ZK_SSD_CHUNK_TOKENS 64
 bool mamba2_ssd_varlen(float * y, float * ssm_state, float * cb_buf, float * dt_buf, float * lam_buf,

@@ -1,15 +1,15 @@
 // mamba2_ssd_varlen (kernels/src/mamba2-ssd.cu, tensor-core chunked SSD) against the float64 reference
-// ref_mamba2_scan: y and the whole state pool (untouched slots included) over two calls that carry the
+// ref_mamba2_scan: y and the whole state pool (untouched slots included) over three calls that carry the
 // state, ragged batches (length 1, chunk edges at 63/64/65, lengths not multiples of 64, a 700-token
 // sequence), permuted slots, nonzero initial states, realistic ranges (softplus(dt) in ~[1e-3, 0.5],
 // A_log in [0, 2.5], x/B/C ~ N(0,1)); preset-like shapes (P 64 with N 128 / N 64 G 2), the golden
 // fixtures' tiny shapes (where G·64·64 exceeds nh·P·N), an odd xbc row stride (scalar loads) and bf16
 // inputs; the C·B^T scratch is exactly [n_chunks, G, 64, 64] with a guard after it that must stay untouched.
-// A third call has an 1100-token sequence (18 chunks) between single-token and one-chunk ones; two shapes
-// also run without programmatic dependent launch. Then 1.2B dims at T = 2048,
-// a ragged batch and a 12k-token batch (196 chunks) against the GPU sequential scan, which runs every
-// chunk chain through thousands of CTAs. ZK_BENCH_SSD=1 times the kernels (CUDA events): the default
-// against itself without PDL (the kernel before session 3: 1.2B T 2048 0.153 ms, see kernels/NOTES.md).
+// The third call has an 1100-token sequence (18 chunks) between single-token and one-chunk ones; two
+// shapes also run without programmatic dependent launch. Then 1.2B dims at T = 2048, a ragged batch and a
+// 12k-token batch (196 chunks) against the GPU sequential scan, which runs every chunk chain through
+// thousands of CTAs. ZK_BENCH_SSD=1 times the kernel (CUDA events), also without PDL, and profiles its
+// phases (session 3, same run, against the kernel before it: 1.2B T 2048 0.153 -> 0.142 ms).
 #include <algorithm>
 #include <cstring>
 #include <numeric>
