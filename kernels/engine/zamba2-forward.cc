@@ -233,8 +233,7 @@ static std::string shared_block(zamba2_engine * e, const step_view & v, int h, c
     }
     zamba2_prof_mark(e, PROF_GEMM);
     if (c.use_rope) {
-        rope_neox_inplace(s.q, v.positions, T, c.heads, c.head_dim, c.rope_theta, st);   // q: [T, heads, D]
-        rope_neox_inplace(s.k, v.positions, T, c.heads, c.head_dim, c.rope_theta, st);   // k: [T, heads, D]
+        rope_neox_qk_inplace(s.q, s.k, v.positions, T, c.heads, c.head_dim, c.rope_theta, st);  // q, k: [T, heads, D]
     }
     bf16 * k_pool = e->kv_pool + (size_t) h * 2 * e->kv_layer_elems();                  // [pages, heads, 16, D]
     bf16 * v_pool = k_pool + e->kv_layer_elems();

@@ -124,6 +124,9 @@ void rope_neox_inplace(bf16 * x, const int32_t * positions, int n_tokens, int n_
                        float theta, cudaStream_t stream);
 void rope_neox_inplace(float * x, const int32_t * positions, int n_tokens, int n_heads, int head_dim,
                        float theta, cudaStream_t stream);
+// q and k ([T, n_heads, head_dim] fp32 each) in one launch: the angles are computed once per (token, i).
+void rope_neox_qk_inplace(float * q, float * k, const int32_t * positions, int n_tokens, int n_heads, int head_dim,
+                          float theta, cudaStream_t stream);
 
 // ---- paged-attention.cu ------------------------------------------------------------------------
 // KV pool of one attention layer: k_pool, v_pool: [pages, n_heads, ZK_PAGE_TOKENS, head_dim].

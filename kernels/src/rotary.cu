@@ -29,7 +29,41 @@ static __global__ void rope_neox_kernel(TX * __restrict__ x, const int32_t * __r
     zk_store(row + i + half, x2 * cs + x1 * sn);
 }
 
+// q and k together, one thread per (token, i < D/2) walking every head: the angle's powf and sincosf
+// (the costly part at prefill sizes) are computed once per (token, i) instead of once per head and tensor.
+static __global__ void rope_neox_qk_kernel(float * __restrict__ q, float * __restrict__ k, const int32_t * __restrict__ positions,
+                                           int n_heads, int head_dim, float theta) {
+    zk_pdl_prologue();
+    const int half = head_dim / 2;
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t t = blockIdx.y;
+    if (i >= half) return;
+    // NOTE: same expressions as rope_neox_kernel (HF's order), so both paths give identical values
+    const float inv_freq = 1.0f / powf(theta, (float) (2 * i) / (float) head_dim);
+    const float ang = (float) positions[t] * inv_freq;
+    float sn, cs;
+    sincosf(ang, &sn, &cs);
+    for (int h = 0; h < n_heads; ++h) {
+        float * rq = q + (t * n_heads + h) * head_dim;      // q: [T, n_heads, D]
+        float * rk = k + (t * n_heads + h) * head_dim;      // k: [T, n_heads, D]
+        const float q1 = rq[i], q2 = rq[i + half], k1 = rk[i], k2 = rk[i + half];
+        rq[i] = q1 * cs - q2 * sn;
+        rq[i + half] = q2 * cs + q1 * sn;
+        rk[i] = k1 * cs - k2 * sn;
+        rk[i + half] = k2 * cs + k1 * sn;
+    }
+}
+
 // ---- launchers ---------------------------------------------------------------------------------
+
+void rope_neox_qk_inplace(float * q, float * k, const int32_t * positions, int n_tokens, int n_heads, int head_dim,
+                          float theta, cudaStream_t stream) {
+    if (n_tokens <= 0) return;
+    const int half = head_dim / 2;
+    const int threads = half < 128 ? ((half + 31) / 32) * 32 : 128;
+    const dim3 grid((half + threads - 1) / threads, n_tokens);
+    zk_launch(rope_neox_qk_kernel, grid, threads, 0, stream, q, k, positions, n_heads, head_dim, theta);
+}
 
 void rope_neox_inplace(bf16 * x, const int32_t * positions, int n_tokens, int n_heads, int head_dim,
                        float theta, cudaStream_t stream) {

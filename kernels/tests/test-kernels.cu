@@ -232,6 +232,24 @@ static void test_rope(test_table & tab, test_rng & rng) {
         ZK_LAUNCHED();
         tab.compare("rope_neox D=" + std::to_string(D) + " [13,3]", dx.download(), ref_rope_neox(x, pos, heads, D, 10000.0), TOL_BF16);
     }
+    // fp32 q and k in one launch (the engine's path): both against the reference
+    for (int D : {128, 40, 224}) {
+        const int T = 37, heads = 5;
+        const vec q = rng.f32_values((size_t) T * heads * D, -2, 2), k = rng.f32_values((size_t) T * heads * D, -2, 2);
+        ivec pos(T);
+        for (auto & p : pos) p = rng.integer(0, 5000);
+        dev_buf<float> dq(q.size()), dk(k.size()), dk1(k.size());
+        dev_buf<int32_t> dpos(T);
+        dq.upload(q); dk.upload(k); dk1.upload(k); upload_ints(dpos, pos);
+        rope_neox_qk_inplace(dq.ptr, dk.ptr, dpos.ptr, T, heads, D, 10000.0f, 0);
+        rope_neox_inplace(dk1.ptr, dpos.ptr, T, heads, D, 10000.0f, 0);
+        ZK_LAUNCHED();
+        // fp32 angles (as HF computes them) vs the float64 reference: ~pos * 2^-24 rad of phase error
+        const std::string tag = "rope_neox_qk D=" + std::to_string(D);
+        tab.compare(tag + " q", dq.download(), ref_rope_neox(q, pos, heads, D, 10000.0), 2e-3);
+        tab.compare(tag + " k", dk.download(), ref_rope_neox(k, pos, heads, D, 10000.0), 2e-3);
+        tab.compare(tag + " k = one-tensor kernel", dk.download(), dk1.download(), 1e-7);
+    }
 }
 
 // Three sequences over one shuffled page pool: one with 20 cached tokens + a 13-token chunk, one
