@@ -46,6 +46,33 @@ static __device__ __forceinline__ void zk_store_split4(bf16 * hi, bf16 * lo, flo
     if (lo) *reinterpret_cast<uint2 *>(lo) = make_uint2(l0, l1);
 }
 
+// Programmatic dependent launch (sm_90+; no-ops when compiled for older chips, and at run time when the
+// kernel was launched without cudaLaunchAttributeProgrammaticStreamSerialization / has no such dependent).
+// zk_pdl_trigger: the next kernel in the stream, if launched with that attribute, may start its CTAs now
+// (they run up to their zk_pdl_wait while this kernel finishes). Call it early; it does not publish memory.
+// zk_pdl_wait: blocks until the previous kernel in the stream has completed and its writes are visible.
+// A kernel launched with the attribute must call zk_pdl_wait in every CTA before it touches any memory
+// that an earlier kernel writes or a later one reads (only constant data, e.g. weights, may be read
+// before), and before it exits, so that completion stays ordered along the stream.
+static __device__ __forceinline__ void zk_pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void zk_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Asynchronous L2 prefetch of `bytes` (a multiple of 16) at p (16-byte aligned) by the copy engine: no
+// registers held while the bytes are in flight. sm_90+; a no-op below.
+static __device__ __forceinline__ void zk_prefetch_l2_bulk(const void * p, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+#endif
+}
+
 static __device__ __forceinline__ float zk_warp_sum(float v) {
 #pragma unroll
     for (int off = ZK_WARP_SIZE / 2; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);

@@ -218,6 +218,12 @@ enum skinny_x_mode {
 };
 #define ZK_SKINNY_MAX_M 64
 #define ZK_SKINNY_MAX_SEGMENTS 3
+// How the work items (16 output features x one K slice) map onto CTAs.
+enum skinny_schedule {
+    SKINNY_SCHEDULE_DEFAULT = 0,     // the measured best: PERSISTENT (ZK_BENCH_SKINNY=1 in the kernel tests)
+    SKINNY_SCHEDULE_GRID = 1,        // one CTA per work item (the path before the streaming work)
+    SKINNY_SCHEDULE_PERSISTENT = 2,  // at most one resident wave of CTAs, each looping over items
+};
 struct skinny_segment {
     const bf16 * w;          // [n, K]
     const bf16 * w2;         // [n, K2] or nullptr
@@ -241,6 +247,18 @@ struct skinny_gemm_args {
     int * counters;
     int64_t workspace_floats;
     int counter_count;
+    // Weight streaming; zero-initialized = the measured defaults (the others serve benchmarks and tests;
+    // none changes the summation order, so results are bitwise the same for the same K slicing).
+    skinny_schedule schedule;
+    int prefetch_kb;  // L2 prefetch window per CTA beyond its current work item, KB, rounded down to whole
+                      // items (1: the current item only); 0: default (none: measured slower); < 0: none
+    int split_k;      // K slices per tile: 0 = chosen per shape; else at most this many (workspace allowing)
+    // Programmatic dependent launch (sm_90+, ignored below; the engine sets it from zk_pdl_enabled()): the
+    // CTAs may be scheduled while the previous kernel in the stream still runs (once its CTAs have called
+    // zk_pdl_trigger / zk_pdl_prologue) and wait for it to complete before they read x, x_lo, x2, y or touch
+    // workspace and counters (only weights are read before). Valid inside stream capture. The kernel lets
+    // its own dependent start at once (zk_pdl_trigger first: a GEMV often follows a GEMV, LoRA then main).
+    bool pdl;
 };
 bool skinny_gemm(const skinny_gemm_args & a, cudaStream_t stream);
 
