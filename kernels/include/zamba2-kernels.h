@@ -14,6 +14,13 @@
 
 typedef __nv_bfloat16 bf16;
 
+// Split GEMM inputs with an FP8 low part (the optional *_lo8 outputs below): hi = bf16(v) as usual and
+// lo8 = e4m3_satfinite((v - hi) * ZK_LO_FP8_SCALE) (zamba2-fp8.h), one byte per element, same [rows, n] layout
+// as hi, so hi.W (bf16) + lo8.W (FP8) / ZK_LO_FP8_SCALE ~ v.W. The remainder is at most 2^-8 |v|, so |v| up
+// to ~112 maps below e4m3's 448; larger values saturate at 448, which leaves that element no worse than
+// unsplit bf16 (hi alone is within 2^-8 |v|; the saturated lo still points the right way and undershoots).
+#include "zamba2-fp8.h"
+
 // ---- rms-norm.cu -------------------------------------------------------------------------------
 // y[t] = rmsnorm(concat(a[t] + b[t], c[t])) * w        (b, c and sum_out optional: nullptr)
 // a, b: [T, n_a]; c: [T, n_c]; w: [n_a + n_c]; y: [T, n_a + n_c]; sum_out: [T, n_a] = a + b.
@@ -22,8 +29,10 @@ void rms_norm_fused(bf16 * y, bf16 * sum_out, const bf16 * a, const bf16 * b, co
                     const bf16 * w, int n_rows, int n_a, int n_c, float eps, cudaStream_t stream);
 // fp32 residual stream (a, b fp32; the sum is not rounded). y: [T, n] bf16; y_lo (optional): [T, n] the
 // bf16 remainders v - bf16(v), so a GEMM over the stacked rows [y; y_lo] sees v to ~2^-17 (split input).
+// y_lo8 (optional, [T, n] e4m3 bytes): write the remainders as FP8 (ZK_LO_FP8_SCALE) instead; y_lo is then
+// not written. Rows of n % 8 == 0 (16-byte aligned pointers, 8-byte aligned y_lo8) take 16-byte stores.
 void rms_norm_f32(bf16 * y, bf16 * y_lo, const float * a, const float * b, const bf16 * c, const bf16 * w,
-                  int n_rows, int n_a, int n_c, float eps, cudaStream_t stream);
+                  int n_rows, int n_a, int n_c, float eps, cudaStream_t stream, uint8_t * y_lo8 = nullptr);
 
 // ---- gated-rms-norm.cu -------------------------------------------------------------------------
 // v = y * silu(z); per group of d/G channels: v / sqrt(mean(v^2) + eps) * w.
@@ -31,8 +40,9 @@ void rms_norm_f32(bf16 * y, bf16 * y_lo, const float * a, const float * b, const
 void gated_rms_norm(bf16 * out, const float * y, const bf16 * z, int ld_z, const bf16 * w,
                     int n_rows, int d, int n_groups, float eps, cudaStream_t stream);
 // fp32 z; out [T, d] bf16 and out_lo (optional) [T, d] the split remainders (see rms_norm_f32).
+// out_lo8 (optional, [T, d] e4m3 bytes): the remainders as FP8 (see rms_norm_f32); out_lo is then not written.
 void gated_rms_norm_f32(bf16 * out, bf16 * out_lo, const float * y, const float * z, int ld_z, const bf16 * w,
-                        int n_rows, int d, int n_groups, float eps, cudaStream_t stream);
+                        int n_rows, int d, int n_groups, float eps, cudaStream_t stream, uint8_t * out_lo8 = nullptr);
 
 // ---- causal-conv1d.cu --------------------------------------------------------------------------
 // Depthwise causal conv of width 4 over the packed varlen batch, starting from each sequence's
@@ -55,6 +65,13 @@ void causal_conv1d_varlen(float * out, const float * xbc, int ld_x, const float 
 void causal_conv1d_state_update(float * conv_state, const float * xbc, int ld_x,
                                 const int32_t * cu_seqlens, const int32_t * seq_slot, int n_seqs,
                                 int n_channels, cudaStream_t stream);
+
+// Conv and state write-back in one launch (fp32): the same result as causal_conv1d_varlen followed by
+// causal_conv1d_state_update, for any ragged batch (sequences shorter than the conv width included). Tokens
+// of a sequence are consecutive (cu_seqlens), slots distinct; conv_state is read and then overwritten.
+void causal_conv1d_varlen_update(float * out, const float * xbc, int ld_x, float * conv_state, const bf16 * w,
+                                 const bf16 * bias, const int32_t * cu_seqlens, const int32_t * token_seq,
+                                 const int32_t * seq_slot, int n_tokens, int n_channels, cudaStream_t stream);
 
 // Decode-only steps (sequence s has exactly token s): the conv and the state shift in one kernel.
 // Returns false (enqueues nothing) when w is not 8-byte aligned.
@@ -183,8 +200,11 @@ void gelu_mul(bf16 * out, const float * gu, int n_rows, int ffn, cudaStream_t st
 void embedding_gather(float * out, const bf16 * table, const int32_t * ids, int n_tokens, int hidden,
                       cudaStream_t stream);
 void gather_rows(float * out, const float * in, const int32_t * rows, int n, int n_cols, cudaStream_t stream);
-// Split GEMM input of an fp32 activation: out [2n, cols] = [bf16(in); bf16(in - bf16(in))].
-void split_rows_bf16(bf16 * out, const float * in, int n_rows, int n_cols, cudaStream_t stream);
+// Split GEMM input of an fp32 activation: out [2n, cols] = [bf16(in); bf16(in - bf16(in))]. With out_lo8
+// ([n, cols] e4m3 bytes) out holds only the hi rows [n, cols] and the remainders go to out_lo8 as FP8
+// (ZK_LO_FP8_SCALE). 16-byte loads and stores when n * cols % 8 == 0 and the pointers allow.
+void split_rows_bf16(bf16 * out, const float * in, int n_rows, int n_cols, cudaStream_t stream,
+                     uint8_t * out_lo8 = nullptr);
 // y[r, :] = (accumulate ? y[r, :] : 0) + Y[r, :] + Y[n + r, :]: Y [2n, cols] is a split GEMM's output.
 void combine_halves(float * y, int ld_y, const float * Y, int n_rows, int n_cols, bool accumulate, cudaStream_t stream);
 // out[i] = in[rows[i]]: in [*, n_cols], out [n, n_cols].

@@ -3,7 +3,7 @@
 //   y = s / sqrt(mean(s^2) + eps) * w         (fp32 math, one bf16 rounding)
 // Uses: pre-mixer norm of X + Tr (hybrid layers: the sum is not written back), the shared block's
 // input norm over concat(X, E) (2H), pre-FF norm and the final norm.
-#include "zamba2-common.cuh"
+#include "zamba2-fp8.cuh"
 
 // ---- kernels -----------------------------------------------------------------------------------
 
@@ -11,7 +11,8 @@
 // TA = bf16: the residual stream is bf16 and a + b is rounded as it would be stored.
 // TA = float: fp32 residual stream; y may be written split (y_lo: the rows' bf16 remainders).
 template <typename TA>
-static __global__ void rms_norm_fused_kernel(bf16 * __restrict__ y, bf16 * __restrict__ y_lo, bf16 * __restrict__ sum_out,
+static __global__ void rms_norm_fused_kernel(bf16 * __restrict__ y, bf16 * __restrict__ y_lo, uint8_t * __restrict__ y_lo8,
+                                             bf16 * __restrict__ sum_out,
                                              const TA * __restrict__ a, const TA * __restrict__ b,
                                              const bf16 * __restrict__ c, const bf16 * __restrict__ w,
                                              int n_a, int n_c, float eps) {
@@ -44,55 +45,59 @@ static __global__ void rms_norm_fused_kernel(bf16 * __restrict__ y, bf16 * __res
     ss = zk_block_sum(ss, scratch);
     const float inv = rsqrtf(ss / (float) n + eps);
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        // y: [T, n_a + n_c] (and y_lo: [T, n_a + n_c])
-        zk_store_split(y + r * n + i, y_lo ? y_lo + r * n + i : nullptr, row[i] * inv * zk_to_f32(w[i]));
+        // y: [T, n_a + n_c] (and y_lo or y_lo8: [T, n_a + n_c])
+        const float o = row[i] * inv * zk_to_f32(w[i]);
+        if (y_lo8) zk_store_split_lo8(y + r * n + i, y_lo8 + r * n + i, o);
+        else zk_store_split(y + r * n + i, y_lo ? y_lo + r * n + i : nullptr, o);
     }
 }
 
-// fp32 residual stream, vectorized: a thread holds ITEMS float4 of the row in registers, every load is
-// issued before the first use (one memory round trip per row instead of one per 256 elements, which
-// is what a one-row decode step waits on). Needs n_a, n_c multiples of 4 and n_a + n_c <= 1024 ITEMS.
-template <int ITEMS>
+// fp32 residual stream, vectorized: a thread holds ITEMS packs of PACK (4 or 8) consecutive values of the row in
+// registers, every load is issued before the first use (one memory round trip per row instead of one per 256
+// elements, which is what a one-row decode step waits on). Needs n_a, n_c multiples of PACK and
+// n_a + n_c <= 256 PACK ITEMS. Stores: PACK bf16 of y, and PACK bf16 of y_lo or PACK bytes of y_lo8.
+template <int PACK, int ITEMS>
 static __global__ void __launch_bounds__(256) rms_norm_f32_vec_kernel(bf16 * __restrict__ y, bf16 * __restrict__ y_lo,
+                                                                    uint8_t * __restrict__ y_lo8,
                                                                     const float * __restrict__ a, const float * __restrict__ b,
                                                                     const bf16 * __restrict__ c, const bf16 * __restrict__ w,
                                                                     int n_a, int n_c, float eps) {
     __shared__ float scratch[32];
     const int64_t r = blockIdx.x;
     const int n = n_a + n_c;
-    float v[ITEMS][4];
+    float v[ITEMS][PACK];
     float ss = 0.0f;
 #pragma unroll
     for (int i = 0; i < ITEMS; ++i) {
-        const int k = (threadIdx.x + i * blockDim.x) * 4;
-        v[i][0] = v[i][1] = v[i][2] = v[i][3] = 0.0f;
-        if (k < n_a) {
-            float4 x = *reinterpret_cast<const float4 *>(a + r * n_a + k);                    // a: [T, n_a]
-            if (b) {
-                const float4 x2 = *reinterpret_cast<const float4 *>(b + r * n_a + k);         // b: [T, n_a]
-                x.x += x2.x; x.y += x2.y; x.z += x2.z; x.w += x2.w;
-            }
-            v[i][0] = x.x; v[i][1] = x.y; v[i][2] = x.z; v[i][3] = x.w;
-        } else if (k < n) {
-            const uint2 raw = *reinterpret_cast<const uint2 *>(c + r * n_c + (k - n_a));     // c: [T, n_c] bf16
-            const bf16 * c4 = reinterpret_cast<const bf16 *>(&raw);
+        const int k = (threadIdx.x + i * blockDim.x) * PACK;
 #pragma unroll
-            for (int u = 0; u < 4; ++u) v[i][u] = zk_to_f32(c4[u]);
+        for (int u = 0; u < PACK; ++u) v[i][u] = 0.0f;
+        if (k < n_a) {
+            zk_load_pack<PACK>(v[i], a + r * n_a + k);                                        // a: [T, n_a]
+            if (b) {
+                float x2[PACK];
+                zk_load_pack<PACK>(x2, b + r * n_a + k);                                      // b: [T, n_a]
+#pragma unroll
+                for (int u = 0; u < PACK; ++u) v[i][u] += x2[u];
+            }
+        } else if (k < n) {
+            zk_load_pack<PACK>(v[i], c + r * n_c + (k - n_a));                                // c: [T, n_c] bf16
         }
 #pragma unroll
-        for (int u = 0; u < 4; ++u) ss += v[i][u] * v[i][u];
+        for (int u = 0; u < PACK; ++u) ss += v[i][u] * v[i][u];
     }
     ss = zk_block_sum(ss, scratch);
     const float inv = rsqrtf(ss / (float) n + eps);
 #pragma unroll
     for (int i = 0; i < ITEMS; ++i) {
-        const int k = (threadIdx.x + i * blockDim.x) * 4;
+        const int k = (threadIdx.x + i * blockDim.x) * PACK;
         if (k >= n) continue;
-        const uint2 wraw = *reinterpret_cast<const uint2 *>(w + k);                              // w: [n]
-        const bf16 * w4 = reinterpret_cast<const bf16 *>(&wraw);
-        const float4 o = make_float4(v[i][0] * inv * zk_to_f32(w4[0]), v[i][1] * inv * zk_to_f32(w4[1]),
-                                     v[i][2] * inv * zk_to_f32(w4[2]), v[i][3] * inv * zk_to_f32(w4[3]));
-        zk_store_split4(y + r * n + k, y_lo ? y_lo + r * n + k : nullptr, o);  // y (and y_lo): [T, n]
+        float wf[PACK];
+        zk_load_pack<PACK>(wf, w + k);                                                        // w: [n]
+#pragma unroll
+        for (int u = 0; u < PACK; ++u) wf[u] *= v[i][u] * inv;
+        // y (and y_lo or y_lo8): [T, n]
+        zk_store_split_pack<PACK>(y + r * n + k, y_lo ? y_lo + r * n + k : nullptr, y_lo8 ? y_lo8 + r * n + k : nullptr, wf);
     }
 }
 
@@ -103,27 +108,42 @@ void rms_norm_fused(bf16 * y, bf16 * sum_out, const bf16 * a, const bf16 * b, co
     if (n_rows <= 0) return;
     const int n = n_a + (c ? n_c : 0);
     const size_t smem = (size_t) n * sizeof(float);
-    rms_norm_fused_kernel<bf16><<<n_rows, 256, smem, stream>>>(y, nullptr, sum_out, a, b, c, w, n_a, c ? n_c : 0, eps);
+    rms_norm_fused_kernel<bf16><<<n_rows, 256, smem, stream>>>(y, nullptr, nullptr, sum_out, a, b, c, w, n_a, c ? n_c : 0, eps);
+}
+
+template <int PACK>
+static void rms_norm_f32_vec_launch(bf16 * y, bf16 * y_lo, uint8_t * y_lo8, const float * a, const float * b, const bf16 * c,
+                                    const bf16 * w, int n_rows, int n_a, int n_c, float eps, cudaStream_t stream) {
+    const int items = (n_a + n_c + 256 * PACK - 1) / (256 * PACK);
+#define ZK_RMS_VEC(I) rms_norm_f32_vec_kernel<PACK, I><<<n_rows, 256, 0, stream>>>(y, y_lo, y_lo8, a, b, c, w, n_a, n_c, eps)
+    if (items <= 1) ZK_RMS_VEC(1);
+    else if (items <= 2) ZK_RMS_VEC(2);
+    else if (items <= 4) ZK_RMS_VEC(4);
+    else ZK_RMS_VEC(8);
+#undef ZK_RMS_VEC
 }
 
 void rms_norm_f32(bf16 * y, bf16 * y_lo, const float * a, const float * b, const bf16 * c, const bf16 * w,
-                  int n_rows, int n_a, int n_c, float eps, cudaStream_t stream) {
+                  int n_rows, int n_a, int n_c, float eps, cudaStream_t stream, uint8_t * y_lo8) {
     if (n_rows <= 0) return;
-    const int n = n_a + (c ? n_c : 0);
-    const size_t smem = (size_t) n * sizeof(float);
+    if (y_lo8) y_lo = nullptr;
     const int nc = c ? n_c : 0;
-    const bool vec = n_a % 4 == 0 && nc % 4 == 0 && n <= 8192 && ((uintptr_t) a % 16) == 0 && ((uintptr_t) b % 16) == 0 &&
-                     ((uintptr_t) c % 8) == 0 && ((uintptr_t) w % 8) == 0 && ((uintptr_t) y % 8) == 0 &&
-                     ((uintptr_t) y_lo % 8) == 0;
-    if (vec) {
-        const int items = (n + 1023) / 1024;
-#define ZK_RMS_VEC(I) rms_norm_f32_vec_kernel<I><<<n_rows, 256, 0, stream>>>(y, y_lo, a, b, c, w, n_a, nc, eps)
-        if (items <= 1) ZK_RMS_VEC(1);
-        else if (items <= 2) ZK_RMS_VEC(2);
-        else if (items <= 4) ZK_RMS_VEC(4);
-        else ZK_RMS_VEC(8);
-#undef ZK_RMS_VEC
-        return;
+    const int n = n_a + nc;
+    const size_t smem = (size_t) n * sizeof(float);
+    // PACK-wide rows: every row start stays aligned when n_a, n_c are multiples of PACK and the bases are aligned
+    auto fits = [&](int pack) {
+        const uintptr_t fa = 16, ha = 2 * pack;  // fp32 packs load as float4s, bf16 packs in one access
+        return n_a % pack == 0 && nc % pack == 0 && n <= 2048 * pack && (uintptr_t) a % fa == 0 && (uintptr_t) b % fa == 0 &&
+               (uintptr_t) c % ha == 0 && (uintptr_t) w % ha == 0 && (uintptr_t) y % ha == 0 && (uintptr_t) y_lo % ha == 0 &&
+               (uintptr_t) y_lo8 % pack == 0;
+    };
+    // H200 (ZK_BENCH_PREFILL_KERNELS, T 2048, H 2048): 8-wide packs 15.4 us for x + tr (4-wide 16.2), 18.4 for
+    // [X | E] (19.8); 128 threads per row instead of 256 lost at T 512 (4.8 vs 4.1 us)
+    if (fits(8)) {
+        rms_norm_f32_vec_launch<8>(y, y_lo, y_lo8, a, b, c, w, n_rows, n_a, nc, eps, stream);
+    } else if (fits(4)) {
+        rms_norm_f32_vec_launch<4>(y, y_lo, y_lo8, a, b, c, w, n_rows, n_a, nc, eps, stream);
+    } else {
+        rms_norm_fused_kernel<float><<<n_rows, 256, smem, stream>>>(y, y_lo, y_lo8, nullptr, a, b, c, w, n_a, nc, eps);
     }
-    rms_norm_fused_kernel<float><<<n_rows, 256, smem, stream>>>(y, y_lo, nullptr, a, b, c, w, n_a, nc, eps);
 }
