@@ -48,6 +48,7 @@ struct zamba2_scratch {
     bf16 *u, *u2, *v, *att, *vn;                                 // split GEMM inputs [2T, K]
     bf16 *e, *act, *m, *lora;                                    // bf16: embeddings (exact), unsplit GEMM inputs
     uint8_t *lo8;                                                // [T, max K] e4m3 lo rows of a split input (lo_fp8)
+    const bf16 *lo_rows_for;                                     // the split input whose bf16 lo rows match lo8
     float *ysplit;                                               // [2T, max N] split GEMM output
     float *lora3;                                                // [64, 3r] LoRA intermediates of skinny steps
     float *skinny_work;                                          // split-K partial tiles of skinny_gemm

@@ -6,6 +6,8 @@
 
 #include "zamba2-engine-internal.h"
 
+#include "../include/zamba2-launch.cuh"
+
 #define ZF_CUDA(call)                                                                              \
     do {                                                                                           \
         cudaError_t err_ = (call);                                                                 \
@@ -31,6 +33,7 @@ static skinny_gemm_args skinny_args(zamba2_engine * e, skinny_x_mode mode, const
     a.workspace_floats = ZK_SKINNY_WORK_FLOATS;
     a.counters = e->s.skinny_counters;
     a.counter_count = ZK_SKINNY_COUNTERS;
+    a.pdl = zk_pdl_enabled();  // its weight loads may start while the previous kernel finishes
     return a;
 }
 
@@ -106,11 +109,19 @@ static std::string check_step(const zamba2_engine * e, const int32_t * p, size_t
     return "";
 }
 
-// The FP8 copy of w when this step computes lo terms in FP8 (large steps, see zamba2-fp8.h), else null.
-static const zamba2_fp8_weight * lo_fp8_weight(const zamba2_engine * e, const bf16 * w, int T, int K) {
-    if (!e->lo_fp8 || !e->split_inputs || T < e->lo_fp8_min_t || skinny_step(e, T) || K % 16 != 0) return nullptr;
-    auto it = e->fp8_of.find(w);
-    return it == e->fp8_of.end() ? nullptr : &it->second;
+// Steps that compute the lo term of split inputs in FP8 (large steps, see zamba2-fp8.h): their producers
+// (norms, split_rows_bf16) write hi rows plus lo8 = s.lo8 instead of bf16 lo rows.
+static bool lo_fp8_step(const zamba2_engine * e, int T) {
+    return e->lo_fp8 && e->split_inputs && T >= e->lo_fp8_min_t && !skinny_step(e, T);
+}
+
+
+// On an FP8 step, fills the bf16 lo rows of x2 from s.lo8 for the GEMMs that need the [hi; lo] form (LoRA, a
+// shape without an FP8 algorithm). Once per producer: s.lo_rows_for remembers which input has them.
+static void need_lo_rows(zamba2_engine * e, const bf16 * x2, int T, int K) {
+    if (e->s.lo_rows_for == x2) return;
+    fp8_lo_to_bf16(const_cast<bf16 *>(x2) + (size_t) T * K, e->s.lo8, T, K, e->stream);  // x2 lo rows: [T, K]
+    e->s.lo_rows_for = x2;
 }
 
 // y [T, N] fp32 (+)= x . w^T for a split input x2 = [hi; lo] ([2T, K] bf16). Three forms:
@@ -124,15 +135,18 @@ static std::string split_gemm(zamba2_engine * e, float * y, int ld_y, const bf16
     zamba2_scratch & s = e->s;
     const int r = e->cfg.adapter_rank;
     cudaStream_t st = e->stream;
-    if (const zamba2_fp8_weight * w8 = lo_fp8_weight(e, w, T, K)) {
-        fp8_lo_from_bf16(s.lo8, x2 + (size_t) T * K, T, K, st);                           // lo8: [T, K] e4m3
+    if (lo_fp8_step(e, T)) {  // x2: hi rows [T, K]; lo part in s.lo8 [T, K] e4m3
+        auto it = e->fp8_of.find(w);
+        const zamba2_fp8_weight * w8 = it == e->fp8_of.end() || K % 16 != 0 ? nullptr : &it->second;
         ZF_GEMM(y, GEMM_OUT_F32, ld_y, x2, K, w, T, N, K, accumulate ? 1.0f : 0.0f, st);  // y (+)= hi . w^T
-        if (gemm_fp8_accumulate(e->gemm, y + lo_n0, ld_y, s.lo8, K, w8->q + (size_t) lo_n0 * K, K, T, N - lo_n0, K,
-                                w8->scale / ZK_LO_FP8_SCALE, st) != 0) {                  // y[:, lo_n0:] += lo . w^T
-            // no FP8 algorithm for this shape (cuBLASLt refuses before enqueuing): the lo rows in bf16
+        if (!w8 || gemm_fp8_accumulate(e->gemm, y + lo_n0, ld_y, s.lo8, K, w8->q + (size_t) lo_n0 * K, K, T, N - lo_n0,
+                                       K, w8->scale / ZK_LO_FP8_SCALE, st) != 0) {        // y[:, lo_n0:] += lo . w^T
+            // no FP8 copy or algorithm for this shape (cuBLASLt refuses before enqueuing): the lo rows in bf16
+            need_lo_rows(e, x2, T, K);
             ZF_GEMM(y, GEMM_OUT_F32, ld_y, x2 + (size_t) T * K, K, w, T, N, K, 1.0f, st);
         }
         if (w0) {
+            need_lo_rows(e, x2, T, K);
             ZF_GEMM(s.lora, GEMM_OUT_BF16, r, x2, K, w0, 2 * T, r, K, 0.0f, st);          // lora: [2T, r]
             ZF_GEMM(y, GEMM_OUT_F32, ld_y, s.lora, r, w1, T, N, r, 1.0f, st);             // y += lora_hi . w1^T
             ZF_GEMM(y, GEMM_OUT_F32, ld_y, s.lora + (size_t) T * r, r, w1, T, N, r, 1.0f, st);  // y += lora_lo . w1^T
@@ -176,8 +190,18 @@ static std::string split_gemm(zamba2_engine * e, float * y, int ld_y, const bf16
     return "";
 }
 
-// Where a split input's lo rows go (nullptr: not written, ZAMBA2_SPLIT_GEMM=0).
-static bf16 * lo_rows(const zamba2_engine * e, bf16 * hi, size_t n_elems) { return e->split_inputs ? hi + n_elems : nullptr; }
+// Where a split input's bf16 lo rows go (nullptr: not written: ZAMBA2_SPLIT_GEMM=0, or an FP8 step, whose
+// producers write produced_lo8 instead).
+static bf16 * lo_rows(const zamba2_engine * e, bf16 * hi, size_t n_elems, int T) {
+    return e->split_inputs && !lo_fp8_step(e, T) ? hi + n_elems : nullptr;
+}
+
+// The lo8 output of a split input's producer on FP8 steps (nullptr otherwise); s.lo8 then holds this input's lo.
+static uint8_t * produced_lo8(zamba2_engine * e, int T) {
+    if (!lo_fp8_step(e, T)) return nullptr;
+    e->s.lo_rows_for = nullptr;  // the bf16 lo rows of any earlier input no longer match s.lo8
+    return e->s.lo8;
+}
 
 #define ZF_SPLIT(...)                                                                              \
     do {                                                                                           \
@@ -222,7 +246,8 @@ static std::string shared_block(zamba2_engine * e, const step_view & v, int h, c
     const zamba2_block_ptrs & bw = e->blocks[c.hybrid_block_ids[h]];
     const zamba2_adapter_ptrs & aw = e->adapters[h];
     cudaStream_t st = e->stream;
-    rms_norm_f32(s.u2, lo_rows(e, s.u2, (size_t) T * H2), s.x, nullptr, s.e, bw.input_norm, T, H, H, c.eps, st);  // u2: [2T, 2H] split norm(X | E)
+    rms_norm_f32(s.u2, lo_rows(e, s.u2, (size_t) T * H2, T), s.x, nullptr, s.e, bw.input_norm, T, H, H, c.eps, st,
+                 produced_lo8(e, T));                                                       // u2: [2T, 2H] split norm(X | E)
     zamba2_prof_mark(e, PROF_NORM);
     float * outs[3] = {s.q, s.k, s.vv};
     const bf16 * w_main[3] = {bw.q, bw.k, bw.v};
@@ -250,11 +275,12 @@ static std::string shared_block(zamba2_engine * e, const step_view & v, int h, c
     ao.seg[0] = {bw.o, nullptr, nullptr, s.a, H, H};                                       // a: [T, H] = attf . o^T
     ao.n_seg = 1;
     if (!(e->split_inputs && skinny_step(e, T) && skinny_gemm(ao, st))) {
-        split_rows_bf16(s.att, s.attf, T, H2, st);                                         // att: [2T, 2H]
+        split_rows_bf16(s.att, s.attf, T, H2, st, produced_lo8(e, T));                     // att: [2T, 2H] (or hi + lo8)
         ZF_SPLIT(s.a, H, s.att, bw.o, T, H, H2, false);                                    // a: [T, H]
     }
     zamba2_prof_mark(e, PROF_GEMM);
-    rms_norm_f32(s.vn, lo_rows(e, s.vn, (size_t) T * H), s.a, nullptr, nullptr, bw.pre_ff_norm, T, H, 0, c.eps, st);  // vn: [2T, H]
+    rms_norm_f32(s.vn, lo_rows(e, s.vn, (size_t) T * H, T), s.a, nullptr, nullptr, bw.pre_ff_norm, T, H, 0, c.eps, st,
+                 produced_lo8(e, T));                                                       // vn: [2T, H]
     zamba2_prof_mark(e, PROF_NORM);
     ZF_SPLIT(s.gu, 2 * F, s.vn, bw.gate_up, T, 2 * F, H, false, aw.gu0, aw.gu1);          // gu: [T, 2F]
     zamba2_prof_mark(e, PROF_GEMM);
@@ -279,9 +305,8 @@ static std::string mamba_mixer(zamba2_engine * e, const step_view & v, int L) {
     float * ssm_state = e->ssm_pool + (size_t) L * e->ssm_layer_elems();                  // [slots, nh, P, N]
     if (!(T == v.S && causal_conv1d_decode(s.xbc, s.zx + d, ipo, conv_state, lw.conv_w, lw.conv_b, v.seq_slot, T, cd,
                                            st))) {                                         // xbc: [T, cd]
-        causal_conv1d_varlen(s.xbc, s.zx + d, ipo, conv_state, lw.conv_w, lw.conv_b, v.cu_seqlens, v.token_seq,
-                             v.seq_slot, T, cd, st);                                       // xbc: [T, cd]
-        causal_conv1d_state_update(conv_state, s.zx + d, ipo, v.cu_seqlens, v.seq_slot, v.S, cd, st);
+        causal_conv1d_varlen_update(s.xbc, s.zx + d, ipo, conv_state, lw.conv_w, lw.conv_b, v.cu_seqlens, v.token_seq,
+                                    v.seq_slot, T, cd, st);                                // xbc: [T, cd], conv_state
     }
     zamba2_prof_mark(e, PROF_CONV);
     // decode-only steps may use the 16-byte-state kernel (ZAMBA2_DECODE_STEP)
@@ -301,7 +326,8 @@ static std::string mamba_mixer(zamba2_engine * e, const step_view & v, int L) {
                            v.seq_slot, v.S, c.n_mamba_heads, c.mamba_head_dim, c.ngroups, c.d_state, st);  // y: [T, d] f32
     }
     zamba2_prof_mark(e, PROF_SCAN);
-    gated_rms_norm_f32(s.v, lo_rows(e, s.v, (size_t) T * d), s.y, s.zx, ipo, lw.norm, T, d, c.ngroups, 1e-5f, st);  // v: [2T, d]
+    gated_rms_norm_f32(s.v, lo_rows(e, s.v, (size_t) T * d, T), s.y, s.zx, ipo, lw.norm, T, d, c.ngroups, 1e-5f, st,
+                       produced_lo8(e, T));                                                 // v: [2T, d]
     zamba2_prof_mark(e, PROF_NORM);
     ZF_SPLIT(s.x, H, s.v, lw.out_proj, T, H, d, true);                                     // x += [T, H]
     zamba2_prof_mark(e, PROF_GEMM);
@@ -330,8 +356,8 @@ static std::string enqueue_forward(zamba2_engine * e, const step_view & v) {
                 ++h;
             }
             // NOTE: Tr enters only the mixer input, never the residual stream (spec §3 step 11)
-            rms_norm_f32(s.u, lo_rows(e, s.u, (size_t) T * H), s.x, hybrid ? s.tr : nullptr, nullptr, lw.input_norm, T, H, 0, c.eps,
-                         st);                                                              // u: [2T, H]
+            rms_norm_f32(s.u, lo_rows(e, s.u, (size_t) T * H, T), s.x, hybrid ? s.tr : nullptr, nullptr, lw.input_norm, T, H, 0,
+                         c.eps, st, produced_lo8(e, T));                                   // u: [2T, H]
             zamba2_prof_mark(e, PROF_NORM);
             err = mamba_mixer(e, v, L);
             if (!err.empty()) return err;

@@ -3,6 +3,7 @@
 // where x_{j} for j < 0 comes from the sequence's conv state (state[3 + j], oldest first).
 // The state has the activations' type (fp32 in the engine): it holds pre-conv inputs, so storing them is exact.
 #include "zamba2-common.cuh"
+#include "zamba2-launch.cuh"
 
 #define ZK_CONV_TAPS 4
 #define ZK_CONV_STATE 3
@@ -65,6 +66,7 @@ static __global__ void causal_conv1d_tile_kernel(TX * __restrict__ out, const TX
                                                  const bf16 * __restrict__ bias, const int32_t * __restrict__ cu_seqlens,
                                                  const int32_t * __restrict__ token_seq,
                                                  const int32_t * __restrict__ seq_slot, int n_tokens, int n_channels) {
+    zk_pdl_prologue();
     constexpr int L = ZK_CONV_TILE_TOKENS;
     __shared__ int s_j[L + 2];     // index inside its sequence of token yL + i; -1: not owned by this block
     __shared__ int s_slot[L + 2];  // its sequence's slot
@@ -182,6 +184,7 @@ static __global__ void causal_conv1d_state_update_kernel(TX * __restrict__ conv_
                                                          const int32_t * __restrict__ cu_seqlens,
                                                          const int32_t * __restrict__ seq_slot,
                                                          int n_channels) {
+    zk_pdl_prologue();
     const int ch = blockIdx.x * blockDim.x + threadIdx.x;
     const int s = blockIdx.y;
     if (ch >= n_channels) return;
@@ -204,6 +207,7 @@ static __global__ void causal_conv1d_decode_kernel(float * __restrict__ out, con
                                                    float * __restrict__ conv_state, const bf16 * __restrict__ w,
                                                    const bf16 * __restrict__ bias, const int32_t * __restrict__ seq_slot,
                                                    int n_channels) {
+    zk_pdl_prologue();
     const int ch = blockIdx.x * blockDim.x + threadIdx.x;
     const int64_t s = blockIdx.y;
     if (ch >= n_channels) return;
@@ -230,7 +234,7 @@ static void conv_tile_launch(TX * out, const TX * xbc, int ld_x, TX * conv_state
     const int groups = (n_channels + V - 1) / V;
     const dim3 grid((unsigned) ((groups + threads - 1) / threads),
                     (unsigned) ((n_tokens + ZK_CONV_TILE_TOKENS - 1) / ZK_CONV_TILE_TOKENS));
-    causal_conv1d_tile_kernel<TX, V, UPDATE><<<grid, threads, 0, stream>>>(out, xbc, ld_x, conv_state, w, bias, cu_seqlens,
+    zk_launch(causal_conv1d_tile_kernel<TX, V, UPDATE>, grid, threads, 0, stream, out, xbc, ld_x, conv_state, w, bias, cu_seqlens,
                                                                           token_seq, seq_slot, n_tokens, n_channels);
 }
 
@@ -266,7 +270,7 @@ static void conv_state_update_launch(TX * conv_state, const TX * xbc, int ld_x, 
                                      const int32_t * seq_slot, int n_seqs, int n_channels, cudaStream_t stream) {
     if (n_seqs <= 0) return;
     dim3 grid((n_channels + 127) / 128, n_seqs);
-    causal_conv1d_state_update_kernel<<<grid, 128, 0, stream>>>(conv_state, xbc, ld_x, cu_seqlens,
+    zk_launch(causal_conv1d_state_update_kernel<TX>, grid, 128, 0, stream, conv_state, xbc, ld_x, cu_seqlens,
                                                                 seq_slot, n_channels);
 }
 
@@ -307,6 +311,6 @@ bool causal_conv1d_decode(float * out, const float * xbc, int ld_x, float * conv
     if (((uintptr_t) w % 8) != 0) return false;
     if (n_seqs <= 0 || n_channels <= 0) return true;
     const dim3 grid((unsigned) ((n_channels + 255) / 256), (unsigned) n_seqs);
-    causal_conv1d_decode_kernel<<<grid, 256, 0, stream>>>(out, xbc, ld_x, conv_state, w, bias, seq_slot, n_channels);
+    zk_launch(causal_conv1d_decode_kernel, grid, 256, 0, stream, out, xbc, ld_x, conv_state, w, bias, seq_slot, n_channels);
     return true;
 }

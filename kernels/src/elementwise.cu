@@ -2,12 +2,14 @@
 // random fills used by benchmarks.
 //   gelu_mul: out[f] = 0.5 * g * (1 + erf(g / sqrt(2))) * u,  g = gu[f], u = gu[F + f]
 #include "zamba2-fp8.cuh"
+#include "zamba2-launch.cuh"
 
 // ---- kernels -----------------------------------------------------------------------------------
 
 template <typename TO, typename TI>
 static __global__ void gather_rows_kernel(TO * __restrict__ out, const TI * __restrict__ in,
                                           const int32_t * __restrict__ rows, int n_cols) {
+    zk_pdl_prologue();
     const int64_t r = blockIdx.y;
     const int64_t src = rows[r];
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n_cols; i += gridDim.x * blockDim.x) {
@@ -17,6 +19,7 @@ static __global__ void gather_rows_kernel(TO * __restrict__ out, const TI * __re
 
 template <typename TG>
 static __global__ void gelu_mul_kernel(bf16 * __restrict__ out, const TG * __restrict__ gu, int ffn) {
+    zk_pdl_prologue();
     const int64_t r = blockIdx.y;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < ffn; i += gridDim.x * blockDim.x) {
         const float g = zk_to_f32(gu[r * 2 * ffn + i]);       // gu: [T, 2F]
@@ -32,6 +35,7 @@ static __global__ void gelu_mul_kernel(bf16 * __restrict__ out, const TG * __res
 // split GEMM input of an fp32 activation.
 static __global__ void split_rows_kernel(bf16 * __restrict__ out, uint8_t * __restrict__ lo8, const float * __restrict__ in,
                                          int64_t n_elems) {
+    zk_pdl_prologue();
     for (int64_t i = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; i < n_elems; i += (int64_t) gridDim.x * blockDim.x) {
         // in: [n, cols] -> out: [2n, cols] (or out [n, cols] + lo8 [n, cols])
         if (lo8) zk_store_split_lo8(out + i, lo8 + i, in[i]);
@@ -43,6 +47,7 @@ static __global__ void split_rows_kernel(bf16 * __restrict__ out, uint8_t * __re
 template <int PACK>
 static __global__ void split_rows_vec_kernel(bf16 * __restrict__ out, uint8_t * __restrict__ lo8, const float * __restrict__ in,
                                              int64_t n_packs) {
+    zk_pdl_prologue();
     const int64_t n_elems = n_packs * PACK;
     for (int64_t p = blockIdx.x * (int64_t) blockDim.x + threadIdx.x; p < n_packs; p += (int64_t) gridDim.x * blockDim.x) {
         float v[PACK];
@@ -94,33 +99,33 @@ void embedding_gather(float * out, const bf16 * table, const int32_t * ids, int 
                       cudaStream_t stream) {
     if (n_tokens <= 0) return;
     dim3 grid((hidden + 255) / 256 < 8 ? (hidden + 255) / 256 : 8, n_tokens);
-    gather_rows_kernel<<<grid, 256, 0, stream>>>(out, table, ids, hidden);
+    zk_launch(gather_rows_kernel<float, bf16>, grid, 256, 0, stream, out, table, ids, hidden);
 }
 
 void gather_rows(bf16 * out, const bf16 * in, const int32_t * rows, int n, int n_cols,
                  cudaStream_t stream) {
     if (n <= 0) return;
     dim3 grid((n_cols + 255) / 256 < 8 ? (n_cols + 255) / 256 : 8, n);
-    gather_rows_kernel<<<grid, 256, 0, stream>>>(out, in, rows, n_cols);
+    zk_launch(gather_rows_kernel<bf16, bf16>, grid, 256, 0, stream, out, in, rows, n_cols);
 }
 
 void gather_rows(float * out, const float * in, const int32_t * rows, int n, int n_cols,
                  cudaStream_t stream) {
     if (n <= 0) return;
     dim3 grid((n_cols + 255) / 256 < 8 ? (n_cols + 255) / 256 : 8, n);
-    gather_rows_kernel<<<grid, 256, 0, stream>>>(out, in, rows, n_cols);
+    zk_launch(gather_rows_kernel<float, float>, grid, 256, 0, stream, out, in, rows, n_cols);
 }
 
 void gelu_mul(bf16 * out, const bf16 * gu, int n_rows, int ffn, cudaStream_t stream) {
     if (n_rows <= 0) return;
     dim3 grid((ffn + 255) / 256 < 16 ? (ffn + 255) / 256 : 16, n_rows);
-    gelu_mul_kernel<<<grid, 256, 0, stream>>>(out, gu, ffn);
+    zk_launch(gelu_mul_kernel<bf16>, grid, 256, 0, stream, out, gu, ffn);
 }
 
 void gelu_mul(bf16 * out, const float * gu, int n_rows, int ffn, cudaStream_t stream) {
     if (n_rows <= 0) return;
     dim3 grid((ffn + 255) / 256 < 16 ? (ffn + 255) / 256 : 16, n_rows);
-    gelu_mul_kernel<<<grid, 256, 0, stream>>>(out, gu, ffn);
+    zk_launch(gelu_mul_kernel<float>, grid, 256, 0, stream, out, gu, ffn);
 }
 
 void split_rows_bf16(bf16 * out, const float * in, int n_rows, int n_cols, cudaStream_t stream, uint8_t * out_lo8) {
@@ -135,9 +140,9 @@ void split_rows_bf16(bf16 * out, const float * in, int n_rows, int n_cols, cudaS
     const int pack = fits(8) ? 8 : (fits(4) ? 4 : 1);
     const int64_t packs = n / pack;
     const int64_t blocks = (packs + 255) / 256 < 4096 ? (packs + 255) / 256 : 4096;
-    if (pack == 8) split_rows_vec_kernel<8><<<(unsigned) blocks, 256, 0, stream>>>(out, out_lo8, in, packs);
-    else if (pack == 4) split_rows_vec_kernel<4><<<(unsigned) blocks, 256, 0, stream>>>(out, out_lo8, in, packs);
-    else split_rows_kernel<<<(unsigned) blocks, 256, 0, stream>>>(out, out_lo8, in, n);
+    if (pack == 8) zk_launch(split_rows_vec_kernel<8>, (unsigned) blocks, 256, 0, stream, out, out_lo8, in, packs);
+    else if (pack == 4) zk_launch(split_rows_vec_kernel<4>, (unsigned) blocks, 256, 0, stream, out, out_lo8, in, packs);
+    else zk_launch(split_rows_kernel, (unsigned) blocks, 256, 0, stream, out, out_lo8, in, n);
 }
 
 void combine_halves(float * y, int ld_y, const float * Y, int n_rows, int n_cols, bool accumulate, cudaStream_t stream) {

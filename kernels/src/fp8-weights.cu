@@ -46,6 +46,13 @@ static __global__ void fp8_lo_kernel(uint8_t * __restrict__ lo8, const bf16 * __
     }
 }
 
+static __global__ void fp8_lo_to_bf16_kernel(bf16 * __restrict__ lo, const uint8_t * __restrict__ lo8, size_t n) {
+    for (size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n; i += (size_t) gridDim.x * blockDim.x) {
+        const __half_raw h = __nv_cvt_fp8_to_halfraw(lo8[i], __NV_E4M3);                 // exact in fp16
+        lo[i] = zk_to_bf16(__half2float(__half(h)) * (1.0f / ZK_LO_FP8_SCALE));         // lo, lo8: [n]
+    }
+}
+
 // ---- launchers ---------------------------------------------------------------------------------
 
 static unsigned grid_for(size_t n, int threads) {
@@ -72,4 +79,10 @@ void fp8_lo_from_bf16(uint8_t * lo8, const bf16 * lo, int n_rows, int n_cols, cu
         return;
     }
     fp8_lo_kernel<<<grid_for(n, 256), 256, 0, stream>>>(lo8, lo, n);
+}
+
+void fp8_lo_to_bf16(bf16 * lo, const uint8_t * lo8, int n_rows, int n_cols, cudaStream_t stream) {
+    const size_t n = (size_t) n_rows * n_cols;
+    if (n == 0) return;
+    fp8_lo_to_bf16_kernel<<<grid_for(n, 256), 256, 0, stream>>>(lo, lo8, n);
 }

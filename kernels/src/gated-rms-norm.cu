@@ -2,6 +2,7 @@
 //   v = y * silu(z)                                   [d]
 //   per group g of d/G consecutive channels: v_g / sqrt(mean(v_g^2) + eps) * w_g
 #include "zamba2-fp8.cuh"
+#include "zamba2-launch.cuh"
 
 // ---- kernels -----------------------------------------------------------------------------------
 
@@ -11,6 +12,7 @@ static __global__ void gated_rms_norm_kernel(bf16 * __restrict__ out, bf16 * __r
                                              const float * __restrict__ y, const TZ * __restrict__ z, int ld_z,
                                              const bf16 * __restrict__ w, int d, int group_size,
                                              float eps) {
+    zk_pdl_prologue();
     extern __shared__ float v[];  // [group_size]
     __shared__ float scratch[32];
     const int64_t r = blockIdx.x;
@@ -40,6 +42,7 @@ static __global__ void __launch_bounds__(256) gated_rms_norm_vec_kernel(bf16 * _
                                                                       const float * __restrict__ y, const float * __restrict__ z,
                                                                       int ld_z, const bf16 * __restrict__ w, int d,
                                                                       int group_size, float eps) {
+    zk_pdl_prologue();
     __shared__ float scratch[32];
     const int64_t r = blockIdx.x;
     const int g0 = blockIdx.y * group_size;
@@ -82,7 +85,7 @@ void gated_rms_norm(bf16 * out, const float * y, const bf16 * z, int ld_z, const
     if (n_rows <= 0) return;
     const int group_size = d / n_groups;
     dim3 grid(n_rows, n_groups);
-    gated_rms_norm_kernel<bf16><<<grid, 256, (size_t) group_size * sizeof(float), stream>>>(
+    zk_launch(gated_rms_norm_kernel<bf16>, grid, 256, (size_t) group_size * sizeof(float), stream, 
         out, nullptr, nullptr, y, z, ld_z, w, d, group_size, eps);
 }
 
@@ -93,7 +96,7 @@ static void gated_vec_launch(bf16 * out, bf16 * out_lo, uint8_t * out_lo8, const
     const dim3 grid(n_rows, n_groups);
     const int items = (group_size + 256 * PACK - 1) / (256 * PACK);
 #define ZK_GATED_VEC(I) \
-    gated_rms_norm_vec_kernel<PACK, I><<<grid, 256, 0, stream>>>(out, out_lo, out_lo8, y, z, ld_z, w, d, group_size, eps)
+    zk_launch(gated_rms_norm_vec_kernel<PACK, I>, grid, 256, 0, stream, out, out_lo, out_lo8, y, z, ld_z, w, d, group_size, eps)
     if (items <= 1) ZK_GATED_VEC(1);
     else if (items <= 2) ZK_GATED_VEC(2);
     else if (items <= 4) ZK_GATED_VEC(4);
@@ -120,7 +123,7 @@ void gated_rms_norm_f32(bf16 * out, bf16 * out_lo, const float * y, const float 
         gated_vec_launch<4>(out, out_lo, out_lo8, y, z, ld_z, w, n_rows, d, n_groups, eps, stream);
     } else {
         const dim3 grid(n_rows, n_groups);
-        gated_rms_norm_kernel<float><<<grid, 256, (size_t) group_size * sizeof(float), stream>>>(
+        zk_launch(gated_rms_norm_kernel<float>, grid, 256, (size_t) group_size * sizeof(float), stream, 
             out, out_lo, out_lo8, y, z, ld_z, w, d, group_size, eps);
     }
 }

@@ -4,6 +4,7 @@
 // Uses: pre-mixer norm of X + Tr (hybrid layers: the sum is not written back), the shared block's
 // input norm over concat(X, E) (2H), pre-FF norm and the final norm.
 #include "zamba2-fp8.cuh"
+#include "zamba2-launch.cuh"
 
 // ---- kernels -----------------------------------------------------------------------------------
 
@@ -16,6 +17,7 @@ static __global__ void rms_norm_fused_kernel(bf16 * __restrict__ y, bf16 * __res
                                              const TA * __restrict__ a, const TA * __restrict__ b,
                                              const bf16 * __restrict__ c, const bf16 * __restrict__ w,
                                              int n_a, int n_c, float eps) {
+    zk_pdl_prologue();
     extern __shared__ float row[];  // [n_a + n_c]
     __shared__ float scratch[32];
     const int64_t r = blockIdx.x;
@@ -62,6 +64,7 @@ static __global__ void __launch_bounds__(256) rms_norm_f32_vec_kernel(bf16 * __r
                                                                     const float * __restrict__ a, const float * __restrict__ b,
                                                                     const bf16 * __restrict__ c, const bf16 * __restrict__ w,
                                                                     int n_a, int n_c, float eps) {
+    zk_pdl_prologue();
     __shared__ float scratch[32];
     const int64_t r = blockIdx.x;
     const int n = n_a + n_c;
@@ -108,14 +111,14 @@ void rms_norm_fused(bf16 * y, bf16 * sum_out, const bf16 * a, const bf16 * b, co
     if (n_rows <= 0) return;
     const int n = n_a + (c ? n_c : 0);
     const size_t smem = (size_t) n * sizeof(float);
-    rms_norm_fused_kernel<bf16><<<n_rows, 256, smem, stream>>>(y, nullptr, nullptr, sum_out, a, b, c, w, n_a, c ? n_c : 0, eps);
+    zk_launch(rms_norm_fused_kernel<bf16>, n_rows, 256, smem, stream, y, nullptr, nullptr, sum_out, a, b, c, w, n_a, c ? n_c : 0, eps);
 }
 
 template <int PACK>
 static void rms_norm_f32_vec_launch(bf16 * y, bf16 * y_lo, uint8_t * y_lo8, const float * a, const float * b, const bf16 * c,
                                     const bf16 * w, int n_rows, int n_a, int n_c, float eps, cudaStream_t stream) {
     const int items = (n_a + n_c + 256 * PACK - 1) / (256 * PACK);
-#define ZK_RMS_VEC(I) rms_norm_f32_vec_kernel<PACK, I><<<n_rows, 256, 0, stream>>>(y, y_lo, y_lo8, a, b, c, w, n_a, n_c, eps)
+#define ZK_RMS_VEC(I) zk_launch(rms_norm_f32_vec_kernel<PACK, I>, n_rows, 256, 0, stream, y, y_lo, y_lo8, a, b, c, w, n_a, n_c, eps)
     if (items <= 1) ZK_RMS_VEC(1);
     else if (items <= 2) ZK_RMS_VEC(2);
     else if (items <= 4) ZK_RMS_VEC(4);
@@ -144,6 +147,6 @@ void rms_norm_f32(bf16 * y, bf16 * y_lo, const float * a, const float * b, const
     } else if (fits(4)) {
         rms_norm_f32_vec_launch<4>(y, y_lo, y_lo8, a, b, c, w, n_rows, n_a, nc, eps, stream);
     } else {
-        rms_norm_fused_kernel<float><<<n_rows, 256, smem, stream>>>(y, y_lo, y_lo8, nullptr, a, b, c, w, n_a, nc, eps);
+        zk_launch(rms_norm_fused_kernel<float>, n_rows, 256, smem, stream, y, y_lo, y_lo8, nullptr, a, b, c, w, n_a, nc, eps);
     }
 }
