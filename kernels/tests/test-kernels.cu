@@ -233,8 +233,8 @@ static void test_rope(test_table & tab, test_rng & rng) {
         tab.compare("rope_neox D=" + std::to_string(D) + " [13,3]", dx.download(), ref_rope_neox(x, pos, heads, D, 10000.0), TOL_BF16);
     }
     // fp32 q and k in one launch (the engine's path): both against the reference
-    for (int D : {128, 40, 224}) {
-        const int T = 37, heads = 5;
+    for (int D : {128, 40, 224, 64}) {
+        const int T = D == 64 ? 600 : 37, heads = 5;  // T 600: the heads-in-one-thread path
         const vec q = rng.f32_values((size_t) T * heads * D, -2, 2), k = rng.f32_values((size_t) T * heads * D, -2, 2);
         ivec pos(T);
         for (auto & p : pos) p = rng.integer(0, 5000);
