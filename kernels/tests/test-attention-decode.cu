@@ -8,11 +8,11 @@
 
 namespace {
 
-void test_attention_decode(test_table & tab, test_rng & rng) {
-    for (int D : {32, 40, 64, 128, 160, 224}) {
-        const int heads = 3;
-        const ivec lens = {1, 17, 200, 333, 64, 16};
-        const int S = (int) lens.size(), max_pages = 24, n_pages = 96;
+// One decode step of sequences with context lengths `lens`; heads x sequences picks the kernel's shape
+// (few blocks: 8 warps per block; more than two per SM: 4 warps).
+void decode_case(test_table & tab, test_rng & rng, int D, int heads, const ivec & lens) {
+    {
+        const int S = (int) lens.size(), max_pages = 24, n_pages = 24 * S;
         const size_t pool_elems = (size_t) n_pages * heads * ZK_PAGE_TOKENS * D;
         vec kpool = rng.bf16_values(pool_elems, -1, 1), vpool = rng.bf16_values(pool_elems, -1, 1);
         ivec pages(n_pages);
@@ -47,10 +47,16 @@ void test_attention_decode(test_table & tab, test_rng & rng) {
         const bool ok = paged_attention_decode(dout.ptr, dq.ptr, dk.ptr, dv.ptr, dbt.ptr, max_pages, dpos.ptr, S, heads, D,
                                                (float) scale, 0);
         ZK_LAUNCHED();
-        const std::string name = "attention_decode D=" + std::to_string(D) + " S=" + std::to_string(S);
-        if (!ok) { tab.compare(name + " (refused)", {1.0}, {0.0}, 0.0); continue; }
+        const std::string name = "attention_decode D=" + std::to_string(D) + " S=" + std::to_string(S) + " heads=" + std::to_string(heads);
+        if (!ok) { tab.compare(name + " (refused)", {1.0}, {0.0}, 0.0); return; }
         tab.compare(name, dout.download(), ref_attention(q, keys, values, token_seq, positions, heads, D, scale), 1e-5);
     }
+}
+
+void test_attention_decode(test_table & tab, test_rng & rng) {
+    for (int D : {32, 40, 64, 128, 160, 224}) decode_case(tab, rng, D, 3, {1, 17, 200, 333, 64, 16});
+    // 9 x 32 = 288 blocks (> 2 per SM on 132 SMs): the 4-warp kernel
+    for (int D : {128, 160}) decode_case(tab, rng, D, 32, {1, 17, 200, 333, 64, 16, 5, 90, 33});
 }
 
 }  // namespace
