@@ -119,5 +119,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 function makeEncodePool(config: ServerConfig, tokenizer: TextTokenizer): EncodePool | null {
   const workers = config.tokenizerWorkers ?? Math.min(2, availableParallelism() - 1);
   if (workers <= 0 || tokenizer.encoderSource === undefined) return null;
-  return new EncodePool(tokenizer.encoderSource, workers);
+  // A prompt waiting for a tokenizer worker is a request waiting for admission: the same bound as the
+  // scheduler's waiting queue (at least 1), beyond which requests get 429 server_overloaded.
+  return new EncodePool(tokenizer.encoderSource, workers, Math.max(1, config.maxWaiting));
 }

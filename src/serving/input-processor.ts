@@ -8,6 +8,7 @@
  */
 import {
   ChatTemplateError,
+  EncodePoolBusyError,
   EncodePoolClosedError,
   PromptEncoder,
   type ChatMessage,
@@ -35,12 +36,13 @@ export class InputProcessor {
     this.encoder = encoder ?? new PromptEncoder(tokenizer);
   }
 
-  /** Encoder failures as serving errors: pool closed → shutting_down, abort → cancelled. */
+  /** Encoder failures as serving errors: pool closed → shutting_down, pool queue full → overloaded, abort → cancelled. */
   private async encode(text: string, options: EncodeOptions, signal: AbortSignal | undefined): Promise<number[]> {
     try {
       return await this.encoder.encode(text, options, signal);
     } catch (err) {
       if (err instanceof EncodePoolClosedError) throw new ServingError('shutting_down', 'the server is shutting down', null, 1, { cause: err });
+      if (err instanceof EncodePoolBusyError) throw new ServingError('overloaded', `server overloaded: ${err.message}`, null, 1, { cause: err });
       if (signal?.aborted) throw new ServingError('cancelled', 'the client closed the request while its prompt was being tokenized', null, undefined, { cause: err });
       throw err;
     }

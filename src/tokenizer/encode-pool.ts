@@ -31,6 +31,11 @@ export class EncodePoolClosedError extends Error {
   override name = 'EncodePoolClosedError';
 }
 
+/** Every worker is busy and maxQueued tasks already wait: the caller should shed load (429 upstream). */
+export class EncodePoolBusyError extends Error {
+  override name = 'EncodePoolBusyError';
+}
+
 interface Task {
   id: number;
   text: string;
@@ -64,11 +69,17 @@ export class EncodePool {
   private nextId = 0;
   private closed = false;
 
+  /**
+   * @param maxQueued tasks that may wait for a worker; one more is refused with EncodePoolBusyError
+   *   instead of growing the queue (and the memory of the texts it holds) without bound.
+   */
   constructor(
     private readonly source: EncoderSource,
     readonly size: number,
+    readonly maxQueued = Number.POSITIVE_INFINITY,
   ) {
     if (!Number.isInteger(size) || size < 1) throw new Error(`an encode pool needs at least one worker (got ${size})`);
+    if (!(maxQueued >= 0)) throw new Error(`maxQueued must be >= 0 (got ${maxQueued})`);
   }
 
   /**
@@ -78,6 +89,10 @@ export class EncodePool {
   encode(text: string, options: EncodeOptions, signal?: AbortSignal): Promise<number[]> {
     if (this.closed) return Promise.reject(new EncodePoolClosedError('the tokenizer pool is closed'));
     if (signal?.aborted) return Promise.reject(abortError(signal));
+    const idle = this.workers.some((w) => w.task === null) || this.workers.length < this.size;
+    if (!idle && this.queue.length >= this.maxQueued) {
+      return Promise.reject(new EncodePoolBusyError(`${this.queue.length} prompts are already waiting to be tokenized (max ${this.maxQueued})`));
+    }
     return new Promise<number[]>((resolve, reject) => {
       const task: Task = { id: this.nextId++, text, addSpecialTokens: options.addSpecialTokens, resolve, reject, signal, onAbort: null, settled: false };
       if (signal) {

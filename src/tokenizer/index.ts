@@ -9,5 +9,5 @@ export {
   type EncoderSource,
 } from './model-tokenizer.js';
 export { IncrementalDetokenizer } from './incremental-detokenizer.js';
-export { EncodePool, EncodePoolClosedError, type EncodePoolStats } from './encode-pool.js';
+export { EncodePool, EncodePoolBusyError, EncodePoolClosedError, type EncodePoolStats } from './encode-pool.js';
 export { PromptEncoder, type PromptEncoderOptions } from './prompt-encoder.js';

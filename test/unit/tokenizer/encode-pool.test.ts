@@ -1,7 +1,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { EncodePool, EncodePoolClosedError, PromptEncoder } from '../../../src/tokenizer/index.js';
+import { EncodePool, EncodePoolBusyError, EncodePoolClosedError, PromptEncoder } from '../../../src/tokenizer/index.js';
 import { InputProcessor, ServingError } from '../../../src/serving/index.js';
 import { testTokenizer } from '../../helpers/tokenizer-fixture.js';
 
@@ -71,6 +71,40 @@ test('an aborted task is dropped from the queue; the others still finish', async
     const already = AbortSignal.abort();
     await assert.rejects(pool.encode('x', { addSpecialTokens: true }, already), { name: 'AbortError' });
     assert.deepEqual(pool.stats(), { workers: 1, running: 0, queued: 0 });
+  } finally {
+    await pool.close();
+  }
+});
+
+test('a full queue refuses the next task (EncodePoolBusyError → overloaded) and accepts again once it drains', async () => {
+  const pool = new EncodePool(source, 1, 2);
+  const processor = new InputProcessor(tok, 100_000, new PromptEncoder(tok, { pool, minPooledChars: 0 }));
+  try {
+    const long = 'word '.repeat(4000);
+    const running = pool.encode(long, { addSpecialTokens: true });
+    const waiting = [pool.encode('one', { addSpecialTokens: true }), pool.encode('two', { addSpecialTokens: true })];
+    assert.deepEqual(pool.stats(), { workers: 1, running: 1, queued: 2 });
+    await assert.rejects(pool.encode('three', { addSpecialTokens: true }), EncodePoolBusyError);
+    await assert.rejects(
+      processor.completionPrompt('four'),
+      (err: unknown) => err instanceof ServingError && err.reason === 'overloaded' && err.retryAfterSeconds === 1,
+    );
+    assert.equal(pool.stats().queued, 2, 'refused tasks never entered the queue');
+    assert.deepEqual(await running, tok.encode(long, { addSpecialTokens: true }));
+    assert.deepEqual(await Promise.all(waiting), [tok.encode('one', { addSpecialTokens: true }), tok.encode('two', { addSpecialTokens: true })]);
+    assert.deepEqual(await pool.encode('five', { addSpecialTokens: true }), tok.encode('five', { addSpecialTokens: true }));
+  } finally {
+    await pool.close();
+  }
+});
+
+test('maxQueued 0: a task is taken only by an idle (or not yet started) worker', async () => {
+  const pool = new EncodePool(source, 1, 0);
+  try {
+    const first = pool.encode('word '.repeat(4000), { addSpecialTokens: true });
+    await assert.rejects(pool.encode('second', { addSpecialTokens: true }), EncodePoolBusyError);
+    await first;
+    assert.deepEqual(await pool.encode('third', { addSpecialTokens: true }), tok.encode('third', { addSpecialTokens: true }));
   } finally {
     await pool.close();
   }
