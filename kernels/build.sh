@@ -79,11 +79,13 @@ echo "built kernels/build/test-kernels"
 has_cublas || { echo "build.sh: cuBLAS headers (cublasLt.h) not found under $CUDA_HOME/include" >&2; exit 1; }
 [ -d "$NAPI_INC" ] || { echo "build.sh: node-api-headers missing: run npm install" >&2; exit 1; }
 pids=()
-engine_objs=("$out/obj/gemm-cublaslt.o" "$out/obj/zamba2-engine.o" "$out/obj/zamba2-forward.o" "$out/obj/zamba2-sampling.o")
+engine_objs=("$out/obj/gemm-cublaslt.o")
 compile "$here/src/gemm-cublaslt.cc" "$out/obj/gemm-cublaslt.o" & pids+=($!)
-compile "$here/engine/zamba2-engine.cc" "$out/obj/zamba2-engine.o" & pids+=($!)
-compile "$here/engine/zamba2-forward.cc" "$out/obj/zamba2-forward.o" & pids+=($!)
-compile "$here/engine/zamba2-sampling.cc" "$out/obj/zamba2-sampling.o" & pids+=($!)
+for f in "$here"/engine/*.cc; do  # every engine source (the addon and bench-engine link them all)
+  o="$out/obj/$(basename "${f%.cc}").o"
+  engine_objs+=("$o")
+  compile "$f" "$o" & pids+=($!)
+done
 compile "$here/addon/addon.cc" "$out/obj/addon.o" -I"$NAPI_INC" -DNODE_GYP_MODULE_NAME=zamba2_cuda & pids+=($!)
 compile "$here/bench/bench-engine.cc" "$out/obj/bench-engine.o" & pids+=($!)
 for p in "${pids[@]}"; do wait "$p"; done
