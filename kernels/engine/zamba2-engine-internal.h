@@ -43,6 +43,8 @@ struct zamba2_adapter_ptrs {
 #define ZK_SKINNY_WORK_FLOATS ((int64_t) 1 << 21)
 #define ZK_SKINNY_COUNTERS 8192
 
+#define ZK_FUSE_MAX_M 8  // rows of the fused decode path (skinny_gemm's computed-input modes)
+
 struct zamba2_scratch {
     float *x, *tr, *zx, *xbc, *q, *k, *vv, *attf, *a, *gu, *y;   // fp32 activations
     bf16 *u, *u2, *v, *att, *vn;                                 // split GEMM inputs [2T, K]
@@ -53,6 +55,7 @@ struct zamba2_scratch {
     float *lora3;                                                // [64, 3r] LoRA intermediates of skinny steps
     float *skinny_work;                                          // split-K partial tiles of skinny_gemm
     int32_t *skinny_counters;                                    // its per-tile counters (zeroed at allocation)
+    float *gsq;        // [ZK_FUSE_MAX_M, d_inner] chunk sums of g^2 from the gated state step
     float *hl;         // [max_tokens, H] rows picked for logits
     bf16 *hn;          // [max_tokens, H] normalized
     float *logits;     // [max_tokens, V]
@@ -125,6 +128,10 @@ struct zamba2_engine {
     bool split_z = true;
     // decode-only steps update the SSM state with mamba2_state_step (default; ZAMBA2_DECODE_STEP=0: the scan)
     bool use_decode_step = true;
+    // decode steps of <= ZK_FUSE_MAX_M sequences run zamba2-decode-fused.cc (ZAMBA2_FUSE_DECODE=0: off)
+    bool fuse_decode = true;
+    // skinny_gemm issues no weight load before its PDL wait (ZAMBA2_SKINNY_PRELOAD=0; for measuring)
+    bool skinny_late_weights = false;
     // ZAMBA2_SSD=1: steps with prefill chunks run the chunked SSD scan (mamba2_ssd_varlen)
     bool use_ssd = false;
     int ssd_max_chunks = 0;

@@ -97,6 +97,7 @@ static std::string alloc_scratch(zamba2_engine * e) {
     f32(&s.x, T * H); f32(&s.tr, T * H); f32(&s.zx, T * ipo); f32(&s.xbc, T * c.conv_dim());
     f32(&s.q, T * H2); f32(&s.k, T * H2); f32(&s.vv, T * H2); f32(&s.attf, T * H2); f32(&s.a, T * H);
     f32(&s.gu, T * F2); f32(&s.hl, T * H);
+    f32(&s.gsq, (size_t) ZK_FUSE_MAX_M * c.d_inner);  // chunk sums of the gated step (fused decode)
     f32(&s.ysplit, 2 * T * std::max(std::max(ipo, F2), H2));
     bf(&s.u, 2 * T * H); bf(&s.u2, 2 * T * H2); bf(&s.v, 2 * T * c.d_inner); bf(&s.att, 2 * T * H2);
     bf(&s.vn, 2 * T * H); bf(&s.e, T * H); bf(&s.act, T * c.ffn); bf(&s.m, T * H);
@@ -192,6 +193,12 @@ zamba2_engine * zamba2_engine_create(const zamba2_config & cfg, std::string * er
     // on by default since run 4 (goldens pass, decode b64 9.69 -> 7.87 ms); ZAMBA2_DECODE_STEP=0 turns it off
     const char * decode_step = std::getenv("ZAMBA2_DECODE_STEP");
     e->use_decode_step = !(decode_step && decode_step[0] == '0');
+    // decode steps of <= ZK_FUSE_MAX_M sequences fuse the norms, the conv and the MLP activation into the GEMVs
+    // (zamba2-decode-fused.cc); ZAMBA2_FUSE_DECODE=0 runs them as separate kernels
+    const char * fuse = std::getenv("ZAMBA2_FUSE_DECODE");
+    e->fuse_decode = !(fuse && fuse[0] == '0');
+    const char * late_w = std::getenv("ZAMBA2_SKINNY_PRELOAD");
+    e->skinny_late_weights = late_w && late_w[0] == '0';
     const char * split = std::getenv("ZAMBA2_SPLIT_GEMM");
     e->split_inputs = !(split && split[0] == '0');
     const char * split_z = std::getenv("ZAMBA2_SPLIT_Z");
@@ -240,7 +247,7 @@ void zamba2_engine_destroy(zamba2_engine * e) {
     }
     zamba2_scratch & s = e->s;
     for (void * p : std::initializer_list<void *>{s.x, s.e, s.u, s.u2, s.zx, s.xbc, s.v, s.q, s.k, s.vv, s.att, s.a,
-                                                  s.vn, s.gu, s.act, s.m, s.tr, s.lora, s.hl, s.hn, s.y, s.logits,
+                                                  s.vn, s.gu, s.act, s.m, s.tr, s.lora, s.gsq, s.hl, s.hn, s.y, s.logits,
                                                   s.attf, s.ysplit, s.lora3, s.skinny_work, s.skinny_counters,
                                                   s.argmax, s.max_logit, s.lse, s.packed, s.lo8, e->conv_pool, e->ssm_pool,
                                                   e->kv_pool}) {

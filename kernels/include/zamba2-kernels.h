@@ -106,6 +106,16 @@ bool mamba2_state_step(float * y, float * ssm_state, const float * xbc, int ld_x
                        const int32_t * seq_slot, int n_seqs, int n_heads, int head_dim, int n_groups, int d_state,
                        cudaStream_t stream);
 
+// The fp32 step with the gate of the mixer's gated norm applied, for decode steps whose out_proj reads
+// SKINNY_X_GATED_NORM: y = (C.S + D x) * silu(z), z: [T, d] fp32 (row stride ld_z), and gsq [T, d / chunk]
+// the sums of y^2 over chunks of chunk = mamba2_state_step_chunk(head_dim, d_state) columns (fixed order:
+// deterministic). Returns false (enqueues nothing) also when chunk <= 0 or d is not a multiple of it.
+int mamba2_state_step_chunk(int head_dim, int d_state);
+bool mamba2_state_step_gated(float * y, float * gsq, const float * z, int ld_z, float * ssm_state, const float * xbc,
+                             int ld_xbc, const float * dt_raw, int ld_dt, const float * dt_bias, const float * a_log,
+                             const float * d_skip, const int32_t * cu_seqlens, const int32_t * seq_slot, int n_seqs,
+                             int n_heads, int head_dim, int n_groups, int d_state, cudaStream_t stream);
+
 // ---- mamba2-ssd.cu ----------------------------------------------------------------------------
 // Chunked (SSD) form of mamba2_scan_varlen for prefill, on tensor cores (bf16 mma with fp32 operands split
 // into hi + lo: ~1e-5 relative to the float64 recurrence). The caller cuts every sequence into chunks of
@@ -235,6 +245,32 @@ enum skinny_x_mode {
     SKINNY_X_BF16 = 0,   // x: bf16 [M, K]
     SKINNY_X_SPLIT = 1,  // x: bf16 hi [M, K] and x_lo: bf16 lo [M, K] (stride ld_x); the input is hi + lo
     SKINNY_X_F32 = 2,    // x: fp32 [M, K], split into hi + lo in registers
+    // The input computed from its producer's output as it is loaded (M <= 8 only: each CTA reduces the rows
+    // itself), so a decode step needs no separate norm / activation kernel. Split into hi + lo like F32.
+    SKINNY_X_RMSNORM = 3,     // s = x fp32 [M, k1] (+ norm.add) | norm.tail bf16 [M, K - k1];
+                              //   input = s / sqrt(mean(s^2) + eps) * norm.w   (rms_norm_f32's math)
+    SKINNY_X_GATED_NORM = 4,  // g = x fp32 [M, K] (already y * silu(z): mamba2_state_step's gated form);
+                              //   per group of norm.group columns: g / sqrt(sum(group's norm.gsq) / group + eps) * norm.w
+    SKINNY_X_GELU_MUL = 5,    // x = gu fp32 [M, 2K]: input = bf16(gelu(gu[:, k]) * gu[:, K + k])  (gelu_mul's math, bf16)
+};
+// The source of SKINNY_X_RMSNORM / SKINNY_X_GATED_NORM inputs.
+struct skinny_x_norm {
+    const bf16 * w;     // [K] norm weight
+    float eps;
+    const float * add;  // RMSNORM: fp32 [M, k1] (row stride ld_x) added to x's columns, or nullptr
+    const bf16 * tail;  // RMSNORM: bf16 [M, K - k1] (row stride ld_tail): columns k1.. of the input, or nullptr (k1 = K)
+    int k1, ld_tail;
+    const float * gsq;  // GATED_NORM: [M, K / chunk] sums of g^2 over chunks of `chunk` columns (row stride ld_gsq)
+    int chunk, group, ld_gsq;
+};
+// Decode steps (row m = sequence m): output columns [col0, col0 + n) of segment 0 are the pre-conv xBC of the
+// Mamba2 mixer; the kernel also applies causal_conv1d_decode to them (out, state update), so no conv launch.
+struct skinny_conv_epilogue {
+    float * out;               // [M, n] conv + SiLU output (nullptr: no epilogue)
+    float * state;             // [slots, 3, n] this layer's conv pool
+    const bf16 * w, * bias;    // [n, 4], [n] (bias may be nullptr)
+    const int32_t * seq_slot;  // [M]
+    int col0, n;
 };
 #define ZK_SKINNY_MAX_M 64
 #define ZK_SKINNY_MAX_SEGMENTS 3
@@ -273,6 +309,9 @@ struct skinny_gemm_args {
     int prefetch_kb;  // L2 prefetch window per CTA beyond its current work item, KB, rounded down to whole
                       // items (1: the current item only); 0: default (none: measured slower); < 0: none
     int split_k;      // K slices per tile: 0 = chosen per shape; else at most this many (workspace allowing)
+    bool late_weights;  // issue no W load before the PDL wait (the path before the preload; benchmarks)
+    skinny_x_norm norm;          // SKINNY_X_RMSNORM / SKINNY_X_GATED_NORM
+    skinny_conv_epilogue conv;   // optional (conv.out); needs y_f32, !accumulate, x modes with M <= 8
     // Programmatic dependent launch (sm_90+, ignored below; the engine sets it from zk_pdl_enabled()): the
     // CTAs may be scheduled while the previous kernel in the stream still runs (once its CTAs have called
     // zk_pdl_trigger / zk_pdl_prologue) and wait for it to complete before they read x, x_lo, x2, y or touch

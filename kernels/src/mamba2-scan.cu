@@ -105,8 +105,11 @@ static __device__ __forceinline__ float4 zk_load4(const float * p) { return *rei
 
 // A thread updates 4 state values (float4) of RP consecutive rows p of one head: the RP state loads are
 // independent (in flight together) and share one B/C load and one dt/dA computation.
-template <int GW, int RP, typename TX>  // threads per row = N / 4, a power of two <= 32; RP divides head_dim
-static __global__ void mamba2_state_step_kernel(float * __restrict__ y, float * __restrict__ ssm_state,
+// GATED (decode steps feeding out_proj's SKINNY_X_GATED_NORM): y = (C.S + D x) * silu(z), and each block
+// (whole rows of the chunk = (256 / GW) RP consecutive channels of one token) writes its sum of y^2 to gsq.
+template <int GW, int RP, typename TX, bool GATED>  // threads per row = N / 4, a power of two <= 32; RP divides head_dim
+static __global__ void mamba2_state_step_kernel(float * __restrict__ y, float * __restrict__ gsq,
+                                                const float * __restrict__ z, int ld_z, float * __restrict__ ssm_state,
                                                 const TX * __restrict__ xbc, int ld_xbc,
                                                 const TX * __restrict__ dt_raw, int ld_dt,
                                                 const float * __restrict__ dt_bias,
@@ -154,12 +157,33 @@ static __global__ void mamba2_state_step_kernel(float * __restrict__ y, float * 
 #pragma unroll
         for (int r = 0; r < RP; ++r) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], off);
     }
+    float ss = 0.0f;
     if (valid) {
 #pragma unroll
         for (int r = 0; r < RP; ++r) __stcs(st + (int64_t) r * (d_state / 4), S[r]);
         if (n0 == 0) {
 #pragma unroll
-            for (int r = 0; r < RP; ++r) y[t * d_inner + h * head_dim + p0 + r] = acc[r] + d_skip[h] * xv[r];  // y: [T, d]
+            for (int r = 0; r < RP; ++r) {
+                const int ch = h * head_dim + p0 + r;
+                float out = acc[r] + d_skip[h] * xv[r];
+                if (GATED) {
+                    out *= zk_silu(z[t * ld_z + ch]);  // z: [T, d] stride ld_z (gated_rms_norm's v = y * silu(z))
+                    ss += out * out;
+                }
+                y[t * d_inner + ch] = out;  // y: [T, d]
+            }
+        }
+    }
+    if (GATED) {  // every block is full (the launcher checks), so every thread reaches the barrier
+        __shared__ float scratch[32];
+        ss = zk_block_sum(ss, scratch);
+        const int chunk = (int) (blockDim.x / GW) * RP;
+        const int64_t rg0 = (int64_t) blockIdx.x * (blockDim.x / GW);
+        const int64_t per_seq = (int64_t) n_heads * rows_per_head;
+        if (threadIdx.x == 0) {
+            const int s0 = (int) (rg0 / per_seq);
+            const int c0 = (int) (rg0 % per_seq) * RP;  // first channel of the block
+            gsq[(int64_t) cu_seqlens[s0] * (d_inner / chunk) + c0 / chunk] = ss;  // gsq: [T, d / chunk]
         }
     }
 }
@@ -187,26 +211,29 @@ static void scan_launch(float * y, float * ssm_state, const TX * xbc, int ld_xbc
 #undef ZK_SCAN_LAUNCH
 }
 
-template <typename TX>
-static bool state_step_launch(float * y, float * ssm_state, const TX * xbc, int ld_xbc, const TX * dt_raw, int ld_dt,
-                       const float * dt_bias, const float * a_log, const float * d_skip, const int32_t * cu_seqlens,
-                       const int32_t * seq_slot, int n_seqs, int n_heads, int head_dim, int n_groups, int d_state,
-                       cudaStream_t stream) {
+constexpr int ZK_STEP_BLOCK = 256;
+
+template <typename TX, bool GATED>
+static bool state_step_launch(float * y, float * gsq, const float * z, int ld_z, float * ssm_state, const TX * xbc,
+                              int ld_xbc, const TX * dt_raw, int ld_dt, const float * dt_bias, const float * a_log,
+                              const float * d_skip, const int32_t * cu_seqlens, const int32_t * seq_slot, int n_seqs,
+                              int n_heads, int head_dim, int n_groups, int d_state, cudaStream_t stream) {
     const int gw = d_state / 4;
     // 4-wide B/C loads need 4-aligned columns: ld_xbc and d_inner multiples of 4, 16-byte state rows
     if (d_state % 4 != 0 || gw > 32 || (gw & (gw - 1)) != 0 || ld_xbc % 4 != 0 || (n_heads * head_dim) % 4 != 0) return false;
-    if (n_seqs <= 0) return true;
     const int rp = head_dim % 4 == 0 ? 4 : 1;
+    if (GATED) {
+        const int chunk = mamba2_state_step_chunk(head_dim, d_state);
+        if (chunk <= 0 || (n_heads * head_dim) % chunk != 0 || !gsq || !z) return false;
+    }
+    if (n_seqs <= 0) return true;
     const int64_t threads = (int64_t) n_seqs * n_heads * (head_dim / rp) * gw;
-    const int block = 256;
-    const unsigned blocks = (unsigned) ((threads + block - 1) / block);
-#define ZK_STEP_LAUNCH(GW)                                                                         \
-    if (rp == 4) zk_launch(mamba2_state_step_kernel<GW, 4, TX>, blocks, block, 0, stream, y, ssm_state, xbc, ld_xbc, dt_raw, ld_dt, \
-                                                              dt_bias, a_log, d_skip, cu_seqlens, seq_slot, n_seqs, n_heads, \
-                                                              head_dim, n_groups, d_state);                                  \
-    else zk_launch(mamba2_state_step_kernel<GW, 1, TX>, blocks, block, 0, stream, y, ssm_state, xbc, ld_xbc, dt_raw, ld_dt, dt_bias, \
-                                                              a_log, d_skip, cu_seqlens, seq_slot, n_seqs, n_heads, \
-                                                              head_dim, n_groups, d_state)
+    const unsigned blocks = (unsigned) ((threads + ZK_STEP_BLOCK - 1) / ZK_STEP_BLOCK);
+#define ZK_STEP_ARGS y, gsq, z, ld_z, ssm_state, xbc, ld_xbc, dt_raw, ld_dt, dt_bias, a_log, d_skip, cu_seqlens, seq_slot, \
+                     n_seqs, n_heads, head_dim, n_groups, d_state
+#define ZK_STEP_LAUNCH(GW)                                                                                           \
+    if (rp == 4) zk_launch(mamba2_state_step_kernel<GW, 4, TX, GATED>, blocks, ZK_STEP_BLOCK, 0, stream, ZK_STEP_ARGS); \
+    else zk_launch(mamba2_state_step_kernel<GW, 1, TX, GATED>, blocks, ZK_STEP_BLOCK, 0, stream, ZK_STEP_ARGS)
     switch (gw) {
         case 1: ZK_STEP_LAUNCH(1); break;
         case 2: ZK_STEP_LAUNCH(2); break;
@@ -216,7 +243,16 @@ static bool state_step_launch(float * y, float * ssm_state, const TX * xbc, int 
         default: ZK_STEP_LAUNCH(32); break;
     }
 #undef ZK_STEP_LAUNCH
+#undef ZK_STEP_ARGS
     return true;
+}
+
+// Channels per block of the gated step: 256 threads / (d_state / 4 threads per row) x rows per thread. The
+// blocks then tile whole rows exactly when d is a multiple of it.
+int mamba2_state_step_chunk(int head_dim, int d_state) {
+    const int gw = d_state / 4;
+    if (d_state % 4 != 0 || gw < 1 || gw > 32 || (gw & (gw - 1)) != 0) return 0;
+    return ZK_STEP_BLOCK / gw * (head_dim % 4 == 0 ? 4 : 1);
 }
 
 #define ZK_SCAN_ARGS                                                                               \
@@ -228,5 +264,18 @@ static bool state_step_launch(float * y, float * ssm_state, const TX * xbc, int 
         int n_heads, int head_dim, int n_groups, int d_state, cudaStream_t stream
 void mamba2_scan_varlen(ZK_SCAN_PARAMS(bf16)) { scan_launch(ZK_SCAN_ARGS); }
 void mamba2_scan_varlen(ZK_SCAN_PARAMS(float)) { scan_launch(ZK_SCAN_ARGS); }
-bool mamba2_state_step(ZK_SCAN_PARAMS(bf16)) { return state_step_launch(ZK_SCAN_ARGS); }
-bool mamba2_state_step(ZK_SCAN_PARAMS(float)) { return state_step_launch(ZK_SCAN_ARGS); }
+bool mamba2_state_step(ZK_SCAN_PARAMS(bf16)) {
+    return state_step_launch<bf16, false>(y, nullptr, nullptr, 0, ssm_state, xbc, ld_xbc, dt_raw, ld_dt, dt_bias, a_log, d_skip,
+                                          cu_seqlens, seq_slot, n_seqs, n_heads, head_dim, n_groups, d_state, stream);
+}
+bool mamba2_state_step(ZK_SCAN_PARAMS(float)) {
+    return state_step_launch<float, false>(y, nullptr, nullptr, 0, ssm_state, xbc, ld_xbc, dt_raw, ld_dt, dt_bias, a_log,
+                                           d_skip, cu_seqlens, seq_slot, n_seqs, n_heads, head_dim, n_groups, d_state, stream);
+}
+bool mamba2_state_step_gated(float * y, float * gsq, const float * z, int ld_z, float * ssm_state, const float * xbc,
+                             int ld_xbc, const float * dt_raw, int ld_dt, const float * dt_bias, const float * a_log,
+                             const float * d_skip, const int32_t * cu_seqlens, const int32_t * seq_slot, int n_seqs,
+                             int n_heads, int head_dim, int n_groups, int d_state, cudaStream_t stream) {
+    return state_step_launch<float, true>(y, gsq, z, ld_z, ssm_state, xbc, ld_xbc, dt_raw, ld_dt, dt_bias, a_log, d_skip,
+                                          cu_seqlens, seq_slot, n_seqs, n_heads, head_dim, n_groups, d_state, stream);
+}

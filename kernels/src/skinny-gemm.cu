@@ -54,72 +54,166 @@ static __device__ __forceinline__ uint4 zk_ld_stream(const bf16 * p) {
     return r;
 }
 
-// 8 consecutive x elements of row m at column k as bf16 hi (and lo for split modes).
-template <int XMODE>
-static __device__ __forceinline__ void zk_load_x8(uint4 & hi, uint4 & lo, const void * x, const bf16 * x_lo, int64_t ld_x,
-                                                  int m, int k) {
-    if (XMODE == SKINNY_X_F32) {
-        const float4 * p = reinterpret_cast<const float4 *>(static_cast<const float *>(x) + m * ld_x + k);  // x: [M, K] f32
-        const float4 v0 = __ldg(p), v1 = __ldg(p + 1);
-        // the same split as zk_split2, written over floats: zk_split2's form spills in the NT 2/8 variants
-        const float f[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
-        float h[8];
+// Modes whose input has a lo part (two MMAs per tile); GELU_MUL rounds its input to bf16 like gelu_mul.
+template <int XMODE> struct skinny_x_split { static constexpr bool value = XMODE != SKINNY_X_BF16 && XMODE != SKINNY_X_GELU_MUL; };
+
+// Where zk_load_x8 reads: x (x_lo) rows of stride ld_x, K the GEMM's K; for the norm modes also the norm's
+// source and the per-row (per-group) scales the CTA computed after its PDL wait (shared memory).
+struct skinny_x_view {
+    const void * x;
+    const bf16 * x_lo;
+    int ld_x, K;
+    const skinny_x_norm * norm;  // RMSNORM / GATED_NORM
+    const float * inv;           // [8 rows][8 groups] in shared memory
+};
+
+constexpr int ZK_SKINNY_NORM_MAX_M = 8;       // rows the norm modes take (NT = 1)
+constexpr int ZK_SKINNY_NORM_MAX_GROUPS = 8;  // GATED_NORM groups per row
+
+static __device__ __forceinline__ uint32_t zk_pack_bf16x2(float a, float b) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(a, b);
+    return *reinterpret_cast<const uint32_t *>(&v);
+}
+
+// fp32 -> bf16 hi + bf16 lo (lo = bf16(f - hi)), 8 values: the same split as zk_split2, written over floats
+// (zk_split2's form spills in the NT 2/8 variants).
+static __device__ __forceinline__ void zk_split8(uint4 & hi, uint4 & lo, const float (&f)[8]) {
+    float h[8];
 #pragma unroll
-        for (int i = 0; i < 8; ++i) h[i] = zk_to_f32(zk_to_bf16(f[i]));
-        const auto pack = [](float a, float b) {
-            const __nv_bfloat162 v = __floats2bfloat162_rn(a, b);
-            return *reinterpret_cast<const uint32_t *>(&v);
-        };
-        hi = make_uint4(pack(h[0], h[1]), pack(h[2], h[3]), pack(h[4], h[5]), pack(h[6], h[7]));
-        lo = make_uint4(pack(f[0] - h[0], f[1] - h[1]), pack(f[2] - h[2], f[3] - h[3]), pack(f[4] - h[4], f[5] - h[5]),
-                        pack(f[6] - h[6], f[7] - h[7]));
-    } else {
-        hi = __ldg(reinterpret_cast<const uint4 *>(static_cast<const bf16 *>(x) + m * ld_x + k));            // x: [M, K] bf16
-        if (XMODE == SKINNY_X_SPLIT) lo = __ldg(reinterpret_cast<const uint4 *>(x_lo + m * ld_x + k));     // x_lo: [M, K]
+    for (int i = 0; i < 8; ++i) h[i] = zk_to_f32(zk_to_bf16(f[i]));
+    hi = make_uint4(zk_pack_bf16x2(h[0], h[1]), zk_pack_bf16x2(h[2], h[3]), zk_pack_bf16x2(h[4], h[5]), zk_pack_bf16x2(h[6], h[7]));
+    lo = make_uint4(zk_pack_bf16x2(f[0] - h[0], f[1] - h[1]), zk_pack_bf16x2(f[2] - h[2], f[3] - h[3]),
+                    zk_pack_bf16x2(f[4] - h[4], f[5] - h[5]), zk_pack_bf16x2(f[6] - h[6], f[7] - h[7]));
+}
+
+static __device__ __forceinline__ void zk_load_f32x8(float (&f)[8], const float * p) {
+    const float4 v0 = __ldg(reinterpret_cast<const float4 *>(p)), v1 = __ldg(reinterpret_cast<const float4 *>(p) + 1);
+    f[0] = v0.x; f[1] = v0.y; f[2] = v0.z; f[3] = v0.w; f[4] = v1.x; f[5] = v1.y; f[6] = v1.z; f[7] = v1.w;
+}
+
+static __device__ __forceinline__ void zk_load_bf16x8(float (&f)[8], const bf16 * p) {
+    const uint4 raw = __ldg(reinterpret_cast<const uint4 *>(p));
+    const bf16 * b = reinterpret_cast<const bf16 *>(&raw);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) f[i] = zk_to_f32(b[i]);
+}
+
+// 8 consecutive input elements of row m at column k as bf16 hi (and lo for split modes).
+template <int XMODE>
+static __device__ __forceinline__ void zk_load_x8(uint4 & hi, uint4 & lo, const skinny_x_view & X, int m, int k) {
+    if (XMODE == SKINNY_X_BF16 || XMODE == SKINNY_X_SPLIT) {
+        hi = __ldg(reinterpret_cast<const uint4 *>(static_cast<const bf16 *>(X.x) + (int64_t) m * X.ld_x + k));         // x: [M, K] bf16
+        if (XMODE == SKINNY_X_SPLIT) lo = __ldg(reinterpret_cast<const uint4 *>(X.x_lo + (int64_t) m * X.ld_x + k));  // x_lo: [M, K]
+        return;
+    }
+    const float * xf = static_cast<const float *>(X.x) + (int64_t) m * X.ld_x;  // x: [M, ld_x] fp32
+    float f[8];
+    if (XMODE == SKINNY_X_F32) {
+        zk_load_f32x8(f, xf + k);
+    } else if (XMODE == SKINNY_X_RMSNORM) {
+        const skinny_x_norm & nm = *X.norm;
+        if (k < nm.k1) {
+            zk_load_f32x8(f, xf + k);
+            if (nm.add) {
+                float a[8];
+                zk_load_f32x8(a, nm.add + (int64_t) m * X.ld_x + k);  // add: [M, k1] stride ld_x
+#pragma unroll
+                for (int i = 0; i < 8; ++i) f[i] += a[i];
+            }
+        } else {
+            zk_load_bf16x8(f, nm.tail + (int64_t) m * nm.ld_tail + (k - nm.k1));  // tail: [M, K - k1]
+        }
+        float w[8];
+        zk_load_bf16x8(w, nm.w + k);  // w: [K]
+        const float inv = X.inv[m * ZK_SKINNY_NORM_MAX_GROUPS];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) f[i] = w[i] * (f[i] * inv);  // rms_norm_f32's rounding order
+    } else if (XMODE == SKINNY_X_GATED_NORM) {
+        const skinny_x_norm & nm = *X.norm;
+        zk_load_f32x8(f, xf + k);  // g = y * silu(z): [M, K]
+        float w[8];
+        zk_load_bf16x8(w, nm.w + k);
+        const float inv = X.inv[m * ZK_SKINNY_NORM_MAX_GROUPS + k / nm.group];  // 8 | group: one group per pack
+#pragma unroll
+        for (int i = 0; i < 8; ++i) f[i] = w[i] * (f[i] * inv);  // gated_rms_norm's rounding order
+    } else {  // GELU_MUL: gu [M, 2K]
+        float g[8], u[8];
+        zk_load_f32x8(g, xf + k);
+        zk_load_f32x8(u, xf + X.K + k);
+        uint32_t packed[4];
+#pragma unroll
+        for (int i = 0; i < 8; i += 2) {
+            const float a0 = 0.5f * g[i] * (1.0f + erff(g[i] * 0.70710678118654752f));
+            const float a1 = 0.5f * g[i + 1] * (1.0f + erff(g[i + 1] * 0.70710678118654752f));
+            packed[i / 2] = zk_pack_bf16x2(a0 * u[i], a1 * u[i + 1]);  // gelu_mul's bf16(act * u)
+        }
+        hi = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+        return;
+    }
+    zk_split8(hi, lo, f);
+}
+
+// One group of U 32-wide k steps of a warp: its W loads (rows n0+g and n0+g+8, 16 bytes each per step), issued
+// together. Split from the MMAs so a CTA can issue its first group before its PDL wait (weights are constant).
+template <int U>
+static __device__ __forceinline__ void zk_skinny_load_w(uint4 (&wa)[U], uint4 (&wb)[U], const bf16 * w_a, const bf16 * w_b,
+                                                        bool ok_a, bool ok_b, int K, int n_steps, int s0, int t) {
+    const uint4 zero = make_uint4(0, 0, 0, 0);
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        const int k = (s0 + u * ZK_SKINNY_WARPS) * 32 + 8 * t;  // K % 8 == 0: 8 elements all in or all out
+        const bool in = s0 + u * ZK_SKINNY_WARPS < n_steps && k < K;
+        wa[u] = ok_a && in ? zk_ld_stream(w_a + k) : zero;  // W row n0+g
+        wb[u] = ok_b && in ? zk_ld_stream(w_b + k) : zero;  // W row n0+g+8
     }
 }
 
-// acc[j] (16 features x 8 rows 8j..8j+7) += W[n0.., k] . x[8j.., k]^T over this warp's share of the
-// 32-wide k steps [s_begin, s_end).
+// acc[j] (16 features x 8 rows 8j..8j+7) += W . x^T over one group: x loads of the group first, then the MMAs.
+template <int NT, int XMODE, int U>
+static __device__ __forceinline__ void zk_skinny_group(float (&acc)[NT][4], const uint4 (&wa)[U], const uint4 (&wb)[U],
+                                                       const skinny_x_view & X, int M, int n_steps, int s0, int g, int t) {
+    const uint4 zero = make_uint4(0, 0, 0, 0);
+    uint4 xh[U][NT], xl[U][NT];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        const int k = (s0 + u * ZK_SKINNY_WARPS) * 32 + 8 * t;
+        const bool in = s0 + u * ZK_SKINNY_WARPS < n_steps && k < X.K;
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+            const int m = 8 * j + g;
+            xh[u][j] = zero;
+            xl[u][j] = zero;
+            if (in && m < M) zk_load_x8<XMODE>(xh[u][j], xl[u][j], X, m, k);
+        }
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        if (s0 + u * ZK_SKINNY_WARPS >= n_steps) break;         // warp-uniform
+        const uint32_t a03[4] = {wa[u].x, wb[u].x, wa[u].y, wb[u].y};  // k slots <- k+0..3
+        const uint32_t a47[4] = {wa[u].z, wb[u].z, wa[u].w, wb[u].w};  // k slots <- k+4..7
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+            zk_mma_bf16(acc[j], a03, xh[u][j].x, xh[u][j].y);
+            zk_mma_bf16(acc[j], a47, xh[u][j].z, xh[u][j].w);
+            if (skinny_x_split<XMODE>::value) {
+                zk_mma_bf16(acc[j], a03, xl[u][j].x, xl[u][j].y);
+                zk_mma_bf16(acc[j], a47, xl[u][j].z, xl[u][j].w);
+            }
+        }
+    }
+}
+
+// acc += W[n0.., k] . x[.., k]^T over this warp's share of the 32-wide k steps [s_first, s_end) (interleaved
+// across the 8 warps, U steps per group: s_first = the slice's first step + warp, or later).
 template <int NT, int XMODE>
 static __device__ __forceinline__ void zk_skinny_accumulate(float (&acc)[NT][4], const bf16 * w_a, const bf16 * w_b,
-                                                            bool ok_a, bool ok_b, const void * x, const bf16 * x_lo,
-                                                            int ld_x, int K, int M, int s_begin, int s_end, int warp,
-                                                            int g, int t) {
+                                                            bool ok_a, bool ok_b, const skinny_x_view & X, int M,
+                                                            int s_first, int s_end, int g, int t) {
     constexpr int U = skinny_unroll<NT>::value;
-    const uint4 zero = make_uint4(0, 0, 0, 0);
-    const int n_steps = s_end;
-    for (int s0 = s_begin + warp; s0 < n_steps; s0 += ZK_SKINNY_WARPS * U) {
-        uint4 wa[U], wb[U], xh[U][NT], xl[U][NT];
-#pragma unroll
-        for (int u = 0; u < U; ++u) {  // every load of the group first: W (U x 1 KB per warp) and x
-            const int k = (s0 + u * ZK_SKINNY_WARPS) * 32 + 8 * t;  // K % 8 == 0: 8 elements all in or all out
-            const bool in = s0 + u * ZK_SKINNY_WARPS < n_steps && k < K;
-            wa[u] = ok_a && in ? zk_ld_stream(w_a + k) : zero;   // W row n0+g
-            wb[u] = ok_b && in ? zk_ld_stream(w_b + k) : zero;   // W row n0+g+8
-#pragma unroll
-            for (int j = 0; j < NT; ++j) {
-                const int m = 8 * j + g;
-                xh[u][j] = zero;
-                xl[u][j] = zero;
-                if (in && m < M) zk_load_x8<XMODE>(xh[u][j], xl[u][j], x, x_lo, ld_x, m, k);
-            }
-        }
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            if (s0 + u * ZK_SKINNY_WARPS >= n_steps) break;         // warp-uniform
-            const uint32_t a03[4] = {wa[u].x, wb[u].x, wa[u].y, wb[u].y};  // k slots <- k+0..3
-            const uint32_t a47[4] = {wa[u].z, wb[u].z, wa[u].w, wb[u].w};  // k slots <- k+4..7
-#pragma unroll
-            for (int j = 0; j < NT; ++j) {
-                zk_mma_bf16(acc[j], a03, xh[u][j].x, xh[u][j].y);
-                zk_mma_bf16(acc[j], a47, xh[u][j].z, xh[u][j].w);
-                if (XMODE != SKINNY_X_BF16) {
-                    zk_mma_bf16(acc[j], a03, xl[u][j].x, xl[u][j].y);
-                    zk_mma_bf16(acc[j], a47, xl[u][j].z, xl[u][j].w);
-                }
-            }
-        }
+    for (int s0 = s_first; s0 < s_end; s0 += ZK_SKINNY_WARPS * U) {
+        uint4 wa[U], wb[U];
+        zk_skinny_load_w<U>(wa, wb, w_a, w_b, ok_a, ok_b, X.K, s_end, s0, t);
+        zk_skinny_group<NT, XMODE, U>(acc, wa, wb, X, M, s_end, s0, g, t);
     }
 }
 
@@ -177,9 +271,27 @@ static __device__ __forceinline__ void skinny_item_w2(const skinny_launch & L, c
     const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE, g = lane / 4, t = lane % 4;
     const int na = p.n0 + g, nb = p.n0 + g + 8;
     const bool ok_a = na < sg.n, ok_b = nb < sg.n;
+    const skinny_x_view X2 = {sg.x2, nullptr, a.ld_x2, a.K2, nullptr, nullptr};  // x2: [M, K2] fp32
     zk_skinny_accumulate<NT, SKINNY_X_F32>(acc, sg.w2 + (int64_t) (ok_a ? na : 0) * a.K2,
-                                           sg.w2 + (int64_t) (ok_b ? nb : 0) * a.K2, ok_a, ok_b, sg.x2, nullptr,
-                                           a.ld_x2, a.K2, a.M, 0, (a.K2 + 31) / 32, warp, g, t);  // w2: [N, K2]
+                                           sg.w2 + (int64_t) (ok_b ? nb : 0) * a.K2, ok_a, ok_b, X2, a.M, warp,
+                                           (a.K2 + 31) / 32, g, t);  // w2: [N, K2]
+}
+
+// causal_conv1d_decode for channel c of sequence m, fed the GEMM output v (its pre-conv input): the same fp32
+// expression, so the fused path matches the conv kernel bitwise. Channel c belongs to exactly one tile, so no
+// other thread reads or writes its state.
+static __device__ __forceinline__ void skinny_conv_decode(const skinny_conv_epilogue & cv, int m, int c, float v) {
+    const int n = cv.n;
+    float * st = cv.state + (int64_t) cv.seq_slot[m] * 3 * n;  // state: [slots, 3, n]
+    const float x0 = st[c], x1 = st[n + c], x2 = st[2 * n + c];
+    const uint2 wraw = *reinterpret_cast<const uint2 *>(cv.w + (int64_t) c * 4);  // w: [n, 4]
+    const bf16 * w4 = reinterpret_cast<const bf16 *>(&wraw);
+    const float acc = (cv.bias ? zk_to_f32(cv.bias[c]) : 0.0f) + zk_to_f32(w4[0]) * x0 + zk_to_f32(w4[1]) * x1 +
+                      zk_to_f32(w4[2]) * x2 + zk_to_f32(w4[3]) * v;
+    cv.out[(int64_t) m * n + c] = zk_silu(acc);  // out: [M, n]
+    st[c] = x1;
+    st[n + c] = x2;
+    st[2 * n + c] = v;
 }
 
 // One work item: the block's 8 warps accumulate 16 features x all M rows over K slice ks, sum their
@@ -190,22 +302,48 @@ static __device__ __forceinline__ void skinny_item_finish(const skinny_launch & 
                                                           float (&red)[ZK_SKINNY_WARPS][NT * 4][ZK_WARP_SIZE],
                                                           bool & last_block);
 
-template <int NT, int XMODE, bool OUT_F32>
-static __device__ __forceinline__ void skinny_item(const skinny_launch & L, int item,
-                                                   float (&red)[ZK_SKINNY_WARPS][NT * 4][ZK_WARP_SIZE],
-                                                   bool & last_block) {
+// Where a warp's W loads of an item start: rows n0+g and n0+g+8 of the item's segment (clamped when past n),
+// and the item's k steps.
+struct skinny_item_rows {
+    const bf16 * w_a, * w_b;
+    bool ok_a, ok_b;
+    int s_begin, s_end;
+};
+
+static __device__ __forceinline__ skinny_item_rows skinny_rows(const skinny_launch & L, const skinny_item_pos & p) {
     const skinny_gemm_args & a = L.a;
-    const skinny_item_pos p = skinny_locate(L, item);
     const skinny_segment & sg = a.seg[p.seg];
-    const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE, g = lane / 4, t = lane % 4;
+    const int g = (threadIdx.x % ZK_WARP_SIZE) / 4;
     const int na = p.n0 + g, nb = p.n0 + g + 8;
-    const bool ok_a = na < sg.n, ok_b = nb < sg.n;
+    skinny_item_rows r;
+    r.ok_a = na < sg.n;
+    r.ok_b = nb < sg.n;
+    r.w_a = sg.w + (int64_t) (r.ok_a ? na : 0) * a.K;  // w: [N, K]
+    r.w_b = sg.w + (int64_t) (r.ok_b ? nb : 0) * a.K;
+    r.s_begin = p.ks * L.steps_per_slice;
+    r.s_end = min((a.K + 31) / 32, r.s_begin + L.steps_per_slice);
+    return r;
+}
+
+// use_pre: the warp's first group of W loads for this item is already in pre_a / pre_b (issued before the
+// PDL wait).
+template <int NT, int XMODE, bool OUT_F32, int U>
+static __device__ __forceinline__ void skinny_item(const skinny_launch & L, int item, const skinny_x_view & X,
+                                                   float (&red)[ZK_SKINNY_WARPS][NT * 4][ZK_WARP_SIZE],
+                                                   bool & last_block, bool use_pre, const uint4 (&pre_a)[U],
+                                                   const uint4 (&pre_b)[U]) {
+    const skinny_item_pos p = skinny_locate(L, item);
+    const skinny_item_rows r = skinny_rows(L, p);
+    const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE, g = lane / 4, t = lane % 4;
     float acc[NT][4];
 #pragma unroll
     for (int j = 0; j < NT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
-    const int s_begin = p.ks * L.steps_per_slice, s_end = min((a.K + 31) / 32, s_begin + L.steps_per_slice);
-    zk_skinny_accumulate<NT, XMODE>(acc, sg.w + (int64_t) (ok_a ? na : 0) * a.K, sg.w + (int64_t) (ok_b ? nb : 0) * a.K,
-                                    ok_a, ok_b, a.x, a.x_lo, a.ld_x, a.K, a.M, s_begin, s_end, warp, g, t);  // w: [N, K]
+    int s_first = r.s_begin + warp;
+    if (use_pre && s_first < r.s_end) {
+        zk_skinny_group<NT, XMODE, U>(acc, pre_a, pre_b, X, L.a.M, r.s_end, s_first, g, t);
+        s_first += ZK_SKINNY_WARPS * U;
+    }
+    zk_skinny_accumulate<NT, XMODE>(acc, r.w_a, r.w_b, r.ok_a, r.ok_b, X, L.a.M, s_first, r.s_end, g, t);
     skinny_item_w2<NT>(L, p, acc);
     skinny_item_finish<NT, XMODE, OUT_F32>(L, p, acc, red, last_block);
 }
@@ -258,6 +396,10 @@ static __device__ __forceinline__ void skinny_item_finish(const skinny_launch & 
         if (OUT_F32) {
             float * yo = static_cast<float *>(sg.y) + (int64_t) m * sg.ld_y + n;   // y: [M, N] f32
             *yo = a.accumulate ? *yo + v : v;
+            // only the RMSNORM instantiations carry the conv epilogue (in_proj of a decode step)
+            if (XMODE == SKINNY_X_RMSNORM && a.conv.out && p.seg == 0 && n >= a.conv.col0 && n < a.conv.col0 + a.conv.n) {
+                skinny_conv_decode(a.conv, m, n - a.conv.col0, v);
+            }
         } else {
             bf16 * yo = static_cast<bf16 *>(sg.y) + (int64_t) m * sg.ld_y + n;     // y: [M, N] bf16
             *yo = zk_to_bf16(a.accumulate ? zk_to_f32(*yo) + v : v);
@@ -266,13 +408,76 @@ static __device__ __forceinline__ void skinny_item_finish(const skinny_launch & 
     if (KS > 1 && threadIdx.x == 0) a.counters[tile] = 0;  // ready for the next launch
 }
 
-// CTA b takes items b, b + gridDim.x, ... (GRID schedule: exactly one). Weights are constant, so their
-// prefetch may run before zk_pdl_wait, overlapping the previous kernel under PDL; everything else after.
+// The norm modes' scales, once per CTA after its PDL wait (every CTA computes the same values in the same order).
+// inv: [8 rows][8 groups] shared; part: [8 warps][8 rows] shared scratch.
+template <int XMODE>
+static __device__ __forceinline__ void skinny_norm_prologue(const skinny_gemm_args & a, float * inv,
+                                                            float (&part)[ZK_SKINNY_WARPS][ZK_SKINNY_NORM_MAX_M]) {
+    const skinny_x_norm & nm = a.norm;
+    const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE;
+    if (XMODE == SKINNY_X_RMSNORM) {
+        // s = x (+ add) | tail over all K columns; 4 columns per thread and step (k1 % 8 == 0: a pack never straddles)
+        float ss[ZK_SKINNY_NORM_MAX_M];
+#pragma unroll
+        for (int m = 0; m < ZK_SKINNY_NORM_MAX_M; ++m) {
+            ss[m] = 0.0f;
+            if (m >= a.M) continue;
+            const float * xr = static_cast<const float *>(a.x) + (int64_t) m * a.ld_x;  // x: [M, ld_x]
+#pragma unroll 2
+            for (int k = threadIdx.x * 4; k < a.K; k += blockDim.x * 4) {
+                float v[4];
+                if (k < nm.k1) {
+                    const float4 f = __ldg(reinterpret_cast<const float4 *>(xr + k));
+                    v[0] = f.x; v[1] = f.y; v[2] = f.z; v[3] = f.w;
+                    if (nm.add) {
+                        const float4 d = __ldg(reinterpret_cast<const float4 *>(nm.add + (int64_t) m * a.ld_x + k));
+                        v[0] += d.x; v[1] += d.y; v[2] += d.z; v[3] += d.w;
+                    }
+                } else {
+                    const uint2 raw = __ldg(reinterpret_cast<const uint2 *>(nm.tail + (int64_t) m * nm.ld_tail + (k - nm.k1)));
+                    const bf16 * h = reinterpret_cast<const bf16 *>(&raw);
+                    v[0] = zk_to_f32(h[0]); v[1] = zk_to_f32(h[1]); v[2] = zk_to_f32(h[2]); v[3] = zk_to_f32(h[3]);
+                }
+                ss[m] += v[0] * v[0] + v[1] * v[1] + v[2] * v[2] + v[3] * v[3];
+            }
+        }
+#pragma unroll
+        for (int m = 0; m < ZK_SKINNY_NORM_MAX_M; ++m) {
+            const float t = zk_warp_sum(ss[m]);
+            if (lane == 0) part[warp][m] = t;
+        }
+        __syncthreads();
+        if ((int) threadIdx.x < a.M) {
+            float t = 0.0f;
+#pragma unroll
+            for (int w = 0; w < ZK_SKINNY_WARPS; ++w) t += part[w][threadIdx.x];  // fixed order
+            inv[threadIdx.x * ZK_SKINNY_NORM_MAX_GROUPS] = rsqrtf(t / (float) a.K + nm.eps);
+        }
+    } else if (XMODE == SKINNY_X_GATED_NORM) {
+        // a warp per (row, group): the group's chunk sums of g^2 from the state step
+        const int n_groups = a.K / nm.group, per = nm.group / nm.chunk;
+        for (int e = warp; e < a.M * n_groups; e += ZK_SKINNY_WARPS) {
+            const int m = e / n_groups, gi = e % n_groups;
+            float t = 0.0f;
+            for (int c = lane; c < per; c += ZK_WARP_SIZE) t += __ldg(nm.gsq + (int64_t) m * nm.ld_gsq + gi * per + c);
+            t = zk_warp_sum(t);
+            if (lane == 0) inv[m * ZK_SKINNY_NORM_MAX_GROUPS + gi] = rsqrtf(t / (float) nm.group + nm.eps);
+        }
+    }
+    __syncthreads();
+}
+
+// CTA b takes items b, b + gridDim.x, ... (GRID schedule: exactly one). Weights are constant, so the first
+// group of W loads of the CTA's first item (and the optional L2 prefetch) are issued before zk_pdl_wait: under
+// PDL they overlap the previous kernel; everything that reads activations or writes comes after.
 template <int NT, int XMODE, bool OUT_F32>
 static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKINNY_BLOCKS_PER_SM)
     skinny_gemm_kernel(const __grid_constant__ skinny_launch L) {
+    constexpr int U = skinny_unroll<NT>::value;
+    constexpr bool NORM = XMODE == SKINNY_X_RMSNORM || XMODE == SKINNY_X_GATED_NORM;
     __shared__ float red[ZK_SKINNY_WARPS][NT * 4][ZK_WARP_SIZE];  // per-warp partial tiles
     __shared__ bool last_block;
+    __shared__ float inv[NORM ? ZK_SKINNY_NORM_MAX_M * ZK_SKINNY_NORM_MAX_GROUPS : 1];
     zk_pdl_trigger();  // a GEMV often follows a GEMV (LoRA, then the main weights): let it prefetch
     const int n_items = L.tiles * L.KS;
     const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE;
@@ -283,13 +488,26 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
             skinny_prefetch_item(L, (int) it, lane);
         }
     }
+    // NT = 1 only (decode steps of <= 8 rows, where one round trip is a large share of the kernel): held across
+    // the wait, the preloaded group makes the wider tiles spill (ptxas -v)
+    uint4 pre_a[U], pre_b[U];
+    const bool preload = NT == 1 && !L.a.late_weights && (int) blockIdx.x < n_items;
+    if (preload) {
+        const skinny_item_rows r = skinny_rows(L, skinny_locate(L, blockIdx.x));
+        zk_skinny_load_w<U>(pre_a, pre_b, r.w_a, r.w_b, r.ok_a, r.ok_b, L.a.K, r.s_end, r.s_begin + warp, lane % 4);
+    }
     zk_pdl_wait();
+    if (NORM) {
+        __shared__ float part[ZK_SKINNY_WARPS][ZK_SKINNY_NORM_MAX_M];
+        skinny_norm_prologue<XMODE>(L.a, inv, part);
+    }
+    const skinny_x_view X = {L.a.x, L.a.x_lo, L.a.ld_x, L.a.K, &L.a.norm, inv};
     for (int it = blockIdx.x; it < n_items; it += gridDim.x) {
         if (it != (int) blockIdx.x && L.prefetch_ahead >= 0 && warp == 0) {  // keep the window full
             const int64_t next = it + (int64_t) L.prefetch_ahead * gridDim.x;
             if (next < n_items) skinny_prefetch_item(L, (int) next, lane);
         }
-        skinny_item<NT, XMODE, OUT_F32>(L, it, red, last_block);
+        skinny_item<NT, XMODE, OUT_F32, U>(L, it, X, red, last_block, preload && it == (int) blockIdx.x, pre_a, pre_b);
         __syncthreads();  // red and last_block are reused by the next item
     }
 }
@@ -395,8 +613,39 @@ static void skinny_launch_mode(skinny_launch & L, cudaStream_t stream) {
     else skinny_launch_nt<8, XMODE>(L, stream);
 }
 
+template <int XMODE>
+static void skinny_launch_norm_mode(skinny_launch & L, cudaStream_t stream) {  // M <= 8 (checked)
+    skinny_launch_nt<1, XMODE>(L, stream);
+}
+
+// The computed-input modes and the conv epilogue: what the kernel assumes (false: refuse the call).
+static bool skinny_fused_args_ok(const skinny_gemm_args & a) {
+    const skinny_x_norm & nm = a.norm;
+    const bool computed = a.x_mode >= SKINNY_X_RMSNORM;
+    if (computed && a.M > ZK_SKINNY_NORM_MAX_M) return false;
+    if (a.x_mode == SKINNY_X_RMSNORM) {
+        if (!nm.w || !aligned16(nm.w) || nm.k1 <= 0 || nm.k1 > a.K || nm.k1 % 8 != 0) return false;
+        if (nm.k1 < a.K && (!nm.tail || !aligned16(nm.tail) || nm.ld_tail % 8 != 0 || nm.ld_tail < a.K - nm.k1)) return false;
+        if (nm.add && !aligned16(nm.add)) return false;
+    } else if (a.x_mode == SKINNY_X_GATED_NORM) {
+        if (!nm.w || !aligned16(nm.w) || !nm.gsq || nm.chunk <= 0 || nm.group <= 0 || nm.group % nm.chunk != 0) return false;
+        if (nm.group % 8 != 0 || a.K % nm.group != 0 || a.K / nm.group > ZK_SKINNY_NORM_MAX_GROUPS) return false;
+        if (nm.ld_gsq < a.K / nm.chunk) return false;
+    } else if (a.x_mode == SKINNY_X_GELU_MUL) {
+        if (a.ld_x < 2 * a.K) return false;
+    }
+    if (a.conv.out) {
+        const skinny_conv_epilogue & cv = a.conv;
+        if (a.x_mode != SKINNY_X_RMSNORM || !a.y_f32 || a.accumulate) return false;
+        if (!cv.state || !cv.w || !cv.seq_slot || (uintptr_t) cv.w % 8 != 0 || cv.n < 1 || cv.col0 < 0) return false;
+        if (cv.col0 + cv.n > a.seg[0].n) return false;
+    }
+    return true;
+}
+
 bool skinny_gemm(const skinny_gemm_args & a, cudaStream_t stream) {
     if (a.M < 1 || a.M > ZK_SKINNY_MAX_M || a.n_seg < 1 || a.n_seg > ZK_SKINNY_MAX_SEGMENTS) return false;
+    if (a.x_mode < SKINNY_X_BF16 || a.x_mode > SKINNY_X_GELU_MUL || !skinny_fused_args_ok(a)) return false;
     if (a.K < 8 || a.K % 8 != 0 || a.ld_x % 8 != 0 || !aligned16(a.x)) return false;
     if (a.x_mode == SKINNY_X_SPLIT && (!a.x_lo || !aligned16(a.x_lo))) return false;
     if (a.schedule < SKINNY_SCHEDULE_DEFAULT || a.schedule > SKINNY_SCHEDULE_PERSISTENT) return false;
@@ -416,7 +665,10 @@ bool skinny_gemm(const skinny_gemm_args & a, cudaStream_t stream) {
     switch (a.x_mode) {
         case SKINNY_X_BF16: skinny_launch_mode<SKINNY_X_BF16>(L, stream); break;
         case SKINNY_X_SPLIT: skinny_launch_mode<SKINNY_X_SPLIT>(L, stream); break;
-        default: skinny_launch_mode<SKINNY_X_F32>(L, stream); break;
+        case SKINNY_X_F32: skinny_launch_mode<SKINNY_X_F32>(L, stream); break;
+        case SKINNY_X_RMSNORM: skinny_launch_norm_mode<SKINNY_X_RMSNORM>(L, stream); break;
+        case SKINNY_X_GATED_NORM: skinny_launch_norm_mode<SKINNY_X_GATED_NORM>(L, stream); break;
+        default: skinny_launch_norm_mode<SKINNY_X_GELU_MUL>(L, stream); break;
     }
     return true;
 }
