@@ -132,6 +132,8 @@ struct zamba2_engine {
     bool fuse_decode = true;
     // skinny_gemm issues no weight load before its PDL wait (ZAMBA2_SKINNY_PRELOAD=0; for measuring)
     bool skinny_late_weights = false;
+    // skinny_gemm loads x from global memory in its main loop instead of staging it (ZAMBA2_SKINNY_STAGE=0)
+    bool skinny_no_stage = false;
     // ZAMBA2_SSD=1: steps with prefill chunks run the chunked SSD scan (mamba2_ssd_varlen)
     bool use_ssd = false;
     int ssd_max_chunks = 0;

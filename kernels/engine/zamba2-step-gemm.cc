@@ -21,6 +21,7 @@ skinny_gemm_args skinny_args(zamba2_engine * e, skinny_x_mode mode, const void *
     a.counter_count = ZK_SKINNY_COUNTERS;
     a.pdl = zk_pdl_enabled();  // its weight loads may start while the previous kernel finishes
     a.late_weights = e->skinny_late_weights;
+    a.no_stage = e->skinny_no_stage;
     return a;
 }
 

@@ -310,6 +310,7 @@ struct skinny_gemm_args {
                       // items (1: the current item only); 0: default (none: measured slower); < 0: none
     int split_k;      // K slices per tile: 0 = chosen per shape; else at most this many (workspace allowing)
     bool late_weights;  // issue no W load before the PDL wait (the path before the preload; benchmarks)
+    bool no_stage;      // M <= 8: load x from global memory in the main loop instead of staging it in shared memory
     skinny_x_norm norm;          // SKINNY_X_RMSNORM / SKINNY_X_GATED_NORM
     skinny_conv_epilogue conv;   // optional (conv.out); needs y_f32, !accumulate, x modes with M <= 8
     // Programmatic dependent launch (sm_90+, ignored below; the engine sets it from zk_pdl_enabled()): the

@@ -8,6 +8,9 @@
 
 namespace {
 
+bool g_no_stage = false;  // each case runs with the input staged in shared memory (default) and without
+const char * stage_tag() { return g_no_stage ? " unstaged" : ""; }
+
 struct fused_env {
     cudaStream_t stream = nullptr;  // a real stream: PDL launches need one
     dev_buf<float> work{(size_t) 1 << 20};
@@ -76,10 +79,11 @@ void test_rmsnorm(test_table & tab, test_rng & rng, fused_env & env, int M, int 
     a.n_seg = 1;
     if (n_conv > 0) a.conv = {dconv.ptr, dstate.ptr, dcw.ptr, dcb.ptr, dslot.ptr, col0, n_conv};
     a.pdl = pdl;
+    a.no_stage = g_no_stage;
     env.attach(a);
     const bool ok = skinny_gemm(a, env.stream);
     ZK_LAUNCHED();
-    const std::string name = std::string("fused rmsnorm") + (add ? "+add" : "") + (k1 < K ? "|tail" : "") +
+    const std::string name = std::string("fused rmsnorm") + stage_tag() + (add ? "+add" : "") + (k1 < K ? "|tail" : "") +
                              (n_conv ? " +conv" : "") + (pdl ? " pdl" : "") + shape(M, N, K);
     if (!ok) { tab.compare(name + " (refused)", {1.0}, {0.0}, 0.0); return; }
     const vec in = ref_rms_norm(cols(x, M, ld_x, k1), add ? cols(xa, M, ld_x, k1) : vec(), cols(tail, M, ld_tail, K - k1), nw,
@@ -129,10 +133,11 @@ void test_gated(test_table & tab, test_rng & rng, fused_env & env, int M, int N,
     a.seg[0] = {dw.ptr, nullptr, nullptr, dy.ptr, N, N};
     a.n_seg = 1;
     a.pdl = true;
+    a.no_stage = g_no_stage;
     env.attach(a);
     const bool ok = skinny_gemm(a, env.stream);
     ZK_LAUNCHED();
-    const std::string name = "fused gated norm G=" + std::to_string(groups) + " chunk " + std::to_string(chunk) + " +=" + shape(M, N, K);
+    const std::string name = std::string("fused") + stage_tag() + " gated norm G=" + std::to_string(groups) + " chunk " + std::to_string(chunk) + " +=" + shape(M, N, K);
     if (!ok) { tab.compare(name + " (refused)", {1.0}, {0.0}, 0.0); return; }
     vec in((size_t) M * K);
     for (int m = 0; m < M; ++m) {
@@ -162,10 +167,11 @@ void test_gelu(test_table & tab, test_rng & rng, fused_env & env, int M, int N, 
     a.seg[0] = {dw.ptr, nullptr, nullptr, out_f32 ? (void *) dyf.ptr : (void *) dyb.ptr, N, N};
     a.n_seg = 1;
     a.pdl = true;
+    a.no_stage = g_no_stage;
     env.attach(a);
     const bool ok = skinny_gemm(a, env.stream);
     ZK_LAUNCHED();
-    const std::string name = std::string("fused gelu*u ") + (out_f32 ? "f32" : "bf16") + shape(M, N, F);
+    const std::string name = std::string("fused") + stage_tag() + " gelu*u " + (out_f32 ? "f32" : "bf16") + shape(M, N, F);
     if (!ok) { tab.compare(name + " (refused)", {1.0}, {0.0}, 0.0); return; }
     vec in = ref_gelu_mul(gu, M, F);
     for (auto & v : in) v = (double) __bfloat162float(__float2bfloat16_rn((float) v));  // the input is bf16, as gelu_mul's
@@ -177,11 +183,11 @@ void test_gelu(test_table & tab, test_rng & rng, fused_env & env, int M, int N, 
 void test_preload_bitwise(test_table & tab, test_rng & rng, fused_env & env, skinny_x_mode mode, int M, int N, int K) {
     const vec x = rng.f32_values((size_t) M * K, -2, 2), w = rng.bf16_values((size_t) N * K, -0.5, 0.5);
     const vec nw = rng.bf16_values((size_t) K, 0.5, 1.5);
-    dev_buf<float> dx(x.size()), dy1((size_t) M * N), dy2((size_t) M * N);
+    dev_buf<float> dx(x.size()), dy((size_t) M * N);
     dev_buf<bf16> dw(w.size()), dnw(nw.size());
     dx.upload(x); dw.upload(w); dnw.upload(nw);
-    vec got[2];
-    for (int late = 0; late < 2; ++late) {
+    vec got[3];
+    for (int run = 0; run < 3; ++run) {  // preload + staged, late weights + staged, preload + unstaged
         skinny_gemm_args a{};
         a.x_mode = mode;
         a.x = dx.ptr;
@@ -192,18 +198,21 @@ void test_preload_bitwise(test_table & tab, test_rng & rng, fused_env & env, ski
         a.norm.w = dnw.ptr;
         a.norm.eps = 1e-5f;
         a.norm.k1 = K;
-        a.seg[0] = {dw.ptr, nullptr, nullptr, late ? dy2.ptr : dy1.ptr, N, N};
+        a.seg[0] = {dw.ptr, nullptr, nullptr, dy.ptr, N, N};
         a.n_seg = 1;
         a.pdl = true;
-        a.late_weights = late == 1;
+        a.late_weights = run == 1;
+        a.no_stage = run == 2;
+        dy.poison();
         env.attach(a);
         const bool ok = skinny_gemm(a, env.stream);
         ZK_LAUNCHED();
         if (!ok) { tab.compare("preload bitwise (refused)", {1.0}, {0.0}, 0.0); return; }
-        got[late] = late ? dy2.download() : dy1.download();
+        got[run] = dy.download();
     }
-    tab.compare(std::string("preload = late weights, bitwise, ") + (mode == SKINNY_X_F32 ? "f32" : "rmsnorm") + shape(M, N, K),
-                got[0], got[1], 0.0);
+    const std::string tag = std::string(mode == SKINNY_X_F32 ? "f32" : "rmsnorm") + shape(M, N, K);
+    tab.compare("preload = late weights, bitwise, " + tag, got[0], got[1], 0.0);
+    tab.compare("staged = unstaged, bitwise, " + tag, got[0], got[2], 0.0);
 }
 
 void test_refusals(test_table & tab, fused_env & env) {
@@ -278,7 +287,9 @@ void test_state_step_gated(test_table & tab, test_rng & rng, int nh, int P, int 
 
 void test_skinny_fused(test_table & tab, test_rng & rng) {
     fused_env env;
+    for (int stage_off = 0; stage_off < 2; ++stage_off)
     for (int M : {1, 3, 8}) {
+        g_no_stage = stage_off == 1;
         test_rmsnorm(tab, rng, env, M, 40, 264, 136, false, 0, 0, false);    // norm(x | tail)
         test_rmsnorm(tab, rng, env, M, 333, 1024, 1024, true, 0, 0, true);  // norm(x + add), split-K
         test_rmsnorm(tab, rng, env, M, 88, 256, 256, true, 24, 45, true);    // with the conv epilogue
@@ -287,6 +298,7 @@ void test_skinny_fused(test_table & tab, test_rng & rng) {
         test_gelu(tab, rng, env, M, 48, 328, false);
         test_gelu(tab, rng, env, M, 130, 1024, true);
     }
+    g_no_stage = false;
     test_rmsnorm(tab, rng, env, 1, 8512, 2048, 2048, true, 4096, 4352, true);  // 1.2B in_proj at b1
     test_gated(tab, rng, env, 1, 2048, 4096, 1, 32);                           // 1.2B out_proj at b1
     test_preload_bitwise(tab, rng, env, SKINNY_X_F32, 1, 2048, 4096);

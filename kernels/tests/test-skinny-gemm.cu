@@ -33,19 +33,21 @@ struct skinny_variant {
     const char * tag;
     skinny_schedule schedule;
     int prefetch_kb, split_k;
-    bool pdl;
+    bool pdl, no_stage;
     void apply(skinny_gemm_args & a) const {
         a.schedule = schedule;
         a.prefetch_kb = prefetch_kb;
         a.split_k = split_k;
         a.pdl = pdl;
+        a.no_stage = no_stage;
     }
 };
 const skinny_variant k_variants[] = {
-    {"grid", SKINNY_SCHEDULE_GRID, -1, 0, false},  // the path before the streaming work
-    {"default", SKINNY_SCHEDULE_DEFAULT, 0, 0, false},
-    {"pers+pdl", SKINNY_SCHEDULE_PERSISTENT, -1, 0, true},
-    {"pers pf64+pdl", SKINNY_SCHEDULE_PERSISTENT, 64, 0, true},
+    {"grid", SKINNY_SCHEDULE_GRID, -1, 0, false, false},  // the path before the streaming work
+    {"default", SKINNY_SCHEDULE_DEFAULT, 0, 0, false, false},
+    {"pers+pdl", SKINNY_SCHEDULE_PERSISTENT, -1, 0, true, false},
+    {"pers pf64+pdl", SKINNY_SCHEDULE_PERSISTENT, 64, 0, true, false},
+    {"pers+pdl unstaged", SKINNY_SCHEDULE_PERSISTENT, -1, 0, true, true},  // M <= 8: x from global memory
 };
 const skinny_variant * g_variant = &k_variants[0];
 
