@@ -134,6 +134,8 @@ struct zamba2_engine {
     bool skinny_late_weights = false;
     // skinny_gemm loads x from global memory in its main loop instead of staging it (ZAMBA2_SKINNY_STAGE=0)
     bool skinny_no_stage = false;
+    // skinny_gemm preloads one weight group before its PDL wait, not two (ZAMBA2_SKINNY_GROUP2=0)
+    bool skinny_no_second_group = false;
     // ZAMBA2_SSD=1: steps with prefill chunks run the chunked SSD scan (mamba2_ssd_varlen)
     bool use_ssd = false;
     int ssd_max_chunks = 0;

@@ -22,6 +22,7 @@ skinny_gemm_args skinny_args(zamba2_engine * e, skinny_x_mode mode, const void *
     a.pdl = zk_pdl_enabled();  // its weight loads may start while the previous kernel finishes
     a.late_weights = e->skinny_late_weights;
     a.no_stage = e->skinny_no_stage;
+    a.no_second_group = e->skinny_no_second_group;
     return a;
 }
 

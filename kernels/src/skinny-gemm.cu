@@ -170,6 +170,25 @@ static __device__ __forceinline__ void zk_skinny_load_w(uint4 (&wa)[U], uint4 (&
     }
 }
 
+// The same group issued as cp.async copies into the warp's shared-memory slots (16 bytes per lane per row
+// and step, zero-filled outside W): no registers held, so a CTA can have a second group in flight across its
+// PDL wait and prologue. slots: this lane's first slot; slot (u, row) at (2u + row) * 32 (conflict-free).
+template <int U>
+static __device__ __forceinline__ void zk_skinny_copy_w(uint4 * slots, const bf16 * w_a, const bf16 * w_b, bool ok_a,
+                                                        bool ok_b, int K, int n_steps, int s0, int t) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        const int k = (s0 + u * ZK_SKINNY_WARPS) * 32 + 8 * t;
+        const bool in = s0 + u * ZK_SKINNY_WARPS < n_steps && k < K;
+        const bool ia = ok_a && in, ib = ok_b && in;
+        const uint32_t da = (uint32_t) __cvta_generic_to_shared(slots + (2 * u) * ZK_WARP_SIZE);
+        const uint32_t db = (uint32_t) __cvta_generic_to_shared(slots + (2 * u + 1) * ZK_WARP_SIZE);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(da), "l"(w_a + (ia ? k : 0)), "r"(ia ? 16 : 0) : "memory");
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(db), "l"(w_b + (ib ? k : 0)), "r"(ib ? 16 : 0) : "memory");
+    }
+    asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
 // acc[j] (16 features x 8 rows 8j..8j+7) += W . x^T over one group: x loads of the group first, then the MMAs.
 template <int NT, int XMODE, int U, bool STAGED>
 static __device__ __forceinline__ void zk_skinny_group(float (&acc)[NT][4], const uint4 (&wa)[U], const uint4 (&wb)[U],
@@ -287,6 +306,20 @@ static __device__ __forceinline__ void skinny_item_w2(const skinny_launch & L, c
                                            (a.K2 + 31) / 32, g, t);  // w2: [N, K2]
 }
 
+// The conv epilogue of an item reads the conv state of its channels (HBM: touched once per step): ask for it
+// into L2 when the item starts, so the epilogue does not wait a DRAM round trip. One 64-byte line segment per
+// (row, tap) of the tile's 16 channels.
+static __device__ __forceinline__ void skinny_conv_prefetch(const skinny_gemm_args & a, const skinny_item_pos & p) {
+    const skinny_conv_epilogue & cv = a.conv;
+    const int c0 = p.n0 - cv.col0;
+    if (p.seg != 0 || c0 + 16 <= 0 || c0 >= cv.n) return;
+    const int i = threadIdx.x;
+    if (i >= 3 * a.M) return;
+    const int m = i / 3, tap = i % 3;
+    const float * line = cv.state + ((int64_t) cv.seq_slot[m] * 3 + tap) * cv.n + max(c0, 0);  // state: [slots, 3, n]
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(line));
+}
+
 // causal_conv1d_decode for channel c of sequence m, fed the GEMM output v (its pre-conv input): the same fp32
 // expression, so the fused path matches the conv kernel bitwise. Channel c belongs to exactly one tile, so no
 // other thread reads or writes its state.
@@ -336,22 +369,34 @@ static __device__ __forceinline__ skinny_item_rows skinny_rows(const skinny_laun
 }
 
 // use_pre: the warp's first group of W loads for this item is already in pre_a / pre_b (issued before the
-// PDL wait).
+// PDL wait), and its second group in the shared slots (cp.async, when slots is not null).
 template <int NT, int XMODE, bool OUT_F32, int U, bool STAGED>
 static __device__ __forceinline__ void skinny_item(const skinny_launch & L, int item, const skinny_x_view & X,
                                                    float (&red)[ZK_SKINNY_WARPS][NT * 4][ZK_WARP_SIZE],
                                                    bool & last_block, bool use_pre, const uint4 (&pre_a)[U],
-                                                   const uint4 (&pre_b)[U]) {
+                                                   const uint4 (&pre_b)[U], const uint4 * slots) {
     const skinny_item_pos p = skinny_locate(L, item);
     const skinny_item_rows r = skinny_rows(L, p);
     const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE, g = lane / 4, t = lane % 4;
     float acc[NT][4];
 #pragma unroll
     for (int j = 0; j < NT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+    if (XMODE == SKINNY_X_RMSNORM && L.a.conv.out) skinny_conv_prefetch(L.a, p);
     int s_first = r.s_begin + warp;
     if (use_pre && s_first < r.s_end) {
         zk_skinny_group<NT, XMODE, U, STAGED>(acc, pre_a, pre_b, X, L.a.M, r.s_end, s_first, g, t);
         s_first += ZK_SKINNY_WARPS * U;
+        if (slots && s_first < r.s_end) {
+            asm volatile("cp.async.wait_all;" ::: "memory");  // this lane's own copies: no barrier needed
+            uint4 wa[U], wb[U];
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+                wa[u] = slots[(2 * u) * ZK_WARP_SIZE];
+                wb[u] = slots[(2 * u + 1) * ZK_WARP_SIZE];
+            }
+            zk_skinny_group<NT, XMODE, U, STAGED>(acc, wa, wb, X, L.a.M, r.s_end, s_first, g, t);
+            s_first += ZK_SKINNY_WARPS * U;
+        }
     }
     zk_skinny_accumulate<NT, XMODE, STAGED>(acc, r.w_a, r.w_b, r.ok_a, r.ok_b, X, L.a.M, s_first, r.s_end, g, t);
     skinny_item_w2<NT>(L, p, acc);
@@ -520,11 +565,26 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
     }
     // NT = 1 only (decode steps of <= 8 rows, where one round trip is a large share of the kernel): held across
     // the wait, the preloaded group makes the wider tiles spill (ptxas -v)
+    // and the second group goes to shared memory through cp.async: two groups (8 KB per warp) in flight across
+    // the wait and the prologue instead of one
+    __shared__ uint4 w_slots[NT == 1 ? ZK_SKINNY_WARPS * 2 * U * ZK_WARP_SIZE : 1];
     uint4 pre_a[U], pre_b[U];
     const bool preload = NT == 1 && !L.a.late_weights && (int) blockIdx.x < n_items;
+    const uint4 * slots = nullptr;
     if (preload) {
         const skinny_item_rows r = skinny_rows(L, skinny_locate(L, blockIdx.x));
         zk_skinny_load_w<U>(pre_a, pre_b, r.w_a, r.w_b, r.ok_a, r.ok_b, L.a.K, r.s_end, r.s_begin + warp, lane % 4);
+        const int s1 = r.s_begin + warp + ZK_SKINNY_WARPS * U;
+        if (NT == 1 && !L.a.no_second_group && s1 < r.s_end) {
+            uint4 * mine = w_slots + warp * 2 * U * ZK_WARP_SIZE + lane;
+            zk_skinny_copy_w<U>(mine, r.w_a, r.w_b, r.ok_a, r.ok_b, L.a.K, r.s_end, s1, lane % 4);
+            slots = mine;
+        }
+    }
+    if (NORM) {  // the norm weight is a constant: into L1 before the wait (the staging reads it right after)
+        for (int line = threadIdx.x; line * 64 < L.a.K; line += blockDim.x) {
+            asm volatile("prefetch.global.L1 [%0];" ::"l"(L.a.norm.w + line * 64));
+        }
     }
     zk_pdl_wait();
     if (NORM) {
@@ -538,7 +598,8 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
             const int64_t next = it + (int64_t) L.prefetch_ahead * gridDim.x;
             if (next < n_items) skinny_prefetch_item(L, (int) next, lane);
         }
-        skinny_item<NT, XMODE, OUT_F32, U, STAGED>(L, it, X, red, last_block, preload && it == (int) blockIdx.x, pre_a, pre_b);
+        const bool first = preload && it == (int) blockIdx.x;
+        skinny_item<NT, XMODE, OUT_F32, U, STAGED>(L, it, X, red, last_block, first, pre_a, pre_b, first ? slots : nullptr);
         __syncthreads();  // red and last_block are reused by the next item
     }
 }
@@ -552,7 +613,8 @@ static bool aligned16(const void * p) { return ((uintptr_t) p % 16) == 0; }
 constexpr skinny_schedule ZK_SKINNY_DEFAULT_SCHEDULE = SKINNY_SCHEDULE_PERSISTENT;
 constexpr int ZK_SKINNY_DEFAULT_PREFETCH_KB = -1;
 constexpr int ZK_SKINNY_MAX_PREFETCH_AHEAD = 64;  // items
-constexpr size_t ZK_SKINNY_STAGE_MAX_BYTES = 96 * 1024;
+// With the 32 KB of weight slots and 4 KB of partial tiles, two CTAs per SM still fit (2 x 108.5 KB of 227).
+constexpr size_t ZK_SKINNY_STAGE_MAX_BYTES = 72 * 1024;
 
 struct skinny_device_info {
     int n_sm = 0;
@@ -622,7 +684,7 @@ static void skinny_launch_kernel(skinny_launch & L, cudaStream_t stream) {
     const size_t stage_bytes = (size_t) a.M * L.stage_stride * (skinny_x_split<XMODE>::value ? 2 : 1);
     const bool staged = NT == 1 && !a.no_stage && stage_bytes <= ZK_SKINNY_STAGE_MAX_BYTES;
     auto kernel = staged ? skinny_gemm_kernel<NT, XMODE, OUT_F32, NT == 1> : skinny_gemm_kernel<NT, XMODE, OUT_F32, false>;
-    if (staged && stage_bytes > 48 * 1024) {
+    if (staged) {  // static + dynamic may pass 48 KB
         static bool opted_in = false;  // per instantiation; a host-side attribute, fine during stream capture
         if (!opted_in) {
             cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) ZK_SKINNY_STAGE_MAX_BYTES);

@@ -186,8 +186,8 @@ void test_preload_bitwise(test_table & tab, test_rng & rng, fused_env & env, ski
     dev_buf<float> dx(x.size()), dy((size_t) M * N);
     dev_buf<bf16> dw(w.size()), dnw(nw.size());
     dx.upload(x); dw.upload(w); dnw.upload(nw);
-    vec got[3];
-    for (int run = 0; run < 3; ++run) {  // preload + staged, late weights + staged, preload + unstaged
+    vec got[4];
+    for (int run = 0; run < 4; ++run) {  // preload + staged, late weights, unstaged, no second (cp.async) group
         skinny_gemm_args a{};
         a.x_mode = mode;
         a.x = dx.ptr;
@@ -203,6 +203,7 @@ void test_preload_bitwise(test_table & tab, test_rng & rng, fused_env & env, ski
         a.pdl = true;
         a.late_weights = run == 1;
         a.no_stage = run == 2;
+        a.no_second_group = run == 3;
         dy.poison();
         env.attach(a);
         const bool ok = skinny_gemm(a, env.stream);
@@ -213,6 +214,7 @@ void test_preload_bitwise(test_table & tab, test_rng & rng, fused_env & env, ski
     const std::string tag = std::string(mode == SKINNY_X_F32 ? "f32" : "rmsnorm") + shape(M, N, K);
     tab.compare("preload = late weights, bitwise, " + tag, got[0], got[1], 0.0);
     tab.compare("staged = unstaged, bitwise, " + tag, got[0], got[2], 0.0);
+    tab.compare("second group = none, bitwise, " + tag, got[0], got[3], 0.0);
 }
 
 void test_refusals(test_table & tab, fused_env & env) {
