@@ -118,7 +118,9 @@ static __global__ void mamba2_state_step_kernel(float * __restrict__ y, float * 
                                                 const int32_t * __restrict__ cu_seqlens,
                                                 const int32_t * __restrict__ seq_slot, int n_seqs,
                                                 int n_heads, int head_dim, int n_groups, int d_state) {
-    zk_pdl_prologue();
+    // NOTE: the state loads below come before the PDL wait: only this layer's state step (or scan / SSD) writes
+    // its pool, and never as the kernel right before this one, so they overlap in_proj's tail. seq_slot and
+    // cu_seqlens are the step's input, copied before the first kernel.
     const int64_t thread = (int64_t) blockIdx.x * blockDim.x + threadIdx.x;
     const int rows_per_head = head_dim / RP;
     const int64_t n_groups_rows = (int64_t) n_seqs * n_heads * rows_per_head;
@@ -137,6 +139,7 @@ static __global__ void mamba2_state_step_kernel(float * __restrict__ y, float * 
     float4 S[RP];
 #pragma unroll
     for (int r = 0; r < RP; ++r) S[r] = valid ? __ldcs(st + (int64_t) r * (d_state / 4)) : make_float4(0.f, 0.f, 0.f, 0.f);  // [RP rows, 4]
+    zk_pdl_prologue();
     const float dt = zk_softplus(zk_to_f32(dt_raw[t * ld_dt + h]) + dt_bias[h]);  // dt_raw: [T, nh]
     const float dA = expf(dt * -expf(a_log[h]));
     const float4 b = zk_load4(xrow + d_inner + g * d_state + n0);
