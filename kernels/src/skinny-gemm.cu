@@ -43,6 +43,12 @@
 // Steps (32 k each) a warp loads before its MMAs: the W and x loads of a group are all issued first
 // (x from L2 is a round trip too: loading it inside the MMA loop serialized one trip per step, run 6).
 template <int NT> struct skinny_unroll { static constexpr int value = NT <= 2 ? 4 : (NT == 4 ? 2 : 1); };
+// Staged x (NT = 1) needs no x registers across the group (shared loads right before each MMA), so a warp can
+// hold twice the weight loads: 8 steps, 256 bytes per lane in flight.
+constexpr int ZK_SKINNY_STAGED_UNROLL = 8;
+template <int NT, bool STAGED> struct skinny_group_steps {
+    static constexpr int value = STAGED && NT == 1 ? ZK_SKINNY_STAGED_UNROLL : skinny_unroll<NT>::value;
+};
 
 // ---- device helpers ----------------------------------------------------------------------------
 
@@ -194,6 +200,27 @@ template <int NT, int XMODE, int U, bool STAGED>
 static __device__ __forceinline__ void zk_skinny_group(float (&acc)[NT][4], const uint4 (&wa)[U], const uint4 (&wb)[U],
                                                        const skinny_x_view & X, int M, int n_steps, int s0, int g, int t) {
     const uint4 zero = make_uint4(0, 0, 0, 0);
+    if (STAGED) {  // NT = 1: x row g from shared memory, loaded right before its MMAs
+        const bool row_ok = g < M;
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            if (s0 + u * ZK_SKINNY_WARPS >= n_steps) break;  // warp-uniform
+            const int k = (s0 + u * ZK_SKINNY_WARPS) * 32 + 8 * t;
+            const bool in = row_ok && k < X.K;
+            const unsigned char * row = X.stage + g * X.stage_stride + 2 * k;
+            const uint4 xh = in ? *reinterpret_cast<const uint4 *>(row) : zero;
+            const uint32_t a03[4] = {wa[u].x, wb[u].x, wa[u].y, wb[u].y};  // k slots <- k+0..3
+            const uint32_t a47[4] = {wa[u].z, wb[u].z, wa[u].w, wb[u].w};  // k slots <- k+4..7
+            zk_mma_bf16(acc[0], a03, xh.x, xh.y);
+            zk_mma_bf16(acc[0], a47, xh.z, xh.w);
+            if (skinny_x_split<XMODE>::value) {
+                const uint4 xl = in ? *reinterpret_cast<const uint4 *>(row + X.stage_lo) : zero;
+                zk_mma_bf16(acc[0], a03, xl.x, xl.y);
+                zk_mma_bf16(acc[0], a47, xl.z, xl.w);
+            }
+        }
+        return;
+    }
     uint4 xh[U][NT], xl[U][NT];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
@@ -204,14 +231,7 @@ static __device__ __forceinline__ void zk_skinny_group(float (&acc)[NT][4], cons
             const int m = 8 * j + g;
             xh[u][j] = zero;
             xl[u][j] = zero;
-            if (!(in && m < M)) continue;
-            if (STAGED) {  // the CTA's computed input: 16-byte shared loads
-                const unsigned char * row = X.stage + m * X.stage_stride + 2 * k;
-                xh[u][j] = *reinterpret_cast<const uint4 *>(row);
-                if (skinny_x_split<XMODE>::value) xl[u][j] = *reinterpret_cast<const uint4 *>(row + X.stage_lo);
-            } else {
-                zk_load_x8<XMODE>(xh[u][j], xl[u][j], X, m, k);
-            }
+            if (in && m < M) zk_load_x8<XMODE>(xh[u][j], xl[u][j], X, m, k);
         }
     }
 #pragma unroll
@@ -237,7 +257,7 @@ template <int NT, int XMODE, bool STAGED = false>
 static __device__ __forceinline__ void zk_skinny_accumulate(float (&acc)[NT][4], const bf16 * w_a, const bf16 * w_b,
                                                             bool ok_a, bool ok_b, const skinny_x_view & X, int M,
                                                             int s_first, int s_end, int g, int t) {
-    constexpr int U = skinny_unroll<NT>::value;
+    constexpr int U = skinny_group_steps<NT, STAGED>::value;
     for (int s0 = s_first; s0 < s_end; s0 += ZK_SKINNY_WARPS * U) {
         uint4 wa[U], wb[U];
         zk_skinny_load_w<U>(wa, wb, w_a, w_b, ok_a, ok_b, X.K, s_end, s0, t);
@@ -368,13 +388,14 @@ static __device__ __forceinline__ skinny_item_rows skinny_rows(const skinny_laun
     return r;
 }
 
-// use_pre: the warp's first group of W loads for this item is already in pre_a / pre_b (issued before the
-// PDL wait), and its second group in the shared slots (cp.async, when slots is not null).
-template <int NT, int XMODE, bool OUT_F32, int U, bool STAGED>
+// use_pre: the first PRE steps of the warp's first group of W loads for this item are already in pre_a /
+// pre_b (issued before the PDL wait), and its second group in the shared slots (cp.async, when slots is not
+// null).
+template <int NT, int XMODE, bool OUT_F32, int U, bool STAGED, int PRE>
 static __device__ __forceinline__ void skinny_item(const skinny_launch & L, int item, const skinny_x_view & X,
                                                    float (&red)[ZK_SKINNY_WARPS][NT * 4][ZK_WARP_SIZE],
-                                                   bool & last_block, bool use_pre, const uint4 (&pre_a)[U],
-                                                   const uint4 (&pre_b)[U], const uint4 * slots) {
+                                                   bool & last_block, bool use_pre, const uint4 (&pre_a)[PRE],
+                                                   const uint4 (&pre_b)[PRE], const uint4 * slots) {
     const skinny_item_pos p = skinny_locate(L, item);
     const skinny_item_rows r = skinny_rows(L, p);
     const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE, g = lane / 4, t = lane % 4;
@@ -384,7 +405,17 @@ static __device__ __forceinline__ void skinny_item(const skinny_launch & L, int 
     if (XMODE == SKINNY_X_RMSNORM && L.a.conv.out) skinny_conv_prefetch(L.a, p);
     int s_first = r.s_begin + warp;
     if (use_pre && s_first < r.s_end) {
-        zk_skinny_group<NT, XMODE, U, STAGED>(acc, pre_a, pre_b, X, L.a.M, r.s_end, s_first, g, t);
+        uint4 wa[U], wb[U];
+#pragma unroll
+        for (int u = 0; u < PRE; ++u) { wa[u] = pre_a[u]; wb[u] = pre_b[u]; }
+        if constexpr (PRE < U) {  // the rest of the group, issued now
+            constexpr int REST = PRE < U ? U - PRE : 1;
+            uint4 ra[REST], rb[REST];
+            zk_skinny_load_w<REST>(ra, rb, r.w_a, r.w_b, r.ok_a, r.ok_b, L.a.K, r.s_end, s_first + PRE * ZK_SKINNY_WARPS, t);
+#pragma unroll
+            for (int u = PRE; u < U; ++u) { wa[u] = ra[u - PRE]; wb[u] = rb[u - PRE]; }
+        }
+        zk_skinny_group<NT, XMODE, U, STAGED>(acc, wa, wb, X, L.a.M, r.s_end, s_first, g, t);
         s_first += ZK_SKINNY_WARPS * U;
         if (slots && s_first < r.s_end) {
             asm volatile("cp.async.wait_all;" ::: "memory");  // this lane's own copies: no barrier needed
@@ -548,7 +579,8 @@ template <int NT, int XMODE, bool OUT_F32, bool STAGED>
 static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKINNY_BLOCKS_PER_SM)
     skinny_gemm_kernel(const __grid_constant__ skinny_launch L) {
     extern __shared__ __align__(16) unsigned char stage[];  // STAGED: the computed input
-    constexpr int U = skinny_unroll<NT>::value;
+    constexpr int U = skinny_group_steps<NT, STAGED>::value;
+    constexpr bool SLOTS = NT == 1 && U <= 4;  // the second group's shared slots (32 KB at U = 4)
     constexpr bool NORM = XMODE == SKINNY_X_RMSNORM || XMODE == SKINNY_X_GATED_NORM;
     __shared__ float red[ZK_SKINNY_WARPS][NT * 4][ZK_WARP_SIZE];  // per-warp partial tiles
     __shared__ bool last_block;
@@ -567,15 +599,16 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
     // the wait, the preloaded group makes the wider tiles spill (ptxas -v)
     // and the second group goes to shared memory through cp.async: two groups (8 KB per warp) in flight across
     // the wait and the prologue instead of one
-    __shared__ uint4 w_slots[NT == 1 ? ZK_SKINNY_WARPS * 2 * U * ZK_WARP_SIZE : 1];
-    uint4 pre_a[U], pre_b[U];
+    __shared__ uint4 w_slots[SLOTS ? ZK_SKINNY_WARPS * 2 * U * ZK_WARP_SIZE : 1];
+    constexpr int PRE = U < 4 ? U : 4;  // held across the wait and the prologue: 8 steps spill (ptxas -v)
+    uint4 pre_a[PRE], pre_b[PRE];
     const bool preload = NT == 1 && !L.a.late_weights && (int) blockIdx.x < n_items;
     const uint4 * slots = nullptr;
     if (preload) {
         const skinny_item_rows r = skinny_rows(L, skinny_locate(L, blockIdx.x));
-        zk_skinny_load_w<U>(pre_a, pre_b, r.w_a, r.w_b, r.ok_a, r.ok_b, L.a.K, r.s_end, r.s_begin + warp, lane % 4);
+        zk_skinny_load_w<PRE>(pre_a, pre_b, r.w_a, r.w_b, r.ok_a, r.ok_b, L.a.K, r.s_end, r.s_begin + warp, lane % 4);
         const int s1 = r.s_begin + warp + ZK_SKINNY_WARPS * U;
-        if (NT == 1 && !L.a.no_second_group && s1 < r.s_end) {
+        if (SLOTS && !L.a.no_second_group && s1 < r.s_end) {
             uint4 * mine = w_slots + warp * 2 * U * ZK_WARP_SIZE + lane;
             zk_skinny_copy_w<U>(mine, r.w_a, r.w_b, r.ok_a, r.ok_b, L.a.K, r.s_end, s1, lane % 4);
             slots = mine;
@@ -599,7 +632,7 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
             if (next < n_items) skinny_prefetch_item(L, (int) next, lane);
         }
         const bool first = preload && it == (int) blockIdx.x;
-        skinny_item<NT, XMODE, OUT_F32, U, STAGED>(L, it, X, red, last_block, first, pre_a, pre_b, first ? slots : nullptr);
+        skinny_item<NT, XMODE, OUT_F32, U, STAGED, PRE>(L, it, X, red, last_block, first, pre_a, pre_b, first ? slots : nullptr);
         __syncthreads();  // red and last_block are reused by the next item
     }
 }
