@@ -136,8 +136,6 @@ struct zamba2_engine {
     bool skinny_no_stage = false;
     // skinny_gemm preloads one weight group before its PDL wait, not two (ZAMBA2_SKINNY_GROUP2=0)
     bool skinny_no_second_group = false;
-    // skinny_gemm's persistent grid is one full wave, not sized to fill its rounds evenly (ZAMBA2_SKINNY_EVEN=0)
-    bool skinny_uneven = false;
     // ZAMBA2_SSD=1: steps with prefill chunks run the chunked SSD scan (mamba2_ssd_varlen)
     bool use_ssd = false;
     int ssd_max_chunks = 0;

@@ -312,7 +312,6 @@ struct skinny_gemm_args {
     bool late_weights;  // issue no W load before the PDL wait (the path before the preload; benchmarks)
     bool no_stage;      // M <= 8: load x from global memory in the main loop instead of staging it in shared memory
     bool no_second_group;  // M <= 8: preload only one group of weights before the PDL wait (not a second via cp.async)
-    bool uneven;           // persistent: one full resident wave of CTAs even when the items do not fill its last round
     skinny_x_norm norm;          // SKINNY_X_RMSNORM / SKINNY_X_GATED_NORM
     skinny_conv_epilogue conv;   // optional (conv.out); needs y_f32, !accumulate, x modes with M <= 8
     // Programmatic dependent launch (sm_90+, ignored below; the engine sets it from zk_pdl_enabled()): the

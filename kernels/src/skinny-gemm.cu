@@ -702,11 +702,9 @@ static void skinny_launch_kernel(skinny_launch & L, cudaStream_t stream) {
     L.steps_per_slice = (n_steps + KS - 1) / KS;
     L.KS = (n_steps + L.steps_per_slice - 1) / L.steps_per_slice;  // no empty slices
     const int n_items = L.tiles * L.KS;
-    // persistent: as many rounds as one resident wave needs, and no more CTAs than fill them evenly (in_proj at
-    // M = 1: 532 items on 264 CTAs left 4 CTAs a third item each, a latency-bound round after two
-    // bandwidth-bound ones; 178 CTAs take 3 items each). ZAMBA2_SKINNY_EVEN=0 (a.uneven) keeps one full wave.
-    const int rounds = (n_items + resident - 1) / resident;
-    const int grid = !persistent ? n_items : a.uneven ? std::min(n_items, resident) : (n_items + rounds - 1) / rounds;
+    // persistent: one full resident wave (sizing the grid to fill its rounds evenly, e.g. 178 CTAs x 3 items for
+    // in_proj's 532 at M = 1, measured slower: b1 1.980 -> 2.011 ms, b256 17.1 -> 17.5 ms, run 21)
+    const int grid = persistent ? std::min(n_items, resident) : n_items;
     // L2 prefetch window: whole items within prefetch_kb beyond the current one (GRID: the current item)
     const int prefetch_kb = a.prefetch_kb == 0 ? ZK_SKINNY_DEFAULT_PREFETCH_KB : a.prefetch_kb;
     const int64_t item_bytes = (int64_t) 16 * std::min(a.K, L.steps_per_slice * 32) * (int64_t) sizeof(bf16);
