@@ -136,6 +136,8 @@ struct zamba2_engine {
     bool skinny_no_stage = false;
     // skinny_gemm preloads one weight group before its PDL wait, not two (ZAMBA2_SKINNY_GROUP2=0)
     bool skinny_no_second_group = false;
+    // K slices per skinny_gemm tile (ZAMBA2_SKINNY_SPLIT_K; 0: chosen per shape)
+    int skinny_split_k = 0;
     // ZAMBA2_SSD=1: steps with prefill chunks run the chunked SSD scan (mamba2_ssd_varlen)
     bool use_ssd = false;
     int ssd_max_chunks = 0;

@@ -203,6 +203,8 @@ zamba2_engine * zamba2_engine_create(const zamba2_config & cfg, std::string * er
     e->skinny_no_stage = stage && stage[0] == '0';
     const char * group2 = std::getenv("ZAMBA2_SKINNY_GROUP2");
     e->skinny_no_second_group = group2 && group2[0] == '0';
+    const char * split_k = std::getenv("ZAMBA2_SKINNY_SPLIT_K");  // K slices per tile; unset or 0: per shape
+    e->skinny_split_k = split_k ? std::max(0, std::atoi(split_k)) : 0;
     const char * split = std::getenv("ZAMBA2_SPLIT_GEMM");
     e->split_inputs = !(split && split[0] == '0');
     const char * split_z = std::getenv("ZAMBA2_SPLIT_Z");

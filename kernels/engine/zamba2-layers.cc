@@ -36,11 +36,13 @@ std::string shared_block(zamba2_engine * e, const step_view & v, int h, const za
     }
     bf16 * k_pool = e->kv_pool + (size_t) h * 2 * e->kv_layer_elems();                  // [pages, heads, 16, D]
     bf16 * v_pool = k_pool + e->kv_layer_elems();
-    kv_cache_write(k_pool, v_pool, s.k, s.vv, v.kv_index, T, c.heads, c.head_dim, st);
     const float scale = 1.0f / std::sqrt((float) c.kv_channels);
+    // decode steps: the attention kernel writes this step's k, v into the pools itself
     const bool decoded = T == v.S && paged_attention_decode(s.attf, s.q, k_pool, v_pool, v.block_tables, v.W, v.positions, T,
-                                                            c.heads, c.head_dim, scale, st);  // attf: [T, 2H]
+                                                            c.heads, c.head_dim, scale, st, s.k, s.vv,
+                                                            v.kv_index);  // attf: [T, 2H]
     if (!decoded) {
+        kv_cache_write(k_pool, v_pool, s.k, s.vv, v.kv_index, T, c.heads, c.head_dim, st);
         paged_attention(s.attf, s.q, k_pool, v_pool, v.block_tables, v.W, v.token_seq, v.positions, T, c.heads,
                         c.head_dim, scale, /*multi_query=*/T > v.S, st, v.cu_seqlens, v.S);  // attf: [T, 2H]
     }

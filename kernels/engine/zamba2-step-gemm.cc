@@ -23,6 +23,7 @@ skinny_gemm_args skinny_args(zamba2_engine * e, skinny_x_mode mode, const void *
     a.late_weights = e->skinny_late_weights;
     a.no_stage = e->skinny_no_stage;
     a.no_second_group = e->skinny_no_second_group;
+    a.split_k = e->skinny_split_k;
     return a;
 }
 

@@ -229,10 +229,12 @@ void fill_random_f32(float * x, int64_t n, uint64_t seed, float scale, float off
 // ---- attention-decode.cu -----------------------------------------------------------------------
 // Decode-only attention: token t is sequence t's only query (at positions[t]); q, out: [S, heads, D] fp32;
 // keys/values from the paged pool as paged_attention. Returns false (enqueues nothing) when head_dim is not
-// a multiple of 8 or above 256.
-bool paged_attention_decode(float * out, const float * q, const bf16 * k_pool, const bf16 * v_pool,
-                            const int32_t * block_tables, int max_pages, const int32_t * positions, int n_seqs,
-                            int n_heads, int head_dim, float scale, cudaStream_t stream);
+// a multiple of 8 or above 256. k_new, v_new ([S, heads, D] fp32, with kv_index): this step's keys and values,
+// written into the pools first as kv_cache_write does (then no separate kv_cache_write launch).
+bool paged_attention_decode(float * out, const float * q, bf16 * k_pool, bf16 * v_pool, const int32_t * block_tables,
+                            int max_pages, const int32_t * positions, int n_seqs, int n_heads, int head_dim, float scale,
+                            cudaStream_t stream, const float * k_new = nullptr, const float * v_new = nullptr,
+                            const int32_t * kv_index = nullptr);
 
 // ---- skinny-gemm.cu ----------------------------------------------------------------------------
 // Decode-sized GEMMs on tensor cores (M <= 64 token rows, weights read once):

@@ -12,9 +12,10 @@
 
 template <int DPL, int WARPS>  // head_dim <= 32 * DPL, head_dim % 8 == 0
 static __global__ void __launch_bounds__(WARPS * ZK_WARP_SIZE)
-attention_decode_kernel(float * __restrict__ out, const float * __restrict__ q, const bf16 * __restrict__ k_pool,
-                        const bf16 * __restrict__ v_pool, const int32_t * __restrict__ block_tables, int max_pages,
-                        const int32_t * __restrict__ positions, int n_heads, int head_dim, float scale) {
+attention_decode_kernel(float * __restrict__ out, const float * __restrict__ q, bf16 * k_pool, bf16 * v_pool,
+                        const int32_t * __restrict__ block_tables, int max_pages, const int32_t * __restrict__ positions,
+                        int n_heads, int head_dim, float scale, const float * __restrict__ k_new,
+                        const float * __restrict__ v_new, const int32_t * __restrict__ kv_index) {
     zk_pdl_prologue();
     constexpr int DMAX = ZK_WARP_SIZE * DPL, CHUNKS = DMAX / 8;
     __shared__ float qs[DMAX];                      // scaled query
@@ -26,6 +27,16 @@ attention_decode_kernel(float * __restrict__ out, const float * __restrict__ q, 
     const int pos = positions[t];
     const int32_t * bt = block_tables + t * max_pages;   // block_tables: [S, max_pages]
     for (int e = threadIdx.x; e < head_dim; e += blockDim.x) qs[e] = q[(t * n_heads + h) * head_dim + e] * scale;  // q: [T, heads, D]
+    if (k_new) {
+        // this step's key and value of (t, h) into the pool first (kv_cache_write's rounding); the barrier below
+        // makes them visible to the block's own reads (plain loads: the pools are not read-only here)
+        const int idx = kv_index[t];
+        const int64_t dst = (((int64_t) (idx / ZK_PAGE_TOKENS) * n_heads + h) * ZK_PAGE_TOKENS + idx % ZK_PAGE_TOKENS) * head_dim;
+        for (int e = threadIdx.x; e < head_dim; e += blockDim.x) {
+            k_pool[dst + e] = zk_to_bf16(k_new[(t * n_heads + h) * head_dim + e]);  // k_new, v_new: [T, heads, D]
+            v_pool[dst + e] = zk_to_bf16(v_new[(t * n_heads + h) * head_dim + e]);
+        }
+    }
     __syncthreads();
 
     float m = -INFINITY, l = 0.0f, acc[DPL];
@@ -57,6 +68,37 @@ attention_decode_kernel(float * __restrict__ out, const float * __restrict__ q, 
         for (int k = 0; k < DPL; ++k) acc[k] *= corr;
         const int n_keys = min(ZK_WARP_SIZE, pos - j0 + 1);
         const bool full_lane = (lane + 1) * DPL <= head_dim;   // owns DPL dims (else some or none)
+        if constexpr (DPL % 4 == 0 && DPL <= 8) {
+            // V rows of VB keys at a time, every load issued before the first use: one memory round trip per
+            // VB keys instead of one per 8 (the loop below waited four times per group of 32 keys)
+            constexpr int VB = DPL <= 4 ? 16 : 8, V8 = DPL / 4;
+            for (int jb = 0; jb < n_keys; jb += VB) {  // warp-uniform
+                uint2 vr[VB][V8];
+                float pv[VB];
+#pragma unroll
+                for (int i = 0; i < VB; ++i) {
+                    const int jj = jb + i;
+                    const int64_t base = __shfl_sync(0xffffffffu, kv_base, jj & (ZK_WARP_SIZE - 1));
+                    pv[i] = __shfl_sync(0xffffffffu, p, jj & (ZK_WARP_SIZE - 1));
+                    const bf16 * vrow = v_pool + base + lane * DPL;  // v_pool: [pages, heads, 16, D]; this lane's dims
+#pragma unroll
+                    for (int c = 0; c < V8; ++c) {
+                        vr[i][c] = jj < n_keys && full_lane ? *reinterpret_cast<const uint2 *>(vrow + 4 * c) : make_uint2(0, 0);
+                    }
+                }
+#pragma unroll
+                for (int i = 0; i < VB; ++i) {
+                    if (jb + i >= n_keys) break;  // warp-uniform; same order as the per-key loop: bitwise equal
+#pragma unroll
+                    for (int c = 0; c < V8; ++c) {
+                        const bf16 * v4 = reinterpret_cast<const bf16 *>(&vr[i][c]);
+#pragma unroll
+                        for (int u = 0; u < 4; ++u) acc[4 * c + u] += pv[i] * zk_to_f32(v4[u]);
+                    }
+                }
+            }
+            continue;
+        }
 #pragma unroll 8
         for (int jj = 0; jj < ZK_WARP_SIZE; ++jj) {
             const int64_t base = __shfl_sync(0xffffffffu, kv_base, jj);
@@ -96,9 +138,9 @@ attention_decode_kernel(float * __restrict__ out, const float * __restrict__ q, 
     }
 }
 
-bool paged_attention_decode(float * out, const float * q, const bf16 * k_pool, const bf16 * v_pool,
-                            const int32_t * block_tables, int max_pages, const int32_t * positions, int n_seqs,
-                            int n_heads, int head_dim, float scale, cudaStream_t stream) {
+bool paged_attention_decode(float * out, const float * q, bf16 * k_pool, bf16 * v_pool, const int32_t * block_tables,
+                            int max_pages, const int32_t * positions, int n_seqs, int n_heads, int head_dim, float scale,
+                            cudaStream_t stream, const float * k_new, const float * v_new, const int32_t * kv_index) {
     if (n_seqs <= 0) return true;
     if (head_dim % 8 != 0 || head_dim > 256) return false;
     const dim3 grid((unsigned) n_seqs, (unsigned) n_heads);
@@ -114,7 +156,7 @@ bool paged_attention_decode(float * out, const float * q, const bf16 * k_pool, c
     }
     const bool wide = (int64_t) n_seqs * n_heads <= 2 * n_sm;
 #define ZK_DEC_W(N, W) zk_launch(attention_decode_kernel<N, W>, grid, dim3(W * ZK_WARP_SIZE), 0, stream, out, q, k_pool, v_pool, \
-                                 block_tables, max_pages, positions, n_heads, head_dim, scale)
+                                 block_tables, max_pages, positions, n_heads, head_dim, scale, k_new, v_new, kv_index)
 #define ZK_DEC(N) (wide ? ZK_DEC_W(N, 8) : ZK_DEC_W(N, 4))
     if (dpl <= 1) ZK_DEC(1);
     else if (dpl <= 2) ZK_DEC(2);
