@@ -3,7 +3,8 @@
 //   y[m, n] (+)= sum_k x[m, k] w[n, k]  +  sum_r x2[m, r] w2[n, r]          (w2 term optional)
 //
 // x comes as bf16 (SKINNY_X_BF16), as bf16 hi + lo rows whose sum is the fp32 value to ~2^-17
-// (SKINNY_X_SPLIT, what the norms write), or as fp32 split into hi + lo in registers (SKINNY_X_F32);
+// (SKINNY_X_SPLIT, what the norms write), as fp32 split into hi + lo in registers (SKINNY_X_F32), or, on decode
+// steps of <= 8 rows, computed from its producer's output (rmsnorm, gated norm, GELU(g) * u: skinny-gemm-input.cuh);
 // split inputs cost a second MMA per tile, not a second pass over W, so decode stays exact to fp32
 // and pays no combine kernel. The optional second operand (LoRA: x2 = x . w0^T, fp32) accumulates
 // into the same registers, so q/k/v and gate_up with adapters need one launch each.
@@ -28,242 +29,20 @@
 // CTAs an item (out_proj 2048x4096 at M = 1: 14.1 -> 8.8 us). Launched with PDL (args.pdl) the kernel
 // triggers its dependents at once and waits for its predecessor before its first load of x, so its
 // launch and CTA ramp overlap the previous kernel (1.2B layer chain at M = 1: 35.7 -> 30.7 us per layer).
-// Two ways to get more bytes in flight measured slower: the copy engine's L2 prefetch of the next items
-// (kept as an option for the benchmark: prefetch_kb; in_proj M = 1 13.5 -> 16.6-17.7 us) and a cp.async
-// shared-memory ring of 4-6 stages per warp running across items (in_proj 13.5 -> 16.2-16.4 us, M = 8
-// 14.9 -> 20.7; removed).
+// M <= 8 (NT = 1, kernels/NOTES.md runs 18-22): each CTA stages its whole input in shared memory once (every
+// mode; the computed ones are otherwise recomputed per item), so the main loop reads x from shared memory and a
+// warp holds 8 steps of weight loads (256 B per lane); before its PDL wait it already issues its first 4 steps
+// (registers) and, when the item has more, a second group through cp.async (shared slots, U = 4 only).
+// Measured slower: the copy engine's L2 prefetch of the next items (kept as an option for the benchmark:
+// prefetch_kb; in_proj M = 1 13.5 -> 16.6-17.7 us), a cp.async ring of 4-6 stages per warp across items (in_proj
+// 13.5 -> 16.2 us; removed) and a persistent grid sized to fill its rounds evenly (b1 1.980 -> 2.011 ms).
 // Items are summed exactly as before, whichever CTA takes them: for a given K slicing the results do not
-// depend on the schedule, the prefetch or PDL (bitwise, tested).
+// depend on the schedule, the prefetch, PDL, the staging or the preload (bitwise, tested).
 #include <algorithm>
-
-#include "zamba2-mma.cuh"
 
 #define ZK_SKINNY_WARPS 8
 
-// Steps (32 k each) a warp loads before its MMAs: the W and x loads of a group are all issued first
-// (x from L2 is a round trip too: loading it inside the MMA loop serialized one trip per step, run 6).
-template <int NT> struct skinny_unroll { static constexpr int value = NT <= 2 ? 4 : (NT == 4 ? 2 : 1); };
-// Staged x (NT = 1) needs no x registers across the group (shared loads right before each MMA), so a warp can
-// hold twice the weight loads: 8 steps, 256 bytes per lane in flight.
-constexpr int ZK_SKINNY_STAGED_UNROLL = 8;
-template <int NT, bool STAGED> struct skinny_group_steps {
-    static constexpr int value = STAGED && NT == 1 ? ZK_SKINNY_STAGED_UNROLL : skinny_unroll<NT>::value;
-};
-
-// ---- device helpers ----------------------------------------------------------------------------
-
-// Streamed once per step: do not allocate in L1.
-static __device__ __forceinline__ uint4 zk_ld_stream(const bf16 * p) {
-    uint4 r;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
-    return r;
-}
-
-// Modes whose input has a lo part (two MMAs per tile); GELU_MUL rounds its input to bf16 like gelu_mul.
-template <int XMODE> struct skinny_x_split { static constexpr bool value = XMODE != SKINNY_X_BF16 && XMODE != SKINNY_X_GELU_MUL; };
-
-// Where zk_load_x8 reads: x (x_lo) rows of stride ld_x, K the GEMM's K; for the norm modes also the norm's
-// source and the per-row (per-group) scales the CTA computed after its PDL wait (shared memory).
-struct skinny_x_view {
-    const void * x;
-    const bf16 * x_lo;
-    int ld_x, K;
-    const skinny_x_norm * norm;  // RMSNORM / GATED_NORM
-    const float * inv;           // [8 rows][8 groups] in shared memory
-    const unsigned char * stage; // staged input (shared memory): hi rows [M] then lo rows [M], stage_stride bytes apart
-    int stage_stride, stage_lo;  // row stride and the lo rows' offset, bytes
-};
-
-constexpr int ZK_SKINNY_NORM_MAX_M = 8;       // rows the norm modes take (NT = 1)
-constexpr int ZK_SKINNY_NORM_MAX_GROUPS = 8;  // GATED_NORM groups per row
-
-static __device__ __forceinline__ uint32_t zk_pack_bf16x2(float a, float b) {
-    const __nv_bfloat162 v = __floats2bfloat162_rn(a, b);
-    return *reinterpret_cast<const uint32_t *>(&v);
-}
-
-// fp32 -> bf16 hi + bf16 lo (lo = bf16(f - hi)), 8 values: the same split as zk_split2, written over floats
-// (zk_split2's form spills in the NT 2/8 variants).
-static __device__ __forceinline__ void zk_split8(uint4 & hi, uint4 & lo, const float (&f)[8]) {
-    float h[8];
-#pragma unroll
-    for (int i = 0; i < 8; ++i) h[i] = zk_to_f32(zk_to_bf16(f[i]));
-    hi = make_uint4(zk_pack_bf16x2(h[0], h[1]), zk_pack_bf16x2(h[2], h[3]), zk_pack_bf16x2(h[4], h[5]), zk_pack_bf16x2(h[6], h[7]));
-    lo = make_uint4(zk_pack_bf16x2(f[0] - h[0], f[1] - h[1]), zk_pack_bf16x2(f[2] - h[2], f[3] - h[3]),
-                    zk_pack_bf16x2(f[4] - h[4], f[5] - h[5]), zk_pack_bf16x2(f[6] - h[6], f[7] - h[7]));
-}
-
-static __device__ __forceinline__ void zk_load_f32x8(float (&f)[8], const float * p) {
-    const float4 v0 = __ldg(reinterpret_cast<const float4 *>(p)), v1 = __ldg(reinterpret_cast<const float4 *>(p) + 1);
-    f[0] = v0.x; f[1] = v0.y; f[2] = v0.z; f[3] = v0.w; f[4] = v1.x; f[5] = v1.y; f[6] = v1.z; f[7] = v1.w;
-}
-
-static __device__ __forceinline__ void zk_load_bf16x8(float (&f)[8], const bf16 * p) {
-    const uint4 raw = __ldg(reinterpret_cast<const uint4 *>(p));
-    const bf16 * b = reinterpret_cast<const bf16 *>(&raw);
-#pragma unroll
-    for (int i = 0; i < 8; ++i) f[i] = zk_to_f32(b[i]);
-}
-
-// 8 consecutive input elements of row m at column k as bf16 hi (and lo for split modes).
-template <int XMODE>
-static __device__ __forceinline__ void zk_load_x8(uint4 & hi, uint4 & lo, const skinny_x_view & X, int m, int k) {
-    if (XMODE == SKINNY_X_BF16 || XMODE == SKINNY_X_SPLIT) {
-        hi = __ldg(reinterpret_cast<const uint4 *>(static_cast<const bf16 *>(X.x) + (int64_t) m * X.ld_x + k));         // x: [M, K] bf16
-        if (XMODE == SKINNY_X_SPLIT) lo = __ldg(reinterpret_cast<const uint4 *>(X.x_lo + (int64_t) m * X.ld_x + k));  // x_lo: [M, K]
-        return;
-    }
-    const float * xf = static_cast<const float *>(X.x) + (int64_t) m * X.ld_x;  // x: [M, ld_x] fp32
-    float f[8];
-    if (XMODE == SKINNY_X_F32) {
-        zk_load_f32x8(f, xf + k);
-    } else if (XMODE == SKINNY_X_RMSNORM) {
-        const skinny_x_norm & nm = *X.norm;
-        if (k < nm.k1) {
-            zk_load_f32x8(f, xf + k);
-            if (nm.add) {
-                float a[8];
-                zk_load_f32x8(a, nm.add + (int64_t) m * X.ld_x + k);  // add: [M, k1] stride ld_x
-#pragma unroll
-                for (int i = 0; i < 8; ++i) f[i] += a[i];
-            }
-        } else {
-            zk_load_bf16x8(f, nm.tail + (int64_t) m * nm.ld_tail + (k - nm.k1));  // tail: [M, K - k1]
-        }
-        float w[8];
-        zk_load_bf16x8(w, nm.w + k);  // w: [K]
-        const float inv = X.inv[m * ZK_SKINNY_NORM_MAX_GROUPS];
-#pragma unroll
-        for (int i = 0; i < 8; ++i) f[i] = w[i] * (f[i] * inv);  // rms_norm_f32's rounding order
-    } else if (XMODE == SKINNY_X_GATED_NORM) {
-        const skinny_x_norm & nm = *X.norm;
-        zk_load_f32x8(f, xf + k);  // g = y * silu(z): [M, K]
-        float w[8];
-        zk_load_bf16x8(w, nm.w + k);
-        const float inv = X.inv[m * ZK_SKINNY_NORM_MAX_GROUPS + k / nm.group];  // 8 | group: one group per pack
-#pragma unroll
-        for (int i = 0; i < 8; ++i) f[i] = w[i] * (f[i] * inv);  // gated_rms_norm's rounding order
-    } else {  // GELU_MUL: gu [M, 2K]
-        float g[8], u[8];
-        zk_load_f32x8(g, xf + k);
-        zk_load_f32x8(u, xf + X.K + k);
-        uint32_t packed[4];
-#pragma unroll
-        for (int i = 0; i < 8; i += 2) {
-            const float a0 = 0.5f * g[i] * (1.0f + erff(g[i] * 0.70710678118654752f));
-            const float a1 = 0.5f * g[i + 1] * (1.0f + erff(g[i + 1] * 0.70710678118654752f));
-            packed[i / 2] = zk_pack_bf16x2(a0 * u[i], a1 * u[i + 1]);  // gelu_mul's bf16(act * u)
-        }
-        hi = make_uint4(packed[0], packed[1], packed[2], packed[3]);
-        return;
-    }
-    zk_split8(hi, lo, f);
-}
-
-// One group of U 32-wide k steps of a warp: its W loads (rows n0+g and n0+g+8, 16 bytes each per step), issued
-// together. Split from the MMAs so a CTA can issue its first group before its PDL wait (weights are constant).
-template <int U>
-static __device__ __forceinline__ void zk_skinny_load_w(uint4 (&wa)[U], uint4 (&wb)[U], const bf16 * w_a, const bf16 * w_b,
-                                                        bool ok_a, bool ok_b, int K, int n_steps, int s0, int t) {
-    const uint4 zero = make_uint4(0, 0, 0, 0);
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-        const int k = (s0 + u * ZK_SKINNY_WARPS) * 32 + 8 * t;  // K % 8 == 0: 8 elements all in or all out
-        const bool in = s0 + u * ZK_SKINNY_WARPS < n_steps && k < K;
-        wa[u] = ok_a && in ? zk_ld_stream(w_a + k) : zero;  // W row n0+g
-        wb[u] = ok_b && in ? zk_ld_stream(w_b + k) : zero;  // W row n0+g+8
-    }
-}
-
-// The same group issued as cp.async copies into the warp's shared-memory slots (16 bytes per lane per row
-// and step, zero-filled outside W): no registers held, so a CTA can have a second group in flight across its
-// PDL wait and prologue. slots: this lane's first slot; slot (u, row) at (2u + row) * 32 (conflict-free).
-template <int U>
-static __device__ __forceinline__ void zk_skinny_copy_w(uint4 * slots, const bf16 * w_a, const bf16 * w_b, bool ok_a,
-                                                        bool ok_b, int K, int n_steps, int s0, int t) {
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-        const int k = (s0 + u * ZK_SKINNY_WARPS) * 32 + 8 * t;
-        const bool in = s0 + u * ZK_SKINNY_WARPS < n_steps && k < K;
-        const bool ia = ok_a && in, ib = ok_b && in;
-        const uint32_t da = (uint32_t) __cvta_generic_to_shared(slots + (2 * u) * ZK_WARP_SIZE);
-        const uint32_t db = (uint32_t) __cvta_generic_to_shared(slots + (2 * u + 1) * ZK_WARP_SIZE);
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(da), "l"(w_a + (ia ? k : 0)), "r"(ia ? 16 : 0) : "memory");
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(db), "l"(w_b + (ib ? k : 0)), "r"(ib ? 16 : 0) : "memory");
-    }
-    asm volatile("cp.async.commit_group;" ::: "memory");
-}
-
-// acc[j] (16 features x 8 rows 8j..8j+7) += W . x^T over one group: x loads of the group first, then the MMAs.
-template <int NT, int XMODE, int U, bool STAGED>
-static __device__ __forceinline__ void zk_skinny_group(float (&acc)[NT][4], const uint4 (&wa)[U], const uint4 (&wb)[U],
-                                                       const skinny_x_view & X, int M, int n_steps, int s0, int g, int t) {
-    const uint4 zero = make_uint4(0, 0, 0, 0);
-    if (STAGED) {  // NT = 1: x row g from shared memory, loaded right before its MMAs
-        const bool row_ok = g < M;
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            if (s0 + u * ZK_SKINNY_WARPS >= n_steps) break;  // warp-uniform
-            const int k = (s0 + u * ZK_SKINNY_WARPS) * 32 + 8 * t;
-            const bool in = row_ok && k < X.K;
-            const unsigned char * row = X.stage + g * X.stage_stride + 2 * k;
-            const uint4 xh = in ? *reinterpret_cast<const uint4 *>(row) : zero;
-            const uint32_t a03[4] = {wa[u].x, wb[u].x, wa[u].y, wb[u].y};  // k slots <- k+0..3
-            const uint32_t a47[4] = {wa[u].z, wb[u].z, wa[u].w, wb[u].w};  // k slots <- k+4..7
-            zk_mma_bf16(acc[0], a03, xh.x, xh.y);
-            zk_mma_bf16(acc[0], a47, xh.z, xh.w);
-            if (skinny_x_split<XMODE>::value) {
-                const uint4 xl = in ? *reinterpret_cast<const uint4 *>(row + X.stage_lo) : zero;
-                zk_mma_bf16(acc[0], a03, xl.x, xl.y);
-                zk_mma_bf16(acc[0], a47, xl.z, xl.w);
-            }
-        }
-        return;
-    }
-    uint4 xh[U][NT], xl[U][NT];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-        const int k = (s0 + u * ZK_SKINNY_WARPS) * 32 + 8 * t;
-        const bool in = s0 + u * ZK_SKINNY_WARPS < n_steps && k < X.K;
-#pragma unroll
-        for (int j = 0; j < NT; ++j) {
-            const int m = 8 * j + g;
-            xh[u][j] = zero;
-            xl[u][j] = zero;
-            if (in && m < M) zk_load_x8<XMODE>(xh[u][j], xl[u][j], X, m, k);
-        }
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-        if (s0 + u * ZK_SKINNY_WARPS >= n_steps) break;         // warp-uniform
-        const uint32_t a03[4] = {wa[u].x, wb[u].x, wa[u].y, wb[u].y};  // k slots <- k+0..3
-        const uint32_t a47[4] = {wa[u].z, wb[u].z, wa[u].w, wb[u].w};  // k slots <- k+4..7
-#pragma unroll
-        for (int j = 0; j < NT; ++j) {
-            zk_mma_bf16(acc[j], a03, xh[u][j].x, xh[u][j].y);
-            zk_mma_bf16(acc[j], a47, xh[u][j].z, xh[u][j].w);
-            if (skinny_x_split<XMODE>::value) {
-                zk_mma_bf16(acc[j], a03, xl[u][j].x, xl[u][j].y);
-                zk_mma_bf16(acc[j], a47, xl[u][j].z, xl[u][j].w);
-            }
-        }
-    }
-}
-
-// acc += W[n0.., k] . x[.., k]^T over this warp's share of the 32-wide k steps [s_first, s_end) (interleaved
-// across the 8 warps, U steps per group: s_first = the slice's first step + warp, or later).
-template <int NT, int XMODE, bool STAGED = false>
-static __device__ __forceinline__ void zk_skinny_accumulate(float (&acc)[NT][4], const bf16 * w_a, const bf16 * w_b,
-                                                            bool ok_a, bool ok_b, const skinny_x_view & X, int M,
-                                                            int s_first, int s_end, int g, int t) {
-    constexpr int U = skinny_group_steps<NT, STAGED>::value;
-    for (int s0 = s_first; s0 < s_end; s0 += ZK_SKINNY_WARPS * U) {
-        uint4 wa[U], wb[U];
-        zk_skinny_load_w<U>(wa, wb, w_a, w_b, ok_a, ok_b, X.K, s_end, s0, t);
-        zk_skinny_group<NT, XMODE, U, STAGED>(acc, wa, wb, X, M, s_end, s0, g, t);
-    }
-}
+#include "skinny-gemm-warp.cuh"
 
 // Blocks per SM (256 threads; __launch_bounds__ holds every variant at <= 128 registers, no spills per
 // ptxas -v): the persistent grid is this many CTAs per SM.
@@ -326,37 +105,6 @@ static __device__ __forceinline__ void skinny_item_w2(const skinny_launch & L, c
                                            (a.K2 + 31) / 32, g, t);  // w2: [N, K2]
 }
 
-// The conv epilogue of an item reads the conv state of its channels (HBM: touched once per step): ask for it
-// into L2 when the item starts, so the epilogue does not wait a DRAM round trip. One 64-byte line segment per
-// (row, tap) of the tile's 16 channels.
-static __device__ __forceinline__ void skinny_conv_prefetch(const skinny_gemm_args & a, const skinny_item_pos & p) {
-    const skinny_conv_epilogue & cv = a.conv;
-    const int c0 = p.n0 - cv.col0;
-    if (p.seg != 0 || c0 + 16 <= 0 || c0 >= cv.n) return;
-    const int i = threadIdx.x;
-    if (i >= 3 * a.M) return;
-    const int m = i / 3, tap = i % 3;
-    const float * line = cv.state + ((int64_t) cv.seq_slot[m] * 3 + tap) * cv.n + max(c0, 0);  // state: [slots, 3, n]
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(line));
-}
-
-// causal_conv1d_decode for channel c of sequence m, fed the GEMM output v (its pre-conv input): the same fp32
-// expression, so the fused path matches the conv kernel bitwise. Channel c belongs to exactly one tile, so no
-// other thread reads or writes its state.
-static __device__ __forceinline__ void skinny_conv_decode(const skinny_conv_epilogue & cv, int m, int c, float v) {
-    const int n = cv.n;
-    float * st = cv.state + (int64_t) cv.seq_slot[m] * 3 * n;  // state: [slots, 3, n]
-    const float x0 = st[c], x1 = st[n + c], x2 = st[2 * n + c];
-    const uint2 wraw = *reinterpret_cast<const uint2 *>(cv.w + (int64_t) c * 4);  // w: [n, 4]
-    const bf16 * w4 = reinterpret_cast<const bf16 *>(&wraw);
-    const float acc = (cv.bias ? zk_to_f32(cv.bias[c]) : 0.0f) + zk_to_f32(w4[0]) * x0 + zk_to_f32(w4[1]) * x1 +
-                      zk_to_f32(w4[2]) * x2 + zk_to_f32(w4[3]) * v;
-    cv.out[(int64_t) m * n + c] = zk_silu(acc);  // out: [M, n]
-    st[c] = x1;
-    st[n + c] = x2;
-    st[2 * n + c] = v;
-}
-
 // One work item: the block's 8 warps accumulate 16 features x all M rows over K slice ks, sum their
 // partial tiles in a fixed order, and write y (or, split-K, a partial tile; the last slice sums them).
 template <int NT, int XMODE, bool OUT_F32>
@@ -402,7 +150,7 @@ static __device__ __forceinline__ void skinny_item(const skinny_launch & L, int 
     float acc[NT][4];
 #pragma unroll
     for (int j = 0; j < NT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
-    if (XMODE == SKINNY_X_RMSNORM && L.a.conv.out) skinny_conv_prefetch(L.a, p);
+    if (XMODE == SKINNY_X_RMSNORM && L.a.conv.out) skinny_conv_prefetch(L.a, p.seg, p.n0);
     int s_first = r.s_begin + warp;
     if (use_pre && s_first < r.s_end) {
         uint4 wa[U], wb[U];
@@ -492,84 +240,6 @@ static __device__ __forceinline__ void skinny_item_finish(const skinny_launch & 
         }
     }
     if (KS > 1 && threadIdx.x == 0) a.counters[tile] = 0;  // ready for the next launch
-}
-
-// The norm modes' scales, once per CTA after its PDL wait (every CTA computes the same values in the same order).
-// inv: [8 rows][8 groups] shared; part: [8 warps][8 rows] shared scratch.
-template <int XMODE>
-static __device__ __forceinline__ void skinny_norm_prologue(const skinny_gemm_args & a, float * inv,
-                                                            float (&part)[ZK_SKINNY_WARPS][ZK_SKINNY_NORM_MAX_M]) {
-    const skinny_x_norm & nm = a.norm;
-    const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE;
-    if (XMODE == SKINNY_X_RMSNORM) {
-        // s = x (+ add) | tail over all K columns; 4 columns per thread and step (k1 % 8 == 0: a pack never straddles)
-        float ss[ZK_SKINNY_NORM_MAX_M];
-#pragma unroll
-        for (int m = 0; m < ZK_SKINNY_NORM_MAX_M; ++m) {
-            ss[m] = 0.0f;
-            if (m >= a.M) continue;
-            const float * xr = static_cast<const float *>(a.x) + (int64_t) m * a.ld_x;  // x: [M, ld_x]
-#pragma unroll 2
-            for (int k = threadIdx.x * 4; k < a.K; k += blockDim.x * 4) {
-                float v[4];
-                if (k < nm.k1) {
-                    const float4 f = __ldg(reinterpret_cast<const float4 *>(xr + k));
-                    v[0] = f.x; v[1] = f.y; v[2] = f.z; v[3] = f.w;
-                    if (nm.add) {
-                        const float4 d = __ldg(reinterpret_cast<const float4 *>(nm.add + (int64_t) m * a.ld_x + k));
-                        v[0] += d.x; v[1] += d.y; v[2] += d.z; v[3] += d.w;
-                    }
-                } else {
-                    const uint2 raw = __ldg(reinterpret_cast<const uint2 *>(nm.tail + (int64_t) m * nm.ld_tail + (k - nm.k1)));
-                    const bf16 * h = reinterpret_cast<const bf16 *>(&raw);
-                    v[0] = zk_to_f32(h[0]); v[1] = zk_to_f32(h[1]); v[2] = zk_to_f32(h[2]); v[3] = zk_to_f32(h[3]);
-                }
-                ss[m] += v[0] * v[0] + v[1] * v[1] + v[2] * v[2] + v[3] * v[3];
-            }
-        }
-#pragma unroll
-        for (int m = 0; m < ZK_SKINNY_NORM_MAX_M; ++m) {
-            const float t = zk_warp_sum(ss[m]);
-            if (lane == 0) part[warp][m] = t;
-        }
-        __syncthreads();
-        if ((int) threadIdx.x < a.M) {
-            float t = 0.0f;
-#pragma unroll
-            for (int w = 0; w < ZK_SKINNY_WARPS; ++w) t += part[w][threadIdx.x];  // fixed order
-            inv[threadIdx.x * ZK_SKINNY_NORM_MAX_GROUPS] = rsqrtf(t / (float) a.K + nm.eps);
-        }
-    } else if (XMODE == SKINNY_X_GATED_NORM) {
-        // a warp per (row, group): the group's chunk sums of g^2 from the state step
-        const int n_groups = a.K / nm.group, per = nm.group / nm.chunk;
-        for (int e = warp; e < a.M * n_groups; e += ZK_SKINNY_WARPS) {
-            const int m = e / n_groups, gi = e % n_groups;
-            float t = 0.0f;
-            for (int c = lane; c < per; c += ZK_WARP_SIZE) t += __ldg(nm.gsq + (int64_t) m * nm.ld_gsq + gi * per + c);
-            t = zk_warp_sum(t);
-            if (lane == 0) inv[m * ZK_SKINNY_NORM_MAX_GROUPS + gi] = rsqrtf(t / (float) nm.group + nm.eps);
-        }
-    }
-    __syncthreads();
-}
-
-// STAGED (NT = 1): the CTA computes its whole input once (every mode's x, hi and lo bf16 rows) into shared
-// memory after its wait, so the main loop's x loads are shared-memory loads instead of an L2 round trip and the
-// computed modes' arithmetic (norm scales, GELU, the split) is done once per CTA, not once per work item
-// (measured run 1: computed per item, in_proj at M = 1 took 23.4 us instead of 14.5).
-template <int XMODE>
-static __device__ __forceinline__ void skinny_stage_input(const skinny_x_view & X, int M, unsigned char * stage) {
-    const int packs = X.K / 8;
-#pragma unroll 4
-    for (int i = threadIdx.x; i < M * packs; i += blockDim.x) {
-        const int m = i / packs, k = (i - m * packs) * 8;
-        uint4 hi, lo;
-        zk_load_x8<XMODE>(hi, lo, X, m, k);
-        unsigned char * row = stage + m * X.stage_stride + 2 * k;  // stage: hi [M, K] then lo [M, K], padded rows
-        *reinterpret_cast<uint4 *>(row) = hi;
-        if (skinny_x_split<XMODE>::value) *reinterpret_cast<uint4 *>(row + X.stage_lo) = lo;
-    }
-    __syncthreads();
 }
 
 // CTA b takes items b, b + gridDim.x, ... (GRID schedule: exactly one). Weights are constant, so the first
