@@ -170,6 +170,98 @@ static __device__ __forceinline__ void skinny_norm_prologue(const skinny_gemm_ar
     __syncthreads();
 }
 
+// The norm modes' staging in one pass when the CTA's input is small (M K <= 256 x 8 x ZK_SKINNY_ONE_PASS_PACKS,
+// e.g. M = 1 up to K 4096): every thread loads its packs of the source, their norm weights (and, GATED, the chunk
+// sums) at once, the row scales are reduced, then the packs are scaled, split and stored from registers: one
+// memory round trip after the PDL wait instead of two (reduce, then re-read to stage).
+constexpr int ZK_SKINNY_ONE_PASS_PACKS = 2;
+
+template <int XMODE>
+static __device__ __forceinline__ void skinny_stage_one_pass(const skinny_gemm_args & a, const skinny_x_view & X, float * inv,
+                                                             float (&part)[ZK_SKINNY_WARPS][ZK_SKINNY_NORM_MAX_M],
+                                                             unsigned char * stage) {
+    constexpr int PK = ZK_SKINNY_ONE_PASS_PACKS;
+    const skinny_x_norm & nm = a.norm;
+    const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE;
+    const int packs = a.K / 8, total = a.M * packs;
+    float gsum = 0.0f;  // GATED: warp `warp` sums the chunk sums of (row, group) entry `warp`
+    const int n_groups = XMODE == SKINNY_X_GATED_NORM ? a.K / nm.group : 1;
+    if (XMODE == SKINNY_X_GATED_NORM && warp < a.M * n_groups) {
+        const int m = warp / n_groups, gi = warp % n_groups, per = nm.group / nm.chunk;
+        for (int c = lane; c < per; c += ZK_WARP_SIZE) gsum += __ldg(nm.gsq + (int64_t) m * nm.ld_gsq + gi * per + c);
+    }
+    float f[PK][8], w[PK][8];
+    int row[PK], col[PK];
+#pragma unroll
+    for (int j = 0; j < PK; ++j) {
+        const int i = threadIdx.x + j * blockDim.x;
+        row[j] = -1;
+        col[j] = 0;
+#pragma unroll
+        for (int u = 0; u < 8; ++u) f[j][u] = w[j][u] = 0.0f;
+        if (i >= total) continue;
+        const int m = i / packs, k = (i - m * packs) * 8;
+        row[j] = m;
+        col[j] = k;
+        const float * xr = static_cast<const float *>(a.x) + (int64_t) m * a.ld_x;  // x: [M, ld_x] fp32
+        if (XMODE == SKINNY_X_GATED_NORM || k < nm.k1) {
+            zk_load_f32x8(f[j], xr + k);
+            if (XMODE == SKINNY_X_RMSNORM && nm.add) {
+                float d[8];
+                zk_load_f32x8(d, nm.add + (int64_t) m * a.ld_x + k);  // add: [M, k1] stride ld_x
+#pragma unroll
+                for (int u = 0; u < 8; ++u) f[j][u] += d[u];
+            }
+        } else {
+            zk_load_bf16x8(f[j], nm.tail + (int64_t) m * nm.ld_tail + (k - nm.k1));  // tail: [M, K - k1]
+        }
+        zk_load_bf16x8(w[j], nm.w + k);  // w: [K]
+    }
+    if (XMODE == SKINNY_X_RMSNORM) {
+#pragma unroll
+        for (int m = 0; m < ZK_SKINNY_NORM_MAX_M; ++m) {
+            if (m >= a.M) break;  // block-uniform
+            float ss = 0.0f;
+#pragma unroll
+            for (int j = 0; j < PK; ++j) {
+                if (row[j] != m) continue;
+#pragma unroll
+                for (int u = 0; u < 8; ++u) ss += f[j][u] * f[j][u];
+            }
+            ss = zk_warp_sum(ss);
+            if (lane == 0) part[warp][m] = ss;
+        }
+        __syncthreads();
+        if ((int) threadIdx.x < a.M) {
+            float t = 0.0f;
+#pragma unroll
+            for (int q = 0; q < ZK_SKINNY_WARPS; ++q) t += part[q][threadIdx.x];  // fixed order
+            inv[threadIdx.x * ZK_SKINNY_NORM_MAX_GROUPS] = rsqrtf(t / (float) a.K + nm.eps);
+        }
+    } else {
+        gsum = zk_warp_sum(gsum);
+        if (lane == 0 && warp < a.M * n_groups) {
+            inv[(warp / n_groups) * ZK_SKINNY_NORM_MAX_GROUPS + warp % n_groups] = rsqrtf(gsum / (float) nm.group + nm.eps);
+        }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < PK; ++j) {
+        if (row[j] < 0) continue;
+        const int m = row[j], k = col[j];
+        const float sc = inv[m * ZK_SKINNY_NORM_MAX_GROUPS + (XMODE == SKINNY_X_GATED_NORM ? k / nm.group : 0)];
+        float o[8];
+#pragma unroll
+        for (int u = 0; u < 8; ++u) o[u] = w[j][u] * (f[j][u] * sc);  // the norms' rounding order
+        uint4 hi, lo;
+        zk_split8(hi, lo, o);
+        unsigned char * dst = stage + m * X.stage_stride + 2 * k;  // stage: hi [M, K] then lo [M, K]
+        *reinterpret_cast<uint4 *>(dst) = hi;
+        *reinterpret_cast<uint4 *>(dst + X.stage_lo) = lo;
+    }
+    __syncthreads();
+}
+
 // STAGED (NT = 1): the CTA computes its whole input once (every mode's x, hi and lo bf16 rows) into shared
 // memory after its wait, so the main loop's x loads are shared-memory loads instead of an L2 round trip and the
 // computed modes' arithmetic (norm scales, GELU, the split) is done once per CTA, not once per work item

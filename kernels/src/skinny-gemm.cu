@@ -290,12 +290,14 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
         }
     }
     zk_pdl_wait();
-    if (NORM) {
-        __shared__ float part[ZK_SKINNY_WARPS][ZK_SKINNY_NORM_MAX_M];
-        skinny_norm_prologue<XMODE>(L.a, inv, part);
-    }
     skinny_x_view X = {L.a.x, L.a.x_lo, L.a.ld_x, L.a.K, &L.a.norm, inv, stage, L.stage_stride, L.a.M * L.stage_stride};
-    if (STAGED) skinny_stage_input<XMODE>(X, L.a.M, stage);
+    __shared__ float part[ZK_SKINNY_WARPS][ZK_SKINNY_NORM_MAX_M];  // the norm modes' per-warp row sums
+    if (STAGED && NORM && L.a.M * L.a.K <= (int) blockDim.x * 8 * ZK_SKINNY_ONE_PASS_PACKS) {
+        skinny_stage_one_pass<XMODE>(L.a, X, inv, part, stage);
+    } else {
+        if (NORM) skinny_norm_prologue<XMODE>(L.a, inv, part);
+        if (STAGED) skinny_stage_input<XMODE>(X, L.a.M, stage);
+    }
     for (int it = blockIdx.x; it < n_items; it += gridDim.x) {
         if (it != (int) blockIdx.x && L.prefetch_ahead >= 0 && warp == 0) {  // keep the window full
             const int64_t next = it + (int64_t) L.prefetch_ahead * gridDim.x;
