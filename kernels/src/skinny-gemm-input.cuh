@@ -184,12 +184,6 @@ static __device__ __forceinline__ void skinny_stage_one_pass(const skinny_gemm_a
     const skinny_x_norm & nm = a.norm;
     const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE;
     const int packs = a.K / 8, total = a.M * packs;
-    float gsum = 0.0f;  // GATED: warp `warp` sums the chunk sums of (row, group) entry `warp`
-    const int n_groups = XMODE == SKINNY_X_GATED_NORM ? a.K / nm.group : 1;
-    if (XMODE == SKINNY_X_GATED_NORM && warp < a.M * n_groups) {
-        const int m = warp / n_groups, gi = warp % n_groups, per = nm.group / nm.chunk;
-        for (int c = lane; c < per; c += ZK_WARP_SIZE) gsum += __ldg(nm.gsq + (int64_t) m * nm.ld_gsq + gi * per + c);
-    }
     float f[PK][8], w[PK][8];
     int row[PK], col[PK];
 #pragma unroll
@@ -238,10 +232,14 @@ static __device__ __forceinline__ void skinny_stage_one_pass(const skinny_gemm_a
             for (int q = 0; q < ZK_SKINNY_WARPS; ++q) t += part[q][threadIdx.x];  // fixed order
             inv[threadIdx.x * ZK_SKINNY_NORM_MAX_GROUPS] = rsqrtf(t / (float) a.K + nm.eps);
         }
-    } else {
-        gsum = zk_warp_sum(gsum);
-        if (lane == 0 && warp < a.M * n_groups) {
-            inv[(warp / n_groups) * ZK_SKINNY_NORM_MAX_GROUPS + warp % n_groups] = rsqrtf(gsum / (float) nm.group + nm.eps);
+    } else {  // a warp per (row, group) entry: the group's chunk sums of g^2 (their loads overlap the packs')
+        const int n_groups = a.K / nm.group, per = nm.group / nm.chunk;
+        for (int e = warp; e < a.M * n_groups; e += ZK_SKINNY_WARPS) {
+            const int m = e / n_groups, gi = e % n_groups;
+            float t = 0.0f;
+            for (int c = lane; c < per; c += ZK_WARP_SIZE) t += __ldg(nm.gsq + (int64_t) m * nm.ld_gsq + gi * per + c);
+            t = zk_warp_sum(t);
+            if (lane == 0) inv[m * ZK_SKINNY_NORM_MAX_GROUPS + gi] = rsqrtf(t / (float) nm.group + nm.eps);
         }
     }
     __syncthreads();
