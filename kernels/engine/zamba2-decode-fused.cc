@@ -76,11 +76,9 @@ std::string mamba_layer_fused(zamba2_engine * e, const step_view & v, int L, boo
     if (!skinny_gemm(in, st)) return "fused decode: skinny_gemm refused in_proj";
     zamba2_prof_mark(e, PROF_GEMM);
 
-    // y [T, d] = (C.S + D x) * silu(z), gsq [T, d / chunk]; out_proj's weights asked into L2 meanwhile
-    const int64_t out_bytes = e->l2_prefetch ? (int64_t) H * d * (int64_t) sizeof(bf16) : 0;
+    // y [T, d] = (C.S + D x) * silu(z), gsq [T, d / chunk]
     if (!mamba2_state_step_gated(s.y, s.gsq, s.zx, ipo, ssm_state, s.xbc, cd, s.zx + d + cd, ipo, lw.dt_bias, lw.a_log, lw.d,
-                                 v.cu_seqlens, v.seq_slot, v.S, c.n_mamba_heads, c.mamba_head_dim, c.ngroups, c.d_state, st,
-                                 out_bytes ? lw.out_proj : nullptr, out_bytes)) {
+                                 v.cu_seqlens, v.seq_slot, v.S, c.n_mamba_heads, c.mamba_head_dim, c.ngroups, c.d_state, st)) {
         return "fused decode: mamba2_state_step_gated refused the dims";
     }
     zamba2_prof_mark(e, PROF_SCAN);

@@ -130,8 +130,6 @@ struct zamba2_engine {
     bool use_decode_step = true;
     // decode steps of <= ZK_FUSE_MAX_M sequences run zamba2-decode-fused.cc (ZAMBA2_FUSE_DECODE=0: off)
     bool fuse_decode = true;
-    // ... and its state step prefetches out_proj's weights into L2 (ZAMBA2_L2_PREFETCH=0: off)
-    bool l2_prefetch = true;
     // skinny_gemm issues no weight load before its PDL wait (ZAMBA2_SKINNY_PRELOAD=0; for measuring)
     bool skinny_late_weights = false;
     // skinny_gemm loads x from global memory in its main loop instead of staging it (ZAMBA2_SKINNY_STAGE=0)

@@ -201,9 +201,6 @@ zamba2_engine * zamba2_engine_create(const zamba2_config & cfg, std::string * er
     e->skinny_late_weights = late_w && late_w[0] == '0';
     const char * stage = std::getenv("ZAMBA2_SKINNY_STAGE");
     e->skinny_no_stage = stage && stage[0] == '0';
-    // the fused decode path's state step asks out_proj's weights into L2 (ZAMBA2_L2_PREFETCH=0: off)
-    const char * l2 = std::getenv("ZAMBA2_L2_PREFETCH");
-    e->l2_prefetch = !(l2 && l2[0] == '0');
     const char * group2 = std::getenv("ZAMBA2_SKINNY_GROUP2");
     e->skinny_no_second_group = group2 && group2[0] == '0';
     const char * split_k = std::getenv("ZAMBA2_SKINNY_SPLIT_K");  // K slices per tile; unset or 0: per shape

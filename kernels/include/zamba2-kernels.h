@@ -111,13 +111,10 @@ bool mamba2_state_step(float * y, float * ssm_state, const float * xbc, int ld_x
 // the sums of y^2 over chunks of chunk = mamba2_state_step_chunk(head_dim, d_state) columns (fixed order:
 // deterministic). Returns false (enqueues nothing) also when chunk <= 0 or d is not a multiple of it.
 int mamba2_state_step_chunk(int head_dim, int d_state);
-// l2_next (optional, l2_bytes): weights of the next GEMV, asked into L2 (cp.async.bulk.prefetch) while the step
-// runs: the step is latency-bound and leaves HBM idle.
 bool mamba2_state_step_gated(float * y, float * gsq, const float * z, int ld_z, float * ssm_state, const float * xbc,
                              int ld_xbc, const float * dt_raw, int ld_dt, const float * dt_bias, const float * a_log,
                              const float * d_skip, const int32_t * cu_seqlens, const int32_t * seq_slot, int n_seqs,
-                             int n_heads, int head_dim, int n_groups, int d_state, cudaStream_t stream,
-                             const void * l2_next = nullptr, int64_t l2_bytes = 0);
+                             int n_heads, int head_dim, int n_groups, int d_state, cudaStream_t stream);
 
 // ---- mamba2-ssd.cu ----------------------------------------------------------------------------
 // Chunked (SSD) form of mamba2_scan_varlen for prefill, on tensor cores (bf16 mma with fp32 operands split

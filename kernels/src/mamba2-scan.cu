@@ -117,8 +117,7 @@ static __global__ void mamba2_state_step_kernel(float * __restrict__ y, float * 
                                                 const float * __restrict__ d_skip,
                                                 const int32_t * __restrict__ cu_seqlens,
                                                 const int32_t * __restrict__ seq_slot, int n_seqs,
-                                                int n_heads, int head_dim, int n_groups, int d_state, bool state_early,
-                                                const unsigned char * __restrict__ l2_next, int64_t l2_bytes) {
+                                                int n_heads, int head_dim, int n_groups, int d_state, bool state_early) {
     // NOTE: state_early loads the state before the PDL wait: only this layer's state step (or scan / SSD) writes
     // its pool, and never as the kernel right before this one, so they overlap in_proj's tail. seq_slot and
     // cu_seqlens are the step's input, copied before the first kernel. Only for small batches: at b64-b256 the
@@ -146,15 +145,6 @@ static __global__ void mamba2_state_step_kernel(float * __restrict__ y, float * 
         for (int r = 0; r < RP; ++r) if (valid) S[r] = __ldcs(st + (int64_t) r * (d_state / 4));  // [RP rows, 4]
     }
     zk_pdl_prologue();
-    if (l2_next && threadIdx.x < ZK_WARP_SIZE) {
-        // the next GEMV's weights into L2 while this latency-bound step leaves HBM idle: each block a share,
-        // each lane of warp 0 a 16-byte-aligned piece of it
-        const int64_t per_block = (l2_bytes + gridDim.x - 1) / gridDim.x;
-        const int64_t per_lane = ((per_block + ZK_WARP_SIZE - 1) / ZK_WARP_SIZE + 15) / 16 * 16;
-        const int64_t at = (int64_t) blockIdx.x * per_block + threadIdx.x * per_lane;
-        const int64_t end = min((int64_t) (blockIdx.x + 1) * per_block, l2_bytes);
-        if (at < end) zk_prefetch_l2_bulk(l2_next + at, (uint32_t) ((min(at + per_lane, end) - at) / 16 * 16));
-    }
     if (!state_early) {
 #pragma unroll
         for (int r = 0; r < RP; ++r) if (valid) S[r] = __ldcs(st + (int64_t) r * (d_state / 4));
@@ -240,11 +230,7 @@ template <typename TX, bool GATED>
 static bool state_step_launch(float * y, float * gsq, const float * z, int ld_z, float * ssm_state, const TX * xbc,
                               int ld_xbc, const TX * dt_raw, int ld_dt, const float * dt_bias, const float * a_log,
                               const float * d_skip, const int32_t * cu_seqlens, const int32_t * seq_slot, int n_seqs,
-                              int n_heads, int head_dim, int n_groups, int d_state, cudaStream_t stream,
-                              const void * l2_next_ptr = nullptr, int64_t l2_bytes = 0) {
-    // 16-byte aligned starts for the bulk prefetch (rounded down: a few tail bytes may stay unfetched)
-    const unsigned char * l2_next = (uintptr_t) l2_next_ptr % 16 == 0 && l2_bytes >= 16
-                                        ? static_cast<const unsigned char *>(l2_next_ptr) : nullptr;
+                              int n_heads, int head_dim, int n_groups, int d_state, cudaStream_t stream) {
     const int gw = d_state / 4;
     // 4-wide B/C loads need 4-aligned columns: ld_xbc and d_inner multiples of 4, 16-byte state rows
     if (d_state % 4 != 0 || gw > 32 || (gw & (gw - 1)) != 0 || ld_xbc % 4 != 0 || (n_heads * head_dim) % 4 != 0) return false;
@@ -258,7 +244,7 @@ static bool state_step_launch(float * y, float * gsq, const float * z, int ld_z,
     const unsigned blocks = (unsigned) ((threads + ZK_STEP_BLOCK - 1) / ZK_STEP_BLOCK);
     const bool state_early = n_seqs <= ZK_STEP_EARLY_MAX_SEQS;
 #define ZK_STEP_ARGS y, gsq, z, ld_z, ssm_state, xbc, ld_xbc, dt_raw, ld_dt, dt_bias, a_log, d_skip, cu_seqlens, seq_slot, \
-                     n_seqs, n_heads, head_dim, n_groups, d_state, state_early, l2_next, l2_bytes
+                     n_seqs, n_heads, head_dim, n_groups, d_state, state_early
 #define ZK_STEP_LAUNCH(GW)                                                                                           \
     if (rp == 4) zk_launch(mamba2_state_step_kernel<GW, 4, TX, GATED>, blocks, ZK_STEP_BLOCK, 0, stream, ZK_STEP_ARGS); \
     else zk_launch(mamba2_state_step_kernel<GW, 1, TX, GATED>, blocks, ZK_STEP_BLOCK, 0, stream, ZK_STEP_ARGS)
@@ -303,9 +289,7 @@ bool mamba2_state_step(ZK_SCAN_PARAMS(float)) {
 bool mamba2_state_step_gated(float * y, float * gsq, const float * z, int ld_z, float * ssm_state, const float * xbc,
                              int ld_xbc, const float * dt_raw, int ld_dt, const float * dt_bias, const float * a_log,
                              const float * d_skip, const int32_t * cu_seqlens, const int32_t * seq_slot, int n_seqs,
-                             int n_heads, int head_dim, int n_groups, int d_state, cudaStream_t stream,
-                             const void * l2_next, int64_t l2_bytes) {
+                             int n_heads, int head_dim, int n_groups, int d_state, cudaStream_t stream) {
     return state_step_launch<float, true>(y, gsq, z, ld_z, ssm_state, xbc, ld_xbc, dt_raw, ld_dt, dt_bias, a_log, d_skip,
-                                          cu_seqlens, seq_slot, n_seqs, n_heads, head_dim, n_groups, d_state, stream,
-                                          l2_next, l2_bytes);
+                                          cu_seqlens, seq_slot, n_seqs, n_heads, head_dim, n_groups, d_state, stream);
 }
