@@ -24,10 +24,6 @@ void fp8_absmax_bf16(float * absmax, const __nv_bfloat16 * w, size_t n, cudaStre
 // q[i] = e4m3_satfinite(w[i] * inv_scale), n elements.
 void fp8_quantize_bf16(uint8_t * q, const __nv_bfloat16 * w, size_t n, float inv_scale, cudaStream_t stream);
 
-// lo8[r, k] = e4m3_satfinite(lo[r, k] * ZK_LO_FP8_SCALE) for the bf16 lo rows of a split input
-// ([n_rows, n_cols] both, row-major, n_cols % 8 == 0 and 16-byte aligned rows for the vector path).
-void fp8_lo_from_bf16(uint8_t * lo8, const __nv_bfloat16 * lo, int n_rows, int n_cols, cudaStream_t stream);
-
 // lo[r, k] = bf16(decode(lo8[r, k]) / ZK_LO_FP8_SCALE): bf16 lo rows back from FP8 ones, for the GEMMs of an
 // FP8 step that still take the split [hi; lo] bf16 form (LoRA, a shape cuBLASLt's FP8 path refuses).
 void fp8_lo_to_bf16(__nv_bfloat16 * lo, const uint8_t * lo8, int n_rows, int n_cols, cudaStream_t stream);

@@ -1,5 +1,5 @@
-// FP8 e4m3 copies of weights (once, at upload) and of split inputs' lo rows (per large step);
-// the math and error budget are in include/zamba2-fp8.h.
+// FP8 e4m3 copies of weights (once, at upload) and the bf16 lo rows rebuilt from a split input's FP8 lo
+// (the norms write lo8 themselves); the math and error budget are in include/zamba2-fp8.h.
 #include <cuda_fp8.h>
 
 #include "zamba2-common.cuh"
@@ -25,27 +25,6 @@ static __global__ void fp8_quantize_kernel(uint8_t * __restrict__ q, const bf16 
     }
 }
 
-// 8 lo values (16 bytes in) -> 8 e4m3 (8 bytes out) per thread.
-static __global__ void fp8_lo_vec_kernel(uint2 * __restrict__ lo8, const uint4 * __restrict__ lo, size_t n8) {
-    for (size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n8; i += (size_t) gridDim.x * blockDim.x) {
-        const uint4 raw = lo[i];                                   // lo: [n8] x 8 bf16
-        const __nv_bfloat162 * p = reinterpret_cast<const __nv_bfloat162 *>(&raw);
-        uint16_t out[4];
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            const float2 f = __bfloat1622float2(p[j]);
-            out[j] = __nv_cvt_float2_to_fp8x2(make_float2(f.x * ZK_LO_FP8_SCALE, f.y * ZK_LO_FP8_SCALE), __NV_SATFINITE, __NV_E4M3);
-        }
-        lo8[i] = make_uint2(out[0] | ((uint32_t) out[1] << 16), out[2] | ((uint32_t) out[3] << 16));  // lo8: [n8] x 8
-    }
-}
-
-static __global__ void fp8_lo_kernel(uint8_t * __restrict__ lo8, const bf16 * __restrict__ lo, size_t n) {
-    for (size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n; i += (size_t) gridDim.x * blockDim.x) {
-        lo8[i] = __nv_cvt_float_to_fp8(zk_to_f32(lo[i]) * ZK_LO_FP8_SCALE, __NV_SATFINITE, __NV_E4M3);
-    }
-}
-
 static __global__ void fp8_lo_to_bf16_kernel(bf16 * __restrict__ lo, const uint8_t * __restrict__ lo8, size_t n) {
     for (size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n; i += (size_t) gridDim.x * blockDim.x) {
         const __half_raw h = __nv_cvt_fp8_to_halfraw(lo8[i], __NV_E4M3);                 // exact in fp16
@@ -68,17 +47,6 @@ void fp8_absmax_bf16(float * absmax, const bf16 * w, size_t n, cudaStream_t stre
 void fp8_quantize_bf16(uint8_t * q, const bf16 * w, size_t n, float inv_scale, cudaStream_t stream) {
     if (n == 0) return;
     fp8_quantize_kernel<<<grid_for(n, 256), 256, 0, stream>>>(q, w, n, inv_scale);
-}
-
-void fp8_lo_from_bf16(uint8_t * lo8, const bf16 * lo, int n_rows, int n_cols, cudaStream_t stream) {
-    const size_t n = (size_t) n_rows * n_cols;
-    if (n == 0) return;
-    if (n % 8 == 0 && (uintptr_t) lo % 16 == 0 && (uintptr_t) lo8 % 8 == 0) {
-        fp8_lo_vec_kernel<<<grid_for(n / 8, 256), 256, 0, stream>>>(reinterpret_cast<uint2 *>(lo8),
-                                                                    reinterpret_cast<const uint4 *>(lo), n / 8);
-        return;
-    }
-    fp8_lo_kernel<<<grid_for(n, 256), 256, 0, stream>>>(lo8, lo, n);
 }
 
 void fp8_lo_to_bf16(bf16 * lo, const uint8_t * lo8, int n_rows, int n_cols, cudaStream_t stream) {
