@@ -177,3 +177,11 @@ void zamba2_sampling_collect(zamba2_engine * e, zamba2_step_output & out);
 enum zamba2_prof_cat { PROF_GEMM, PROF_NORM, PROF_CONV, PROF_SCAN, PROF_ATTN, PROF_ELEM, PROF_LOGITS, PROF_COPY, PROF_N };
 // Records an event closing an op of category `cat` (no-op unless profiling).
 void zamba2_prof_mark(zamba2_engine * e, int cat);
+
+// ---- zamba2-fp8-copies.cc ----
+// Weights multiplied by split inputs: they get an FP8 copy (zamba2_tensor::fp8) when lo_fp8 is on.
+bool zamba2_wants_fp8(const std::string & name);
+// Whether the copies fit in GPU memory beside the weights and a reserve (called before allocation).
+bool zamba2_fp8_copies_fit(const zamba2_engine * e);
+// t.fp8 = e4m3(W / scale), scale = max|W| / 448, from the uploaded bf16 weight ("" or the error).
+std::string zamba2_make_fp8_copy(zamba2_engine * e, zamba2_tensor & t);

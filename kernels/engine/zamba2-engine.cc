@@ -16,8 +16,6 @@
         if (err_ != cudaSuccess) return std::string(#call ": ") + cudaGetErrorString(err_);        \
     } while (0)
 
-static bool wants_fp8(const std::string & n);
-
 size_t zamba2_config::state_slot_bytes() const {
     return (size_t) n_layers * ((size_t) 3 * conv_dim() * sizeof(float) +
                                 (size_t) n_mamba_heads * mamba_head_dim * d_state * sizeof(float));
@@ -170,12 +168,13 @@ zamba2_engine * zamba2_engine_create(const zamba2_config & cfg, std::string * er
     const char * lo_fp8_min_t = std::getenv("ZAMBA2_LO_FP8_MIN_T");
     if (lo_fp8_min_t && *lo_fp8_min_t) e->lo_fp8_min_t = std::max(1, std::atoi(lo_fp8_min_t));
     build_specs(e);
+    if (e->lo_fp8 && !zamba2_fp8_copies_fit(e)) e->lo_fp8 = false;  // a large model on a small GPU: bf16 lo terms
     for (const auto & sp : e->specs) {
         zamba2_tensor t;
         t.numel = sp.numel;
         t.f32 = sp.f32;
         err = alloc_bytes(e, &t.ptr, sp.numel * (sp.f32 ? 4 : 2));
-        if (err.empty() && e->lo_fp8 && !sp.f32 && wants_fp8(sp.name)) err = alloc_n(e, &t.fp8, sp.numel);
+        if (err.empty() && e->lo_fp8 && !sp.f32 && zamba2_wants_fp8(sp.name)) err = alloc_n(e, &t.fp8, sp.numel);
         e->weights[sp.name] = t;
         if (!err.empty()) break;
     }
@@ -310,33 +309,6 @@ static float f16_bits_to_f32(uint16_t h) {
     return f;
 }
 
-// Weights multiplied by split inputs (zamba2-forward.cc's split_gemm): they get an FP8 copy for large steps.
-static bool wants_fp8(const std::string & n) {
-    auto ends = [&](const char * suf) {
-        const size_t k = std::strlen(suf);
-        return n.size() >= k && n.compare(n.size() - k, k, suf) == 0;
-    };
-    if (n.rfind("layers.", 0) == 0) return ends(".in_proj") || ends(".out_proj");
-    if (n.rfind("blocks.", 0) == 0) return ends(".q") || ends(".k") || ends(".v") || ends(".o") || ends(".gate_up");
-    return false;
-}
-
-// t.fp8 = e4m3(W / scale), scale = max|W| / 448 (1 for an all-zero W), from the uploaded bf16 copy.
-static std::string make_fp8_copy(zamba2_engine * e, zamba2_tensor & t) {
-    if (!t.fp8) return "";
-    float * d_max = reinterpret_cast<float *>(e->s.skinny_work);  // scratch: not in use outside a step
-    ZE_CUDA(cudaMemsetAsync(d_max, 0, sizeof(float), e->stream));
-    fp8_absmax_bf16(d_max, static_cast<const bf16 *>(t.ptr), t.numel, e->stream);
-    float absmax = 0.0f;
-    ZE_CUDA(cudaMemcpyAsync(&absmax, d_max, sizeof(float), cudaMemcpyDeviceToHost, e->stream));
-    ZE_CUDA(cudaStreamSynchronize(e->stream));
-    t.fp8_scale = absmax > 0.0f && std::isfinite(absmax) ? absmax / ZK_E4M3_MAX : 1.0f;
-    fp8_quantize_bf16(t.fp8, static_cast<const bf16 *>(t.ptr), t.numel, 1.0f / t.fp8_scale, e->stream);
-    ZE_CUDA(cudaGetLastError());
-    ZE_CUDA(cudaStreamSynchronize(e->stream));
-    return "";
-}
-
 std::string zamba2_engine_set_weight(zamba2_engine * e, const std::string & name, int src_dtype, const void * data,
                                      size_t numel) {
     zamba2_engine_use_device(e);
@@ -366,7 +338,7 @@ std::string zamba2_engine_set_weight(zamba2_engine * e, const std::string & name
         src = staging.data();
     }
     ZE_CUDA(cudaMemcpy(t.ptr, src, numel * (t.f32 ? 4 : 2), cudaMemcpyHostToDevice));
-    const std::string err = make_fp8_copy(e, t);
+    const std::string err = zamba2_make_fp8_copy(e, t);
     if (!err.empty()) return "weight '" + name + "': " + err;
     t.loaded = true;
     e->resolved = false;
@@ -396,7 +368,7 @@ std::string zamba2_engine_fill_random(zamba2_engine * e, uint64_t seed) {
     ZE_CUDA(cudaGetLastError());
     ZE_CUDA(cudaStreamSynchronize(e->stream));
     for (auto & kv : e->weights) {
-        const std::string err = make_fp8_copy(e, kv.second);
+        const std::string err = zamba2_make_fp8_copy(e, kv.second);
         if (!err.empty()) return "weight '" + kv.first + "': " + err;
     }
     e->resolved = false;

@@ -17,6 +17,8 @@
 
 #include <utility>
 
+#include "zamba2-common.cuh"
+
 // Process-wide switch, set by the engine (ZAMBA2_PDL, compute capability >= 9.0). Off: plain launches.
 inline bool & zk_pdl_enabled() {
     static bool on = false;
@@ -24,15 +26,38 @@ inline bool & zk_pdl_enabled() {
 }
 
 static __device__ __forceinline__ void zk_pdl_prologue() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
+    zk_pdl_wait();
+    zk_pdl_trigger();
 }
 
+// The current device's SM count and compute capability major, queried once per device (host-side attribute
+// reads only: safe while a stream is being captured).
+struct zk_device_facts {
+    int n_sm = 0, major = 0;
+};
+inline const zk_device_facts & zk_device() {
+    constexpr int kMaxDevices = 64;
+    static zk_device_facts facts[kMaxDevices];
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= kMaxDevices) dev = 0;
+    zk_device_facts & f = facts[dev];
+    if (f.n_sm == 0) {
+        int n_sm = 0, major = 0;
+        cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev);
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+        cudaGetLastError();  // a failed query leaves the defaults below, not a sticky error
+        f.major = major;
+        f.n_sm = n_sm > 0 ? n_sm : 132;
+    }
+    return f;
+}
+inline int zk_sm_count() { return zk_device().n_sm; }
+
+// A launch with PDL when `pdl` is set and the device has it (compute capability 9.0+), else a plain one.
+// For kernels whose PDL use is their own choice (skinny_gemm's args.pdl, the SSD's prep -> chunk edge).
 template <typename... KArgs, typename... Args>
-static inline cudaError_t zk_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem_bytes, cudaStream_t stream,
-                                    Args &&... args) {
+static inline cudaError_t zk_launch_pdl(bool pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem_bytes,
+                                        cudaStream_t stream, Args &&... args) {
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
@@ -42,6 +67,12 @@ static inline cudaError_t zk_launch(void (*kernel)(KArgs...), dim3 grid, dim3 bl
     cfg.dynamicSmemBytes = smem_bytes;
     cfg.stream = stream;
     cfg.attrs = attr;
-    cfg.numAttrs = zk_pdl_enabled() ? 1 : 0;
+    cfg.numAttrs = pdl && zk_device().major >= 9 ? 1 : 0;
     return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
+
+template <typename... KArgs, typename... Args>
+static inline cudaError_t zk_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem_bytes, cudaStream_t stream,
+                                    Args &&... args) {
+    return zk_launch_pdl(zk_pdl_enabled(), kernel, grid, block, smem_bytes, stream, std::forward<Args>(args)...);
 }

@@ -97,26 +97,26 @@ attention_decode_kernel(float * __restrict__ out, const float * __restrict__ q, 
                     }
                 }
             }
-            continue;
-        }
+        } else {  // per key: head dims per lane (DPL) not a multiple of 4
 #pragma unroll 8
-        for (int jj = 0; jj < ZK_WARP_SIZE; ++jj) {
-            const int64_t base = __shfl_sync(0xffffffffu, kv_base, jj);
-            const float pj = __shfl_sync(0xffffffffu, p, jj);
-            if (jj >= n_keys) continue;              // warp-uniform
-            const bf16 * vrow = v_pool + base + lane * DPL;  // v_pool: [pages, heads, 16, D]; this lane's dims
-            if (DPL % 4 == 0 && full_lane) {
+            for (int jj = 0; jj < ZK_WARP_SIZE; ++jj) {
+                const int64_t base = __shfl_sync(0xffffffffu, kv_base, jj);
+                const float pj = __shfl_sync(0xffffffffu, p, jj);
+                if (jj >= n_keys) continue;              // warp-uniform
+                const bf16 * vrow = v_pool + base + lane * DPL;  // v_pool: [pages, heads, 16, D]; this lane's dims
+                if (DPL % 4 == 0 && full_lane) {
 #pragma unroll
-                for (int c = 0; c < DPL / 4; ++c) {
-                    const uint2 raw = *reinterpret_cast<const uint2 *>(vrow + 4 * c);  // 8-byte aligned: D % 8 == 0
-                    const bf16 * v4 = reinterpret_cast<const bf16 *>(&raw);
+                    for (int c = 0; c < DPL / 4; ++c) {
+                        const uint2 raw = *reinterpret_cast<const uint2 *>(vrow + 4 * c);  // 8-byte aligned: D % 8 == 0
+                        const bf16 * v4 = reinterpret_cast<const bf16 *>(&raw);
 #pragma unroll
-                    for (int u = 0; u < 4; ++u) acc[4 * c + u] += pj * zk_to_f32(v4[u]);
-                }
-            } else {
+                        for (int u = 0; u < 4; ++u) acc[4 * c + u] += pj * zk_to_f32(v4[u]);
+                    }
+                } else {
 #pragma unroll
-                for (int k = 0; k < DPL; ++k) {
-                    if (lane * DPL + k < head_dim) acc[k] += pj * zk_to_f32(vrow[k]);
+                    for (int k = 0; k < DPL; ++k) {
+                        if (lane * DPL + k < head_dim) acc[k] += pj * zk_to_f32(vrow[k]);
+                    }
                 }
             }
         }
@@ -147,14 +147,7 @@ bool paged_attention_decode(float * out, const float * q, bf16 * k_pool, bf16 * 
     const int dpl = (head_dim + ZK_WARP_SIZE - 1) / ZK_WARP_SIZE;
     // few (sequence, head) blocks (small batches): 8 warps each split the keys finer (b1 1.2B: 27 -> 17 us per
     // launch, run 16); many blocks: 4 warps, so more blocks fit per SM (8 measured slower from b16 up)
-    static int n_sm = 0;
-    if (n_sm == 0) {
-        int dev = 0;
-        cudaGetDevice(&dev);
-        cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev);
-        if (n_sm <= 0) n_sm = 132;
-    }
-    const bool wide = (int64_t) n_seqs * n_heads <= 2 * n_sm;
+    const bool wide = (int64_t) n_seqs * n_heads <= 2 * zk_sm_count();
 #define ZK_DEC_W(N, W) zk_launch(attention_decode_kernel<N, W>, grid, dim3(W * ZK_WARP_SIZE), 0, stream, out, q, k_pool, v_pool, \
                                  block_tables, max_pages, positions, n_heads, head_dim, scale, k_new, v_new, kv_index)
 #define ZK_DEC(N) (wide ? ZK_DEC_W(N, 8) : ZK_DEC_W(N, 4))

@@ -26,6 +26,7 @@
 //   distributed shared memory (st.async + mbarrier; no gain: co-scheduling gaps, serial waits inside
 //   the cluster), and y computed transposed with S_{c−1} from registers as the A operand (slower: 128
 //   registers, and S_{c−1}'s loads overlapped with phase D lengthened each hop).
+#include "zamba2-launch.cuh"
 #include "zamba2-mma.cuh"
 
 #include <cstdint>
@@ -552,16 +553,6 @@ int g_debug_mode = 0;
 unsigned long long * g_debug_prof = nullptr;
 int g_debug_variant = 0;  // mamba2_ssd_debug_variant: 0 default, 1 without PDL
 
-int device_major() {
-    static const int major = [] {
-        int dev = 0, m = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&m, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) m = 0;
-        cudaGetLastError();
-        return m;
-    }();
-    return major;
-}
-
 template <int NPAD, typename TX>
 bool ssd_launch_n(const ssd_args<TX> & a, cudaStream_t stream) {
     using SM = ssd_smem<NPAD>;
@@ -577,17 +568,9 @@ bool ssd_launch_n(const ssd_args<TX> & a, cudaStream_t stream) {
     const size_t prep_smem = (size_t) 4 * SM::kPlaneB * 2;
     ssd_prep_kernel<NPAD, TX><<<a.n_chunks * a.n_groups, kThreads, prep_smem, stream>>>(a);
     if (a.mode == 3) return true;
-    cudaLaunchConfig_t cfg = {};
-    cudaLaunchAttribute attr;
-    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr.val.programmaticStreamSerializationAllowed = 1;
-    cfg.gridDim = dim3(a.n_chunks * a.n_heads);
-    cfg.blockDim = dim3(kThreads);
-    cfg.dynamicSmemBytes = SM::kBytes;
-    cfg.stream = stream;
-    cfg.attrs = &attr;
-    cfg.numAttrs = g_debug_variant == 0 && device_major() >= 9 ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, ssd_chunk_kernel<NPAD, TX>, a) == cudaSuccess;
+    // the chunk kernel overlaps the prep kernel's tail (PDL) unless the debug variant turns it off
+    return zk_launch_pdl(g_debug_variant == 0, ssd_chunk_kernel<NPAD, TX>, dim3(a.n_chunks * a.n_heads), dim3(kThreads),
+                         SM::kBytes, stream, a) == cudaSuccess;
 }
 
 template <typename TX>

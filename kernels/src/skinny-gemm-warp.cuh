@@ -64,7 +64,7 @@ template <int NT, int XMODE, int U, bool STAGED>
 static __device__ __forceinline__ void zk_skinny_group(float (&acc)[NT][4], const uint4 (&wa)[U], const uint4 (&wb)[U],
                                                        const skinny_x_view & X, int M, int n_steps, int s0, int g, int t) {
     const uint4 zero = make_uint4(0, 0, 0, 0);
-    if (STAGED) {  // NT = 1: x row g from shared memory, loaded right before its MMAs
+    if constexpr (STAGED) {  // NT = 1: x row g from shared memory, loaded right before its MMAs
         const bool row_ok = g < M;
 #pragma unroll
         for (int u = 0; u < U; ++u) {
@@ -83,33 +83,33 @@ static __device__ __forceinline__ void zk_skinny_group(float (&acc)[NT][4], cons
                 zk_mma_bf16(acc[0], a47, xl.z, xl.w);
             }
         }
-        return;
-    }
-    uint4 xh[U][NT], xl[U][NT];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-        const int k = (s0 + u * ZK_SKINNY_WARPS) * 32 + 8 * t;
-        const bool in = s0 + u * ZK_SKINNY_WARPS < n_steps && k < X.K;
-#pragma unroll
-        for (int j = 0; j < NT; ++j) {
-            const int m = 8 * j + g;
-            xh[u][j] = zero;
-            xl[u][j] = zero;
-            if (in && m < M) zk_load_x8<XMODE>(xh[u][j], xl[u][j], X, m, k);
+    } else {
+        uint4 xh[U][NT], xl[U][NT];
+    #pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const int k = (s0 + u * ZK_SKINNY_WARPS) * 32 + 8 * t;
+            const bool in = s0 + u * ZK_SKINNY_WARPS < n_steps && k < X.K;
+    #pragma unroll
+            for (int j = 0; j < NT; ++j) {
+                const int m = 8 * j + g;
+                xh[u][j] = zero;
+                xl[u][j] = zero;
+                if (in && m < M) zk_load_x8<XMODE>(xh[u][j], xl[u][j], X, m, k);
+            }
         }
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-        if (s0 + u * ZK_SKINNY_WARPS >= n_steps) break;         // warp-uniform
-        const uint32_t a03[4] = {wa[u].x, wb[u].x, wa[u].y, wb[u].y};  // k slots <- k+0..3
-        const uint32_t a47[4] = {wa[u].z, wb[u].z, wa[u].w, wb[u].w};  // k slots <- k+4..7
-#pragma unroll
-        for (int j = 0; j < NT; ++j) {
-            zk_mma_bf16(acc[j], a03, xh[u][j].x, xh[u][j].y);
-            zk_mma_bf16(acc[j], a47, xh[u][j].z, xh[u][j].w);
-            if (skinny_x_split<XMODE>::value) {
-                zk_mma_bf16(acc[j], a03, xl[u][j].x, xl[u][j].y);
-                zk_mma_bf16(acc[j], a47, xl[u][j].z, xl[u][j].w);
+    #pragma unroll
+        for (int u = 0; u < U; ++u) {
+            if (s0 + u * ZK_SKINNY_WARPS >= n_steps) break;         // warp-uniform
+            const uint32_t a03[4] = {wa[u].x, wb[u].x, wa[u].y, wb[u].y};  // k slots <- k+0..3
+            const uint32_t a47[4] = {wa[u].z, wb[u].z, wa[u].w, wb[u].w};  // k slots <- k+4..7
+    #pragma unroll
+            for (int j = 0; j < NT; ++j) {
+                zk_mma_bf16(acc[j], a03, xh[u][j].x, xh[u][j].y);
+                zk_mma_bf16(acc[j], a47, xh[u][j].z, xh[u][j].w);
+                if (skinny_x_split<XMODE>::value) {
+                    zk_mma_bf16(acc[j], a03, xl[u][j].x, xl[u][j].y);
+                    zk_mma_bf16(acc[j], a47, xl[u][j].z, xl[u][j].w);
+                }
             }
         }
     }

@@ -43,6 +43,7 @@
 #define ZK_SKINNY_WARPS 8
 
 #include "skinny-gemm-warp.cuh"
+#include "zamba2-launch.cuh"
 
 // Blocks per SM (256 threads; __launch_bounds__ holds every variant at <= 128 registers, no spills per
 // ptxas -v): the persistent grid is this many CTAs per SM.
@@ -321,40 +322,13 @@ constexpr int ZK_SKINNY_MAX_PREFETCH_AHEAD = 64;  // items
 // With the 32 KB of weight slots and 4 KB of partial tiles, two CTAs per SM still fit (2 x 108.5 KB of 227).
 constexpr size_t ZK_SKINNY_STAGE_MAX_BYTES = 72 * 1024;
 
-struct skinny_device_info {
-    int n_sm = 0;
-    bool pdl = false;  // compute capability 9.0+
-};
-
-// Queried once per device (host-side attribute reads only: safe while a stream is being captured).
-constexpr int ZK_SKINNY_MAX_DEVICES = 64;
-static int skinny_current_device() {
-    int dev = 0;
-    cudaGetDevice(&dev);
-    return dev >= 0 && dev < ZK_SKINNY_MAX_DEVICES ? dev : 0;
-}
-static const skinny_device_info & skinny_device(int dev) {
-    static skinny_device_info info[ZK_SKINNY_MAX_DEVICES];
-    skinny_device_info & d = info[dev];
-    if (d.n_sm == 0) {
-        int n_sm = 0, major = 0;
-        cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev);
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-        d.pdl = major >= 9;
-        d.n_sm = n_sm > 0 ? n_sm : 132;
-    }
-    return d;
-}
-
 template <int NT, int XMODE, bool OUT_F32>
 static void skinny_launch_kernel(skinny_launch & L, cudaStream_t stream) {
     constexpr int U = skinny_unroll<NT>::value;
     const skinny_gemm_args & a = L.a;
-    const int dev_id = skinny_current_device();
-    const skinny_device_info & dev = skinny_device(dev_id);
     const skinny_schedule schedule = a.schedule == SKINNY_SCHEDULE_DEFAULT ? ZK_SKINNY_DEFAULT_SCHEDULE : a.schedule;
     const bool persistent = schedule != SKINNY_SCHEDULE_GRID;
-    const int resident = dev.n_sm * ZK_SKINNY_BLOCKS_PER_SM;
+    const int resident = zk_sm_count() * ZK_SKINNY_BLOCKS_PER_SM;
     // K slices: one round of loads per warp per slice at least. GRID: enough blocks for ~2 waves;
     // persistent: items for about half the resident CTAs (out_proj 2048x4096 M=1: 2 slices 9.8 us,
     // 4 slices 11.9, 8 slices 15.6).
@@ -398,18 +372,9 @@ static void skinny_launch_kernel(skinny_launch & L, cudaStream_t stream) {
             opted_in = true;
         }
     }
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned) grid);
-    cfg.blockDim = dim3(ZK_SKINNY_WARPS * ZK_WARP_SIZE);
-    cfg.dynamicSmemBytes = staged ? stage_bytes : 0;
-    cfg.stream = stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = a.pdl && dev.pdl ? 1 : 0;
     // launch errors surface at the caller's check (cudaGetLastError / stream capture)
-    cudaLaunchKernelEx(&cfg, kernel, L);
+    zk_launch_pdl(a.pdl, kernel, dim3((unsigned) grid), dim3(ZK_SKINNY_WARPS * ZK_WARP_SIZE), staged ? stage_bytes : 0,
+                  stream, L);
 }
 
 template <int NT, int XMODE>
