@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include "zamba2-kernels.h"
+#include "zamba2-launch.cuh"  // zk_pdl_wait / zk_pdl_trigger
 
 #define ZK_WARP_SIZE 32
 
@@ -44,25 +45,6 @@ static __device__ __forceinline__ void zk_store_split4(bf16 * hi, bf16 * lo, flo
     zk_split2(h1, l1, v.z, v.w);
     *reinterpret_cast<uint2 *>(hi) = make_uint2(h0, h1);
     if (lo) *reinterpret_cast<uint2 *>(lo) = make_uint2(l0, l1);
-}
-
-// Programmatic dependent launch (sm_90+; no-ops when compiled for older chips, and at run time when the
-// kernel was launched without cudaLaunchAttributeProgrammaticStreamSerialization / has no such dependent).
-// zk_pdl_trigger: the next kernel in the stream, if launched with that attribute, may start its CTAs now
-// (they run up to their zk_pdl_wait while this kernel finishes). Call it early; it does not publish memory.
-// zk_pdl_wait: blocks until the previous kernel in the stream has completed and its writes are visible.
-// A kernel launched with the attribute must call zk_pdl_wait in every CTA before it touches any memory
-// that an earlier kernel writes or a later one reads (only constant data, e.g. weights, may be read
-// before), and before it exits, so that completion stays ordered along the stream.
-static __device__ __forceinline__ void zk_pdl_trigger() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-static __device__ __forceinline__ void zk_pdl_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
 }
 
 // Asynchronous L2 prefetch of `bytes` (a multiple of 16) at p (16-byte aligned) by the copy engine: no

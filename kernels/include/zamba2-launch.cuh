@@ -17,12 +17,29 @@
 
 #include <utility>
 
-#include "zamba2-common.cuh"
-
 // Process-wide switch, set by the engine (ZAMBA2_PDL, compute capability >= 9.0). Off: plain launches.
 inline bool & zk_pdl_enabled() {
     static bool on = false;
     return on;
+}
+
+// Programmatic dependent launch (sm_90+; no-ops when compiled for older chips, and at run time when the
+// kernel was launched without cudaLaunchAttributeProgrammaticStreamSerialization / has no such dependent).
+// zk_pdl_trigger: the next kernel in the stream, if launched with that attribute, may start its CTAs now
+// (they run up to their zk_pdl_wait while this kernel finishes). Call it early; it does not publish memory.
+// zk_pdl_wait: blocks until the previous kernel in the stream has completed and its writes are visible.
+// A kernel launched with the attribute must call zk_pdl_wait in every CTA before it touches any memory
+// that an earlier kernel writes or a later one reads (only constant data, e.g. weights, may be read
+// before), and before it exits, so that completion stays ordered along the stream.
+static __device__ __forceinline__ void zk_pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void zk_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
 }
 
 static __device__ __forceinline__ void zk_pdl_prologue() {
@@ -45,7 +62,6 @@ inline const zk_device_facts & zk_device() {
         int n_sm = 0, major = 0;
         cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev);
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-        cudaGetLastError();  // a failed query leaves the defaults below, not a sticky error
         f.major = major;
         f.n_sm = n_sm > 0 ? n_sm : 132;
     }
