@@ -111,6 +111,33 @@ static __device__ __forceinline__ void zk_load_x8(uint4 & hi, uint4 & lo, const 
     zk_split8(hi, lo, f);
 }
 
+// RMSNORM: the row scales from the warps' partial sums of squares (part[warp][row], each warp's row sums already
+// written), summed in a fixed order: every CTA gets the same bits. Starts with the barrier that publishes part.
+static __device__ __forceinline__ void skinny_rms_scales(const skinny_gemm_args & a, float * inv,
+                                                         const float (&part)[ZK_SKINNY_WARPS][ZK_SKINNY_NORM_MAX_M]) {
+    __syncthreads();
+    if ((int) threadIdx.x < a.M) {
+        float t = 0.0f;
+#pragma unroll
+        for (int w = 0; w < ZK_SKINNY_WARPS; ++w) t += part[w][threadIdx.x];  // fixed order
+        inv[threadIdx.x * ZK_SKINNY_NORM_MAX_GROUPS] = rsqrtf(t / (float) a.K + a.norm.eps);
+    }
+}
+
+// GATED_NORM: a warp per (row, group) entry sums the group's chunk sums of g^2 (from the state step).
+static __device__ __forceinline__ void skinny_gated_scales(const skinny_gemm_args & a, float * inv) {
+    const skinny_x_norm & nm = a.norm;
+    const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE;
+    const int n_groups = a.K / nm.group, per = nm.group / nm.chunk;
+    for (int e = warp; e < a.M * n_groups; e += ZK_SKINNY_WARPS) {
+        const int m = e / n_groups, gi = e % n_groups;
+        float t = 0.0f;
+        for (int c = lane; c < per; c += ZK_WARP_SIZE) t += __ldg(nm.gsq + (int64_t) m * nm.ld_gsq + gi * per + c);
+        t = zk_warp_sum(t);
+        if (lane == 0) inv[m * ZK_SKINNY_NORM_MAX_GROUPS + gi] = rsqrtf(t / (float) nm.group + nm.eps);
+    }
+}
+
 // The norm modes' scales, once per CTA after its PDL wait (every CTA computes the same values in the same order).
 // inv: [8 rows][8 groups] shared; part: [8 warps][8 rows] shared scratch.
 template <int XMODE>
@@ -149,23 +176,9 @@ static __device__ __forceinline__ void skinny_norm_prologue(const skinny_gemm_ar
             const float t = zk_warp_sum(ss[m]);
             if (lane == 0) part[warp][m] = t;
         }
-        __syncthreads();
-        if ((int) threadIdx.x < a.M) {
-            float t = 0.0f;
-#pragma unroll
-            for (int w = 0; w < ZK_SKINNY_WARPS; ++w) t += part[w][threadIdx.x];  // fixed order
-            inv[threadIdx.x * ZK_SKINNY_NORM_MAX_GROUPS] = rsqrtf(t / (float) a.K + nm.eps);
-        }
+        skinny_rms_scales(a, inv, part);
     } else if (XMODE == SKINNY_X_GATED_NORM) {
-        // a warp per (row, group): the group's chunk sums of g^2 from the state step
-        const int n_groups = a.K / nm.group, per = nm.group / nm.chunk;
-        for (int e = warp; e < a.M * n_groups; e += ZK_SKINNY_WARPS) {
-            const int m = e / n_groups, gi = e % n_groups;
-            float t = 0.0f;
-            for (int c = lane; c < per; c += ZK_WARP_SIZE) t += __ldg(nm.gsq + (int64_t) m * nm.ld_gsq + gi * per + c);
-            t = zk_warp_sum(t);
-            if (lane == 0) inv[m * ZK_SKINNY_NORM_MAX_GROUPS + gi] = rsqrtf(t / (float) nm.group + nm.eps);
-        }
+        skinny_gated_scales(a, inv);
     }
     __syncthreads();
 }
@@ -225,22 +238,9 @@ static __device__ __forceinline__ void skinny_stage_one_pass(const skinny_gemm_a
             ss = zk_warp_sum(ss);
             if (lane == 0) part[warp][m] = ss;
         }
-        __syncthreads();
-        if ((int) threadIdx.x < a.M) {
-            float t = 0.0f;
-#pragma unroll
-            for (int q = 0; q < ZK_SKINNY_WARPS; ++q) t += part[q][threadIdx.x];  // fixed order
-            inv[threadIdx.x * ZK_SKINNY_NORM_MAX_GROUPS] = rsqrtf(t / (float) a.K + nm.eps);
-        }
-    } else {  // a warp per (row, group) entry: the group's chunk sums of g^2 (their loads overlap the packs')
-        const int n_groups = a.K / nm.group, per = nm.group / nm.chunk;
-        for (int e = warp; e < a.M * n_groups; e += ZK_SKINNY_WARPS) {
-            const int m = e / n_groups, gi = e % n_groups;
-            float t = 0.0f;
-            for (int c = lane; c < per; c += ZK_WARP_SIZE) t += __ldg(nm.gsq + (int64_t) m * nm.ld_gsq + gi * per + c);
-            t = zk_warp_sum(t);
-            if (lane == 0) inv[m * ZK_SKINNY_NORM_MAX_GROUPS + gi] = rsqrtf(t / (float) nm.group + nm.eps);
-        }
+        skinny_rms_scales(a, inv, part);
+    } else {
+        skinny_gated_scales(a, inv);  // its loads overlap the packs' loads issued above
     }
     __syncthreads();
 #pragma unroll
