@@ -54,6 +54,29 @@ static void need_lo_rows(zamba2_engine * e, const bf16 * x2, int T, int K) {
     e->s.lo_rows_for = x2;
 }
 
+// y [M, N] fp32 (+)= x . w^T (+ (x . w0^T) . w1^T) through skinny_gemm, x as xs describes it; LoRA in two
+// launches (lora3 [M, r] = x . w0^T, then main + lora3 . w1^T as the second operand).
+enum skinny_lora_outcome { SKINNY_LORA_DONE, SKINNY_LORA_REFUSED, SKINNY_LORA_REFUSED_AFTER_LORA };
+static skinny_lora_outcome skinny_lora_launch(zamba2_engine * e, const skinny_gemm_args & xs, float * y, int ld_y,
+                                              const bf16 * w, int N, bool accumulate, const bf16 * w0, const bf16 * w1) {
+    const int r = e->cfg.adapter_rank;
+    if (w0) {
+        skinny_gemm_args a0 = xs;
+        a0.accumulate = false;
+        a0.seg[0] = {w0, nullptr, nullptr, e->s.lora3, r, r};  // lora3: [M, r]
+        a0.n_seg = 1;
+        if (!skinny_gemm(a0, e->stream)) return SKINNY_LORA_REFUSED;
+    }
+    skinny_gemm_args a = xs;
+    a.accumulate = accumulate;
+    a.seg[0] = {w, w0 ? w1 : nullptr, w0 ? e->s.lora3 : nullptr, y, N, ld_y};  // y: [M, N]
+    a.n_seg = 1;
+    a.ld_x2 = r;
+    a.K2 = r;
+    if (skinny_gemm(a, e->stream)) return SKINNY_LORA_DONE;
+    return w0 ? SKINNY_LORA_REFUSED_AFTER_LORA : SKINNY_LORA_REFUSED;
+}
+
 // y [T, N] fp32 (+)= x . w^T for a split input x2 = [hi; lo] ([2T, K] bf16). Three forms:
 //  - skinny steps: one skinny_gemm reading hi and lo in registers (W read once);
 //  - FP8 steps (lo_fp8_weight): hi . w^T in bf16 into y, then lo8 . w8^T in FP8 added to columns [lo_n0, N)
@@ -88,20 +111,11 @@ std::string split_gemm(zamba2_engine * e, float * y, int ld_y, const bf16 * x2, 
         // y (+)= x . w^T + lora3 . w1^T in one launch
         const skinny_x_mode mode = e->split_inputs ? SKINNY_X_SPLIT : SKINNY_X_BF16;
         const bf16 * x_lo = e->split_inputs ? x2 + (size_t) T * K : nullptr;
-        bool ok = true;
-        if (w0) {
-            skinny_gemm_args a0 = skinny_args(e, mode, x2, x_lo, K, K, T, false);
-            a0.seg[0] = {w0, nullptr, nullptr, s.lora3, r, r};                            // lora3: [T, r]
-            a0.n_seg = 1;
-            ok = skinny_gemm(a0, st);
+        switch (skinny_lora_launch(e, skinny_args(e, mode, x2, x_lo, K, K, T, false), y, ld_y, w, N, accumulate, w0, w1)) {
+            case SKINNY_LORA_DONE: return "";
+            case SKINNY_LORA_REFUSED_AFTER_LORA: return "skinny_gemm refused a LoRA shape after its first half ran";
+            case SKINNY_LORA_REFUSED: break;  // nothing enqueued: the general path below
         }
-        skinny_gemm_args a = skinny_args(e, mode, x2, x_lo, K, K, T, accumulate);
-        a.seg[0] = {w, w0 ? w1 : nullptr, w0 ? s.lora3 : nullptr, y, N, ld_y};            // y: [T, N]
-        a.n_seg = 1;
-        a.ld_x2 = r;
-        a.K2 = r;
-        if (ok && skinny_gemm(a, st)) return "";
-        if (w0 && ok) return "skinny_gemm refused a LoRA shape after its first half ran";
     }
     if (!e->split_inputs) {  // ZAMBA2_SPLIT_GEMM=0: hi rows only, straight into y
         ZF_GEMM(y, GEMM_OUT_F32, ld_y, x2, K, w, T, N, K, accumulate ? 1.0f : 0.0f, st);
@@ -165,20 +179,9 @@ bool skinny_qkv(zamba2_engine * e, const skinny_gemm_args & xs, float * const ou
 // as skinny_gemm computes them: a refusal is an error.
 std::string skinny_gemm_lora(zamba2_engine * e, const skinny_gemm_args & xs, float * y, int ld_y, const bf16 * w, int N,
                              bool accumulate, const bf16 * w0, const bf16 * w1) {
-    const int r = e->cfg.adapter_rank;
-    if (w0) {
-        skinny_gemm_args a0 = xs;
-        a0.accumulate = false;
-        a0.seg[0] = {w0, nullptr, nullptr, e->s.lora3, r, r};  // lora3: [M, r]
-        a0.n_seg = 1;
-        if (!skinny_gemm(a0, e->stream)) return "skinny_gemm refused a fused LoRA input";
+    switch (skinny_lora_launch(e, xs, y, ld_y, w, N, accumulate, w0, w1)) {
+        case SKINNY_LORA_DONE: return "";
+        case SKINNY_LORA_REFUSED_AFTER_LORA: return "skinny_gemm refused a fused input";
+        default: return w0 ? "skinny_gemm refused a fused LoRA input" : "skinny_gemm refused a fused input";
     }
-    skinny_gemm_args a = xs;
-    a.accumulate = accumulate;
-    a.seg[0] = {w, w0 ? w1 : nullptr, w0 ? e->s.lora3 : nullptr, y, N, ld_y};  // y: [M, N]
-    a.n_seg = 1;
-    a.ld_x2 = r;
-    a.K2 = r;
-    if (!skinny_gemm(a, e->stream)) return "skinny_gemm refused a fused input";
-    return "";
 }
