@@ -45,8 +45,9 @@
 #include "skinny-gemm-warp.cuh"
 #include "zamba2-launch.cuh"
 
-// Blocks per SM (256 threads; __launch_bounds__ holds every variant at <= 128 registers, no spills per
-// ptxas -v): the persistent grid is this many CTAs per SM.
+// Blocks per SM (256 threads; __launch_bounds__ holds every variant at <= 128 registers; ptxas -v: the staged
+// M <= 8 variants spill at most 32 bytes, the preload held across the wait, the others at most 64 bytes): the
+// persistent grid is this many CTAs per SM.
 constexpr int ZK_SKINNY_BLOCKS_PER_SM = 2;
 
 // ---- kernel ----------------------------------------------------------------------------------------
