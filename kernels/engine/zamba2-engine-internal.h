@@ -138,6 +138,8 @@ struct zamba2_engine {
     bool skinny_no_second_group = false;
     // K slices per skinny_gemm tile (ZAMBA2_SKINNY_SPLIT_K; 0: chosen per shape)
     int skinny_split_k = 0;
+    bool skinny_no_ring = false;  // ZAMBA2_SKINNY_RING=0: the register-streaming kernel at M <= 8
+    int skinny_ring_stages = 0;   // ZAMBA2_SKINNY_RING=n: at most n ring slots (0: as many as fit)
     // ZAMBA2_SSD=1: steps with prefill chunks run the chunked SSD scan (mamba2_ssd_varlen)
     bool use_ssd = false;
     int ssd_max_chunks = 0;

@@ -1,0 +1,147 @@
+// skinny_gemm's work items (kernels/src/skinny-gemm.cu includes this once; both its kernels use it): the launch
+// parameters, where an item (16 output features x one K slice) lies, its LoRA term, and how the 8 warps' partial
+// tiles of an item are summed and written (split-K partials summed in a fixed order by the last slice).
+#pragma once
+
+#include "skinny-gemm-warp.cuh"
+
+struct skinny_launch {
+    skinny_gemm_args a;
+    int tile_end[ZK_SKINNY_MAX_SEGMENTS];  // cumulative 16-feature tiles per segment
+    int tiles;                             // over all segments
+    int KS;                                // K slices per tile; work item = ks * tiles + tile
+    int steps_per_slice;                   // 32-wide k steps of one slice
+    int prefetch_ahead;                    // items prefetched beyond the current one; -1: no prefetch
+    int stage_stride;                      // staged input row stride, bytes (the STAGED kernels)
+    int ring_stages, ring_offset;          // the ring kernel: slots, and their offset in dynamic shared memory
+};
+
+struct skinny_item_pos {
+    int tile, ks, seg, n0;
+};
+
+static __device__ __forceinline__ skinny_item_pos skinny_locate(const skinny_launch & L, int item) {
+    skinny_item_pos p;
+    p.ks = item / L.tiles;
+    p.tile = item - p.ks * L.tiles;
+    int s = 0;
+    while (s + 1 < L.a.n_seg && p.tile >= L.tile_end[s]) ++s;
+    p.seg = s;
+    p.n0 = (p.tile - (s > 0 ? L.tile_end[s - 1] : 0)) * 16;
+    return p;
+}
+
+// One warp asks the copy engine to bring an item's weights into L2: lanes 0-15 one W row slice each,
+// lanes 16-31 the w2 rows (LoRA, slice 0 only). The warps' own loads then hit L2 or an in-flight miss.
+static __device__ __forceinline__ void skinny_prefetch_item(const skinny_launch & L, int item, int lane) {
+    const skinny_item_pos p = skinny_locate(L, item);
+    const skinny_segment & sg = L.a.seg[p.seg];
+    const int n = p.n0 + (lane & 15);
+    if (n >= sg.n) return;
+    if (lane < 16) {
+        const int k0 = p.ks * L.steps_per_slice * 32, k1 = min(L.a.K, k0 + L.steps_per_slice * 32);
+        if (k1 > k0) zk_prefetch_l2_bulk(sg.w + (int64_t) n * L.a.K + k0, (uint32_t) (k1 - k0) * sizeof(bf16));
+    } else if (sg.w2 && p.ks == 0) {
+        zk_prefetch_l2_bulk(sg.w2 + (int64_t) n * L.a.K2, (uint32_t) L.a.K2 * sizeof(bf16));
+    }
+}
+
+// The LoRA term of an item (slice 0 only): acc += x2 . w2^T over K2, register loads.
+template <int NT>
+static __device__ __forceinline__ void skinny_item_w2(const skinny_launch & L, const skinny_item_pos & p, float (&acc)[NT][4]) {
+    const skinny_gemm_args & a = L.a;
+    const skinny_segment & sg = a.seg[p.seg];
+    if (!sg.w2 || p.ks != 0) return;
+    const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE, g = lane / 4, t = lane % 4;
+    const int na = p.n0 + g, nb = p.n0 + g + 8;
+    const bool ok_a = na < sg.n, ok_b = nb < sg.n;
+    const skinny_x_view X2 = {sg.x2, nullptr, a.ld_x2, a.K2, nullptr, nullptr, nullptr, 0, 0};  // x2: [M, K2] fp32
+    zk_skinny_accumulate<NT, SKINNY_X_F32>(acc, sg.w2 + (int64_t) (ok_a ? na : 0) * a.K2,
+                                           sg.w2 + (int64_t) (ok_b ? nb : 0) * a.K2, ok_a, ok_b, X2, a.M, warp,
+                                           (a.K2 + 31) / 32, g, t);  // w2: [N, K2]
+}
+
+// Where a warp's W loads of an item start: rows n0+g and n0+g+8 of the item's segment (clamped when past n),
+// and the item's k steps.
+struct skinny_item_rows {
+    const bf16 * w_a, * w_b;
+    bool ok_a, ok_b;
+    int s_begin, s_end;
+};
+
+static __device__ __forceinline__ skinny_item_rows skinny_rows(const skinny_launch & L, const skinny_item_pos & p) {
+    const skinny_gemm_args & a = L.a;
+    const skinny_segment & sg = a.seg[p.seg];
+    const int g = (threadIdx.x % ZK_WARP_SIZE) / 4;
+    const int na = p.n0 + g, nb = p.n0 + g + 8;
+    skinny_item_rows r;
+    r.ok_a = na < sg.n;
+    r.ok_b = nb < sg.n;
+    r.w_a = sg.w + (int64_t) (r.ok_a ? na : 0) * a.K;  // w: [N, K]
+    r.w_b = sg.w + (int64_t) (r.ok_b ? nb : 0) * a.K;
+    r.s_begin = p.ks * L.steps_per_slice;
+    r.s_end = min((a.K + 31) / 32, r.s_begin + L.steps_per_slice);
+    return r;
+}
+
+// One work item: the block's 8 warps accumulate 16 features x all M rows over K slice ks, sum their
+// partial tiles in a fixed order, and write y (or, split-K, a partial tile; the last slice sums them).
+template <int NT, int XMODE, bool OUT_F32>
+static __device__ __forceinline__ void skinny_item_finish(const skinny_launch & L, const skinny_item_pos & p,
+                                                          const float (&acc)[NT][4],
+                                                          float (&red)[ZK_SKINNY_WARPS][NT * 4][ZK_WARP_SIZE],
+                                                          bool & last_block) {
+    constexpr int ENTRIES = NT * 4 * ZK_WARP_SIZE;  // one tile: 16 features x 8 NT rows
+    const skinny_gemm_args & a = L.a;
+    const int tile = p.tile, ks = p.ks, KS = L.KS, n0 = p.n0;
+    const skinny_segment & sg = a.seg[p.seg];
+    const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE;
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+#pragma unroll
+        for (int c = 0; c < 4; ++c) red[warp][j * 4 + c][lane] = acc[j][c];
+    }
+    __syncthreads();
+    if (KS > 1) {
+        // partial tile of this slice -> workspace [tiles, KS, ENTRIES]; the last slice to arrive sums them
+        float * part = a.workspace + ((int64_t) tile * KS + ks) * ENTRIES;
+        for (int e = threadIdx.x; e < ENTRIES; e += blockDim.x) {
+            float v = 0.0f;
+#pragma unroll
+            for (int w = 0; w < ZK_SKINNY_WARPS; ++w) v += red[w][e / ZK_WARP_SIZE][e % ZK_WARP_SIZE];
+            part[e] = v;
+        }
+        __threadfence();
+        __syncthreads();
+        if (threadIdx.x == 0) last_block = atomicAdd(a.counters + tile, 1) == KS - 1;
+        __syncthreads();
+        if (!last_block) return;  // block-uniform
+        __threadfence();
+    }
+    // C fragment: c0, c1 -> feature g, rows 2t, 2t+1 of the 8-row tile; c2, c3 -> feature g+8
+    for (int e = threadIdx.x; e < ENTRIES; e += blockDim.x) {
+        const int q = e / ZK_WARP_SIZE, ln = e % ZK_WARP_SIZE, j = q / 4, c = q % 4;
+        float v = 0.0f;
+        if (KS > 1) {
+            const float * parts = a.workspace + (int64_t) tile * KS * ENTRIES + e;
+            for (int k = 0; k < KS; ++k) v += __ldcg(parts + (int64_t) k * ENTRIES);  // fixed order: deterministic
+        } else {
+#pragma unroll
+            for (int w = 0; w < ZK_SKINNY_WARPS; ++w) v += red[w][q][ln];
+        }
+        const int n = n0 + ln / 4 + (c >= 2 ? 8 : 0), m = 8 * j + 2 * (ln % 4) + (c & 1);
+        if (n >= sg.n || m >= a.M) continue;
+        if (OUT_F32) {
+            float * yo = static_cast<float *>(sg.y) + (int64_t) m * sg.ld_y + n;   // y: [M, N] f32
+            *yo = a.accumulate ? *yo + v : v;
+            // only the RMSNORM instantiations carry the conv epilogue (in_proj of a decode step)
+            if (XMODE == SKINNY_X_RMSNORM && a.conv.out && p.seg == 0 && n >= a.conv.col0 && n < a.conv.col0 + a.conv.n) {
+                skinny_conv_decode(a.conv, m, n - a.conv.col0, v);
+            }
+        } else {
+            bf16 * yo = static_cast<bf16 *>(sg.y) + (int64_t) m * sg.ld_y + n;     // y: [M, N] bf16
+            *yo = zk_to_bf16(a.accumulate ? zk_to_f32(*yo) + v : v);
+        }
+    }
+    if (KS > 1 && threadIdx.x == 0) a.counters[tile] = 0;  // ready for the next launch
+}
