@@ -5,6 +5,7 @@
 #   node       golden fixtures through the engine: defaults, then each fast path alone, then all of them
 #   bench      bench-engine 1.2b: defaults, then each variant of BENCH_VARIANTS
 #   presets    bench-engine 2.7b and 7b with the defaults
+#   skinny     skinny_gemm's benchmark (ZK_BENCH_SKINNY=1: 1.2B decode shapes, the layer chain)
 #   ncu        per-kernel time of decode steps at b1 and b64 (ncu, graphs off; kernels/dev/ncu_summary.py)
 #   sanitize   compute-sanitizer memcheck of the kernel tests
 #   e2e        1.2B random checkpoint, the server with --device cuda, many-streams at 64 concurrent streams
@@ -15,7 +16,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-/tmp/zamba2-device-run}"
 mkdir -p "$out"
-stages="${*:-build tests node bench presets ncu sanitize e2e hf}"
+stages="${*:-build tests node bench presets skinny ncu sanitize e2e hf}"
 status=0
 t_start=$(date +%s)
 stage() { echo; echo "=== $1 ($(date +%T), +$(($(date +%s) - t_start))s)"; }
@@ -82,6 +83,12 @@ if has presets; then
   for p in 2.7b 7b; do
     timeout 150 kernels/build/bench-engine $p 2>&1 | grep -E "^(preset|prefill|decode) " | sed "s/^/$p | /" | tee -a "$out/bench-presets.txt"
   done
+fi
+
+if has skinny; then
+  stage "skinny_gemm benchmark"
+  ZK_BENCH_SKINNY=1 ZK_TEST_ONLY=skinny timeout 300 kernels/build/test-kernels > "$out/skinny-bench.txt" 2>&1 || status=1
+  sed -n '/^skinny bench M=1/,$p' "$out/skinny-bench.txt" | grep -vE "^(ok|PASS)" | head -60
 fi
 
 if has ncu; then
