@@ -138,8 +138,11 @@ struct zamba2_engine {
     bool skinny_no_second_group = false;
     // K slices per skinny_gemm tile (ZAMBA2_SKINNY_SPLIT_K; 0: chosen per shape)
     int skinny_split_k = 0;
-    bool skinny_no_ring = false;  // ZAMBA2_SKINNY_RING=0: the register-streaming kernel at M <= 8
-    int skinny_ring_stages = 0;   // ZAMBA2_SKINNY_RING=n: at most n ring slots (0: as many as fit)
+    // skinny_gemm at M <= 8 through the bulk-copy weight ring (ZAMBA2_SKINNY_RING=n: at most n slots, 1: as many
+    // as fit), its slot size (ZAMBA2_SKINNY_RING_CHUNK=32: 32 k steps), the register kernel's CTAs per SM
+    // (ZAMBA2_SKINNY_CTAS=1)
+    bool skinny_ring = false;
+    int skinny_ring_stages = 0, skinny_ring_chunk_steps = 0, skinny_ctas_per_sm = 0;
     // ZAMBA2_SSD=1: steps with prefill chunks run the chunked SSD scan (mamba2_ssd_varlen)
     bool use_ssd = false;
     int ssd_max_chunks = 0;

@@ -204,9 +204,14 @@ zamba2_engine * zamba2_engine_create(const zamba2_config & cfg, std::string * er
     e->skinny_no_second_group = group2 && group2[0] == '0';
     const char * split_k = std::getenv("ZAMBA2_SKINNY_SPLIT_K");  // K slices per tile; unset or 0: per shape
     e->skinny_split_k = split_k ? std::max(0, std::atoi(split_k)) : 0;
-    const char * ring = std::getenv("ZAMBA2_SKINNY_RING");  // 0: register streaming; n: at most n ring slots
-    e->skinny_no_ring = ring && ring[0] == '0';
-    e->skinny_ring_stages = ring ? std::max(0, std::atoi(ring)) : 0;
+    const char * ring = std::getenv("ZAMBA2_SKINNY_RING");
+    const int ring_n = ring ? std::max(0, std::atoi(ring)) : 0;
+    e->skinny_ring = ring_n > 0;
+    e->skinny_ring_stages = ring_n > 1 ? ring_n : 0;
+    const char * ring_chunk = std::getenv("ZAMBA2_SKINNY_RING_CHUNK");
+    e->skinny_ring_chunk_steps = ring_chunk ? std::atoi(ring_chunk) : 0;
+    const char * ctas = std::getenv("ZAMBA2_SKINNY_CTAS");
+    e->skinny_ctas_per_sm = ctas ? std::atoi(ctas) : 0;
     const char * split = std::getenv("ZAMBA2_SPLIT_GEMM");
     e->split_inputs = !(split && split[0] == '0');
     const char * split_z = std::getenv("ZAMBA2_SPLIT_Z");

@@ -24,8 +24,10 @@ skinny_gemm_args skinny_args(zamba2_engine * e, skinny_x_mode mode, const void *
     a.no_stage = e->skinny_no_stage;
     a.no_second_group = e->skinny_no_second_group;
     a.split_k = e->skinny_split_k;
-    a.no_ring = e->skinny_no_ring;
+    a.ring = e->skinny_ring;
     a.ring_stages = e->skinny_ring_stages;
+    a.ring_chunk_steps = e->skinny_ring_chunk_steps;
+    a.ctas_per_sm = e->skinny_ctas_per_sm;
     return a;
 }
 

@@ -314,8 +314,10 @@ struct skinny_gemm_args {
     bool late_weights;  // issue no W load before the PDL wait (the path before the preload; benchmarks)
     bool no_stage;      // M <= 8: load x from global memory in the main loop instead of staging it in shared memory
     bool no_second_group;  // M <= 8: preload only one group of weights before the PDL wait (not a second via cp.async)
-    bool no_ring;          // M <= 8: stream weights through registers (the kernel before the bulk-copy ring)
-    int ring_stages;       // the ring's slots of 16 KB: 0 = as many as fit beside a second CTA per SM
+    bool ring;             // M <= 8, staged: weights through a shared-memory ring of bulk copies (skinny-gemm-ring.cuh)
+    int ring_stages;       // the ring's slots: 0 = as many as fit beside a second CTA per SM
+    int ring_chunk_steps;  // 32-wide k steps per ring slot: 16 (default) or 32
+    int ctas_per_sm;       // the register kernel's persistent grid: CTAs per SM (0: 2)
     skinny_x_norm norm;          // SKINNY_X_RMSNORM / SKINNY_X_GATED_NORM
     skinny_conv_epilogue conv;   // optional (conv.out); needs y_f32, !accumulate, x modes with M <= 8
     // Programmatic dependent launch (sm_90+, ignored below; the engine sets it from zk_pdl_enabled()): the

@@ -14,6 +14,7 @@ struct skinny_launch {
     int prefetch_ahead;                    // items prefetched beyond the current one; -1: no prefetch
     int stage_stride;                      // staged input row stride, bytes (the STAGED kernels)
     int ring_stages, ring_offset;          // the ring kernel: slots, and their offset in dynamic shared memory
+    int ring_chunk_steps;                  // the ring kernel: 32-wide k steps per slot
 };
 
 struct skinny_item_pos {

@@ -19,9 +19,10 @@
 
 #include "zamba2-bulk.cuh"
 
-constexpr int ZK_RING_CHUNK_STEPS = 2 * ZK_SKINNY_WARPS;          // 32-wide k steps per stage: two per warp
-constexpr int ZK_RING_ROW_STRIDE = ZK_RING_CHUNK_STEPS * 64 + 64;  // bytes per W row: 1 KB + 64 (rows g, g+1: other banks)
-constexpr int ZK_RING_STAGE_BYTES = 16 * ZK_RING_ROW_STRIDE;       // 16 W rows: 17,408 bytes
+constexpr int ZK_RING_CHUNK_STEPS = 2 * ZK_SKINNY_WARPS;  // 32-wide k steps per stage by default: two per warp
+// A slot: 16 W rows of `chunk_steps` x 64 bytes, each row padded by 64 bytes (rows g, g+1 on other banks).
+static __host__ __device__ __forceinline__ int zk_ring_row_stride(int chunk_steps) { return chunk_steps * 64 + 64; }
+static __host__ __device__ __forceinline__ int zk_ring_stage_bytes(int chunk_steps) { return 16 * zk_ring_row_stride(chunk_steps); }
 constexpr int ZK_RING_MAX_STAGES = 8;
 constexpr int ZK_RING_MIN_STAGES = 3;  // fewer: the register kernel (a larger staged input, e.g. M = 8 at K 2048)
 // Dynamic shared memory per CTA (staged input + ring): with ~4.7 KB static, two CTAs fit in an SM's 228 KB.
@@ -44,14 +45,14 @@ static __device__ __forceinline__ void skinny_ring_issue(const skinny_launch & L
     const skinny_item_pos p = skinny_locate(L, c.item);
     const skinny_segment & sg = L.a.seg[p.seg];
     const int2 slice = skinny_slice_steps(L, p.ks);
-    const int s0 = slice.x + c.chunk * ZK_RING_CHUNK_STEPS, s1 = min(slice.y, s0 + ZK_RING_CHUNK_STEPS);
+    const int s0 = slice.x + c.chunk * L.ring_chunk_steps, s1 = min(slice.y, s0 + L.ring_chunk_steps);
     const int k0 = s0 * 32, k1 = min(L.a.K, s1 * 32);  // K % 8 == 0: rows of whole 16-byte units
     const uint32_t row_bytes = (uint32_t) (k1 - k0) * sizeof(bf16);
     const int rows = min(16, sg.n - p.n0);
     if (lane == 0) zk_mbar_arrive_expect_tx(full, (uint32_t) rows * row_bytes);
     __syncwarp();
     if (lane < rows) {
-        zk_bulk_copy_g2s(slot + lane * ZK_RING_ROW_STRIDE, sg.w + (int64_t) (p.n0 + lane) * L.a.K + k0, row_bytes, full);  // w: [n, K]
+        zk_bulk_copy_g2s(slot + lane * zk_ring_row_stride(L.ring_chunk_steps), sg.w + (int64_t) (p.n0 + lane) * L.a.K + k0, row_bytes, full);  // w: [n, K]
     }
     if (s1 >= slice.y) {
         c.chunk = 0;
@@ -61,11 +62,12 @@ static __device__ __forceinline__ void skinny_ring_issue(const skinny_launch & L
     }
 }
 
-// The CTA's shared ring: S slots of ZK_RING_STAGE_BYTES and their barriers; q = chunks consumed so far.
+// The CTA's shared ring: S slots of zk_ring_stage_bytes and their barriers; q = chunks consumed so far.
 struct skinny_ring {
     unsigned char * slots;
     uint64_t * full, * empty;
     int S, q;
+    int chunk_steps, row_stride, stage_bytes;
     skinny_ring_cursor next;  // the producer's next chunk (warp 0's copy is the one that counts)
 };
 
@@ -82,28 +84,29 @@ static __device__ __forceinline__ void skinny_ring_item(const skinny_launch & L,
     if (XMODE == SKINNY_X_RMSNORM && L.a.conv.out) skinny_conv_prefetch(L.a, p.seg, p.n0);
     float acc[1][4] = {{0.0f, 0.0f, 0.0f, 0.0f}};
     const uint4 zero = make_uint4(0, 0, 0, 0);
-    for (int s0 = slice.x; s0 < slice.y; s0 += ZK_RING_CHUNK_STEPS, ++R.q) {
+    for (int s0 = slice.x; s0 < slice.y; s0 += R.chunk_steps, ++R.q) {
         if (warp == 0 && R.q >= 1 && R.next.item < n_items) {  // refill the slot that chunk q-1 used
             const int prev = R.q - 1, slot = prev % R.S;
             zk_mbar_wait(R.empty + slot, (uint32_t) (prev / R.S) & 1);
-            skinny_ring_issue(L, R.next, R.slots + slot * ZK_RING_STAGE_BYTES, R.full + slot, lane);
+            skinny_ring_issue(L, R.next, R.slots + slot * R.stage_bytes, R.full + slot, lane);
         }
         const int slot = R.q % R.S;
         zk_mbar_wait(R.full + slot, (uint32_t) (R.q / R.S) & 1);
-        const unsigned char * st = R.slots + slot * ZK_RING_STAGE_BYTES;  // [16 rows][ZK_RING_ROW_STRIDE]
-        uint4 wa[2], wb[2];
+        const unsigned char * st = R.slots + slot * R.stage_bytes;  // [16 rows][row_stride]
+        const int s_chunk_end = min(slice.y, s0 + R.chunk_steps);
+        uint4 wa[4], wb[4];  // steps warp + 8u of the chunk (u < chunk_steps / 8)
 #pragma unroll
-        for (int u = 0; u < 2; ++u) {
+        for (int u = 0; u < 4; ++u) {
             const int j = warp + u * ZK_SKINNY_WARPS;  // step within the chunk
             const int k = (s0 + j) * 32 + 8 * t;
-            // past the slice or K the slot holds stale bytes (maybe NaN patterns): zeros instead, as x is
-            const bool in = s0 + j < slice.y && k < L.a.K;
-            wa[u] = ok_a && in ? *reinterpret_cast<const uint4 *>(st + g * ZK_RING_ROW_STRIDE + j * 64 + 16 * t) : zero;
-            wb[u] = ok_b && in ? *reinterpret_cast<const uint4 *>(st + (g + 8) * ZK_RING_ROW_STRIDE + j * 64 + 16 * t) : zero;
+            // past the chunk or K the slot holds stale bytes (maybe NaN patterns): zeros instead, as x is
+            const bool in = s0 + j < s_chunk_end && k < L.a.K;
+            wa[u] = ok_a && in ? *reinterpret_cast<const uint4 *>(st + g * R.row_stride + j * 64 + 16 * t) : zero;
+            wb[u] = ok_b && in ? *reinterpret_cast<const uint4 *>(st + (g + 8) * R.row_stride + j * 64 + 16 * t) : zero;
         }
         __syncwarp();
         if (lane == 0) zk_mbar_arrive(R.empty + slot);
-        zk_skinny_group<1, XMODE, 2, true>(acc, wa, wb, X, L.a.M, slice.y, s0 + warp, g, t);
+        zk_skinny_group<1, XMODE, 4, true>(acc, wa, wb, X, L.a.M, s_chunk_end, s0 + warp, g, t);
     }
     skinny_item_w2<1>(L, p, acc);
     skinny_item_finish<1, XMODE, OUT_F32>(L, p, acc, red, last_block);
@@ -124,7 +127,8 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, 2)
     zk_pdl_trigger();  // the next kernel may place its CTAs beside these and start its own weight loads
     const int n_items = L.tiles * L.KS;
     const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE;
-    skinny_ring R = {smem + L.ring_offset, full, empty, L.ring_stages, 0, {(int) blockIdx.x, 0}};
+    skinny_ring R = {smem + L.ring_offset, full, empty, L.ring_stages, 0, L.ring_chunk_steps,
+                     zk_ring_row_stride(L.ring_chunk_steps), zk_ring_stage_bytes(L.ring_chunk_steps), {(int) blockIdx.x, 0}};
     if (threadIdx.x == 0) {
         for (int s = 0; s < R.S; ++s) {
             zk_mbar_init(full + s, 1);
@@ -135,7 +139,7 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, 2)
     __syncthreads();
     auto fill = [&] {  // warp 0: chunks 0 .. S-1 into the fresh slots
         for (int s = 0; s < R.S && R.next.item < n_items; ++s) {
-            skinny_ring_issue(L, R.next, R.slots + s * ZK_RING_STAGE_BYTES, R.full + s, lane);
+            skinny_ring_issue(L, R.next, R.slots + s * R.stage_bytes, R.full + s, lane);
         }
     };
     if (warp == 0 && !L.a.late_weights) fill();

@@ -203,15 +203,18 @@ static void skinny_launch_kernel(skinny_launch & L, cudaStream_t stream) {
     const bool staged = NT == 1 && !a.no_stage && stage_bytes <= ZK_SKINNY_STAGE_MAX_BYTES;
     // the ring kernel (skinny-gemm-ring.cuh): staged, persistent, bulk copies (sm_90+), enough slots beside the input
     L.ring_offset = (int) ((stage_bytes + 127) / 128 * 128);
+    L.ring_chunk_steps = a.ring_chunk_steps == 32 ? 32 : ZK_RING_CHUNK_STEPS;
+    const int ring_stage_bytes = zk_ring_stage_bytes(L.ring_chunk_steps);
     const int ring_fit = (int) (((size_t) ZK_RING_DYN_SMEM_BYTES - std::min<size_t>(L.ring_offset, ZK_RING_DYN_SMEM_BYTES)) /
-                                ZK_RING_STAGE_BYTES);
+                                ring_stage_bytes);
     L.ring_stages = std::min(ZK_RING_MAX_STAGES, a.ring_stages > 0 ? std::min(a.ring_stages, ring_fit) : ring_fit);
-    const bool ring = staged && persistent && !a.no_ring && zk_device().major >= 9 && L.ring_stages >= ZK_RING_MIN_STAGES;
+    const bool ring = staged && persistent && a.ring && zk_device().major >= 9 && L.ring_stages >= ZK_RING_MIN_STAGES;
 
     // K slices: one round of loads per warp per slice at least. GRID: enough blocks for ~2 waves;
     // persistent: items for about half the resident CTAs (out_proj 2048x4096 M=1: 2 slices 9.8 us,
     // 4 slices 11.9, 8 slices 15.6). The ring kernel runs one CTA per SM.
-    const int resident = zk_sm_count() * (ring ? 1 : ZK_SKINNY_BLOCKS_PER_SM);
+    const int per_sm = ring ? 1 : (a.ctas_per_sm == 1 ? 1 : ZK_SKINNY_BLOCKS_PER_SM);
+    const int resident = zk_sm_count() * per_sm;
     const int n_steps = (a.K + 31) / 32;
     const int round = ZK_SKINNY_WARPS * U;
     int KS = 1;
@@ -236,7 +239,7 @@ static void skinny_launch_kernel(skinny_launch & L, cudaStream_t stream) {
     if constexpr (NT == 1) {
         if (ring) {
             L.prefetch_ahead = -1;
-            const size_t smem = (size_t) L.ring_offset + (size_t) L.ring_stages * ZK_RING_STAGE_BYTES;
+            const size_t smem = (size_t) L.ring_offset + (size_t) L.ring_stages * ring_stage_bytes;
             static bool opted_in = false;
             skinny_allow_smem(skinny_ring_kernel<XMODE, OUT_F32>, ZK_RING_DYN_SMEM_BYTES, opted_in);
             zk_launch_pdl(a.pdl, skinny_ring_kernel<XMODE, OUT_F32>, dim3((unsigned) grid), block, smem, stream, L);

@@ -8,10 +8,10 @@
 
 namespace {
 
-// Each case runs with the input staged in shared memory and the weights through the bulk-copy ring (the default),
-// staged with the register-streaming kernel, and unstaged.
-bool g_no_stage = false, g_no_ring = false;
-const char * stage_tag() { return g_no_stage ? " unstaged" : (g_no_ring ? " registers" : ""); }
+// Each case runs with the input staged in shared memory (the default), staged with the weights through the
+// bulk-copy ring, and unstaged.
+bool g_no_stage = false, g_ring = false;
+const char * stage_tag() { return g_no_stage ? " unstaged" : (g_ring ? " ring" : ""); }
 
 struct fused_env {
     cudaStream_t stream = nullptr;  // a real stream: PDL launches need one
@@ -82,7 +82,7 @@ void test_rmsnorm(test_table & tab, test_rng & rng, fused_env & env, int M, int 
     if (n_conv > 0) a.conv = {dconv.ptr, dstate.ptr, dcw.ptr, dcb.ptr, dslot.ptr, col0, n_conv};
     a.pdl = pdl;
     a.no_stage = g_no_stage;
-    a.no_ring = g_no_ring;
+    a.ring = g_ring;
     env.attach(a);
     const bool ok = skinny_gemm(a, env.stream);
     ZK_LAUNCHED();
@@ -137,7 +137,7 @@ void test_gated(test_table & tab, test_rng & rng, fused_env & env, int M, int N,
     a.n_seg = 1;
     a.pdl = true;
     a.no_stage = g_no_stage;
-    a.no_ring = g_no_ring;
+    a.ring = g_ring;
     env.attach(a);
     const bool ok = skinny_gemm(a, env.stream);
     ZK_LAUNCHED();
@@ -172,7 +172,7 @@ void test_gelu(test_table & tab, test_rng & rng, fused_env & env, int M, int N, 
     a.n_seg = 1;
     a.pdl = true;
     a.no_stage = g_no_stage;
-    a.no_ring = g_no_ring;
+    a.ring = g_ring;
     env.attach(a);
     const bool ok = skinny_gemm(a, env.stream);
     ZK_LAUNCHED();
@@ -192,8 +192,8 @@ void test_preload_bitwise(test_table & tab, test_rng & rng, fused_env & env, ski
     dev_buf<float> dx(x.size()), dy((size_t) M * N);
     dev_buf<bf16> dw(w.size()), dnw(nw.size());
     dx.upload(x); dw.upload(w); dnw.upload(nw);
-    vec got[5];
-    for (int run = 0; run < 5; ++run) {  // ring (default), late weights, unstaged, no second group, register streaming
+    vec got[6];
+    for (int run = 0; run < 6; ++run) {  // default, late weights, unstaged, no second group, ring, ring 32-step slots
         skinny_gemm_args a{};
         a.x_mode = mode;
         a.x = dx.ptr;
@@ -211,7 +211,8 @@ void test_preload_bitwise(test_table & tab, test_rng & rng, fused_env & env, ski
         a.no_stage = run == 2;
         a.split_k = 2;  // the same K slicing for every kernel (the ring's own default may differ)
         a.no_second_group = run == 3;
-        a.no_ring = run == 3 || run == 4;  // the register kernel, with one preloaded group (3) and two (4)
+        a.ring = run >= 4;
+        a.ring_chunk_steps = run == 5 ? 32 : 0;
         dy.poison();
         env.attach(a);
         const bool ok = skinny_gemm(a, env.stream);
@@ -222,8 +223,9 @@ void test_preload_bitwise(test_table & tab, test_rng & rng, fused_env & env, ski
     const std::string tag = std::string(mode == SKINNY_X_F32 ? "f32" : "rmsnorm") + shape(M, N, K);
     tab.compare("preload = late weights, bitwise, " + tag, got[0], got[1], 0.0);
     tab.compare("staged = unstaged, bitwise, " + tag, got[0], got[2], 0.0);
-    tab.compare("register kernel: one group = two, bitwise, " + tag, got[4], got[3], 0.0);
-    tab.compare("ring = register kernel, bitwise, " + tag, got[0], got[4], 0.0);
+    tab.compare("second group = none, bitwise, " + tag, got[0], got[3], 0.0);
+    tab.compare("ring = register kernel, bitwise, " + tag, got[4], got[0], 0.0);
+    tab.compare("ring 32-step slots = register kernel, bitwise, " + tag, got[5], got[0], 0.0);
 }
 
 void test_refusals(test_table & tab, fused_env & env) {
@@ -301,7 +303,7 @@ void test_skinny_fused(test_table & tab, test_rng & rng) {
     for (int variant = 0; variant < 3; ++variant)
     for (int M : {1, 3, 8}) {
         g_no_stage = variant == 2;
-        g_no_ring = variant == 1;
+        g_ring = variant == 1;
         test_rmsnorm(tab, rng, env, M, 40, 264, 136, false, 0, 0, false);    // norm(x | tail)
         test_rmsnorm(tab, rng, env, M, 333, 1024, 1024, true, 0, 0, true);  // norm(x + add), split-K
         test_rmsnorm(tab, rng, env, M, 88, 256, 256, true, 24, 45, true);    // with the conv epilogue
@@ -310,7 +312,7 @@ void test_skinny_fused(test_table & tab, test_rng & rng) {
         test_gelu(tab, rng, env, M, 48, 328, false);
         test_gelu(tab, rng, env, M, 130, 1024, true);
     }
-    g_no_stage = g_no_ring = false;
+    g_no_stage = g_ring = false;
     test_rmsnorm(tab, rng, env, 1, 8512, 2048, 2048, true, 4096, 4352, true);  // 1.2B in_proj at b1
     test_gated(tab, rng, env, 1, 2048, 4096, 1, 32);                           // 1.2B out_proj at b1
     test_preload_bitwise(tab, rng, env, SKINNY_X_F32, 1, 2048, 4096);

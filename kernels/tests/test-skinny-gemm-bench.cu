@@ -26,7 +26,8 @@ struct bench_variant {
     skinny_schedule schedule;
     int prefetch_kb, split_k;
     bool pdl;
-    bool no_ring = false;  // M <= 8: the register-streaming kernel instead of the bulk-copy ring
+    bool ring = false;  // M <= 8: the bulk-copy weight ring instead of the register-streaming kernel
+    int chunk_steps = 0, ctas_per_sm = 0;
 };
 const bench_variant k_bench_variants[] = {
     {"old grid", SKINNY_SCHEDULE_GRID, -1, 0, false},
@@ -44,8 +45,9 @@ const bench_variant k_bench_variants[] = {
     {"pers ks8", SKINNY_SCHEDULE_PERSISTENT, -1, 8, false},
     {"default", SKINNY_SCHEDULE_DEFAULT, 0, 0, false},
     {"default pdl", SKINNY_SCHEDULE_DEFAULT, 0, 0, true},
-    {"ring ks2 pdl", SKINNY_SCHEDULE_DEFAULT, 0, 2, true},
-    {"registers pdl", SKINNY_SCHEDULE_DEFAULT, 0, 0, true, true},
+    {"ring pdl", SKINNY_SCHEDULE_DEFAULT, 0, 0, true, true},
+    {"ring32 pdl", SKINNY_SCHEDULE_DEFAULT, 0, 0, true, true, 32},
+    {"1 cta/sm pdl", SKINNY_SCHEDULE_DEFAULT, 0, 0, true, false, 0, 1},
 };
 
 struct bench_shape {
@@ -139,7 +141,9 @@ void bench_shapes(bench_scratch & scratch, cudaStream_t st) {
                 a.prefetch_kb = v.prefetch_kb;
                 a.split_k = v.split_k;
                 a.pdl = v.pdl;
-                a.no_ring = v.no_ring;
+                a.ring = v.ring;
+                a.ring_chunk_steps = v.chunk_steps;
+                a.ctas_per_sm = v.ctas_per_sm;
                 const double ms = time_graph_ms(st, [&] {
                     bool ok = true;
                     for (int l = 0; l < launches; ++l) {
@@ -200,7 +204,8 @@ void bench_chain(bench_scratch & scratch, cudaStream_t st) {
         skinny_schedule schedule;
         int prefetch_kb;
         bool pdl, gemv;
-        bool no_ring = false;
+        bool ring = false;
+        int chunk_steps = 0, ctas_per_sm = 0;
     };
     const chain_variant variants[] = {
         {"norms only", SKINNY_SCHEDULE_DEFAULT, 0, false, false},
@@ -209,7 +214,9 @@ void bench_chain(bench_scratch & scratch, cudaStream_t st) {
         {"pers pf64 pdl", SKINNY_SCHEDULE_PERSISTENT, 64, true, true},
         {"default", SKINNY_SCHEDULE_DEFAULT, 0, false, true},
         {"default pdl", SKINNY_SCHEDULE_DEFAULT, 0, true, true},
-        {"registers pdl", SKINNY_SCHEDULE_DEFAULT, 0, true, true, true},
+        {"ring pdl", SKINNY_SCHEDULE_DEFAULT, 0, true, true, true},
+        {"ring32 pdl", SKINNY_SCHEDULE_DEFAULT, 0, true, true, true, 32},
+        {"1 cta/sm pdl", SKINNY_SCHEDULE_DEFAULT, 0, true, true, false, 0, 1},
     };
     std::printf("skinny layer chain: [norm -> in_proj 8512x2048 -> norm -> out_proj 2048x4096] x %d, %.1f MB weights "
                 "per layer, us per layer (median of 25 graph replays)\n", LAYERS, layer_bytes / 1e6);
@@ -236,7 +243,9 @@ void bench_chain(bench_scratch & scratch, cudaStream_t st) {
                 a->schedule = v.schedule;
                 a->prefetch_kb = v.prefetch_kb;
                 a->pdl = v.pdl;
-                a->no_ring = v.no_ring;
+                a->ring = v.ring;
+                a->ring_chunk_steps = v.chunk_steps;
+                a->ctas_per_sm = v.ctas_per_sm;
             }
             const double ms = time_graph_ms(st, [&] {
                 bool ok = true;

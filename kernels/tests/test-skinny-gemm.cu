@@ -34,14 +34,14 @@ struct skinny_variant {
     skinny_schedule schedule;
     int prefetch_kb, split_k;
     bool pdl, no_stage;
-    bool no_ring = false;  // M <= 8 staged: the register-streaming kernel instead of the bulk-copy ring
+    bool ring = false;  // M <= 8 staged: the bulk-copy weight ring instead of the register-streaming kernel
     void apply(skinny_gemm_args & a) const {
         a.schedule = schedule;
         a.prefetch_kb = prefetch_kb;
         a.split_k = split_k;
         a.pdl = pdl;
         a.no_stage = no_stage;
-        a.no_ring = no_ring;
+        a.ring = ring;
     }
 };
 const skinny_variant k_variants[] = {
@@ -50,7 +50,7 @@ const skinny_variant k_variants[] = {
     {"pers+pdl", SKINNY_SCHEDULE_PERSISTENT, -1, 0, true, false},
     {"pers pf64+pdl", SKINNY_SCHEDULE_PERSISTENT, 64, 0, true, false},
     {"pers+pdl unstaged", SKINNY_SCHEDULE_PERSISTENT, -1, 0, true, true},  // M <= 8: x from global memory
-    {"pers+pdl registers", SKINNY_SCHEDULE_PERSISTENT, -1, 0, true, false, true},  // M <= 8: no ring
+    {"pers+pdl ring", SKINNY_SCHEDULE_PERSISTENT, -1, 0, true, false, true},  // M <= 8: the weight ring
 };
 const skinny_variant * g_variant = &k_variants[0];
 
@@ -239,7 +239,7 @@ void test_schedules_agree(test_table & tab, test_rng & rng, skinny_x_mode mode, 
         {"pers pf1", SKINNY_SCHEDULE_PERSISTENT, 1, split_k, false},
         {"pers pf4096+pdl", SKINNY_SCHEDULE_PERSISTENT, 4096, split_k, true},
         {"default+pdl", SKINNY_SCHEDULE_DEFAULT, 0, split_k, true},
-        {"default+pdl registers", SKINNY_SCHEDULE_DEFAULT, 0, split_k, true, false, true},
+        {"default+pdl ring", SKINNY_SCHEDULE_DEFAULT, 0, split_k, true, false, true},
     };
     for (const skinny_variant & v : others) {
         v.apply(a);
