@@ -42,17 +42,24 @@ skinny_gemm_args fused_block_input(zamba2_engine * e, const step_view & v, const
     return rms_input(e, e->s.x, nullptr, e->s.e, H, 2 * H, bw.input_norm, v.T);  // norm(X | E): [T, 2H]
 }
 
-std::string fused_block_mlp(zamba2_engine * e, const step_view & v, const zamba2_block_ptrs & bw, const zamba2_adapter_ptrs & aw) {
+std::string fused_block_mlp(zamba2_engine * e, const step_view & v, const zamba2_block_ptrs & bw, const zamba2_adapter_ptrs & aw,
+                            const zamba2_decode_weights * dw) {
     const zamba2_config & c = e->cfg;
     zamba2_scratch & s = e->s;
     const int T = v.T, H = c.hidden, F = c.ffn;
     const skinny_gemm_args gu = rms_input(e, s.a, nullptr, nullptr, H, H, bw.pre_ff_norm, T);  // norm(a): [T, H]
-    std::string err = skinny_gemm_lora(e, gu, s.gu, 2 * F, bw.gate_up, 2 * F, false, aw.gu0, aw.gu1);  // gu: [T, 2F]
+    const bool merged_gu = dw && dw->gate_up;
+    std::string err = skinny_gemm_lora(e, gu, s.gu, 2 * F, merged_gu ? dw->gate_up : bw.gate_up, 2 * F, false,
+                                       merged_gu ? nullptr : aw.gu0, merged_gu ? nullptr : aw.gu1);  // gu: [T, 2F]
     if (!err.empty()) return err;
     zamba2_prof_mark(e, PROF_GEMM);
     skinny_gemm_args dn = skinny_args(e, SKINNY_X_GELU_MUL, s.gu, nullptr, 2 * F, F, T, false);  // bf16(gelu(g) * u): [T, F]
-    dn.y_f32 = false;
-    dn.seg[0] = {bw.down, nullptr, nullptr, s.m, H, H};                                         // m: [T, H] bf16
+    if (dw && dw->down_linear) {
+        dn.seg[0] = {dw->down_linear, nullptr, nullptr, s.tr, H, H};                            // tr: [T, H] fp32
+    } else {
+        dn.y_f32 = false;
+        dn.seg[0] = {bw.down, nullptr, nullptr, s.m, H, H};                                     // m: [T, H] bf16
+    }
     dn.n_seg = 1;
     if (!skinny_gemm(dn, e->stream)) return "fused decode: skinny_gemm refused down";
     return "";

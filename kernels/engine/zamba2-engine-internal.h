@@ -37,6 +37,12 @@ struct zamba2_adapter_ptrs {
     const bf16 *q0, *q1, *k0, *k1, *v0, *v1, *gu0, *gu1;  // nullptr when absent
 };
 
+// Per hybrid invocation, the weights the fused decode path reads instead of the block's (zamba2-decode-weights.cc):
+// q/k/v/gate_up with the invocation's LoRA adapters merged in, and W_linear . W_down. nullptr: not made.
+struct zamba2_decode_weights {
+    bf16 *q = nullptr, *k = nullptr, *v = nullptr, *gate_up = nullptr, *down_linear = nullptr;
+};
+
 // Scratch activations, sized for cfg.max_tokens tokens (T). Activations are fp32; GEMM inputs are bf16,
 // most of them split ([2T, K]: hi rows then lo rows, see rms_norm_f32) so the GEMM sees fp32-accurate
 // inputs; the split GEMM's [2T, N] fp32 output lands in `ysplit` and is summed by combine_halves.
@@ -88,6 +94,8 @@ struct zamba2_engine {
     std::vector<zamba2_layer_ptrs> layers;
     std::vector<zamba2_block_ptrs> blocks;
     std::vector<zamba2_adapter_ptrs> adapters;
+    std::vector<zamba2_decode_weights> decode_w;  // per hybrid invocation; empty: none made
+    bool merge_decode = true;                     // make them (ZAMBA2_DECODE_MERGE=0: no; off when they do not fit)
     const bf16 *embed = nullptr, *final_norm = nullptr, *lm_head = nullptr;
     std::unordered_map<const bf16 *, zamba2_fp8_weight> fp8_of;  // built by zamba2_resolve_weights
     bool resolved = false;
@@ -182,6 +190,11 @@ void zamba2_sampling_collect(zamba2_engine * e, zamba2_step_output & out);
 enum zamba2_prof_cat { PROF_GEMM, PROF_NORM, PROF_CONV, PROF_SCAN, PROF_ATTN, PROF_ELEM, PROF_LOGITS, PROF_COPY, PROF_N };
 // Records an event closing an op of category `cat` (no-op unless profiling).
 void zamba2_prof_mark(zamba2_engine * e, int cat);
+
+// ---- zamba2-decode-weights.cc ----
+// At weight resolution: (re)computes e->decode_w (allocated on the first call when memory allows); "" or the error.
+std::string zamba2_make_decode_weights(zamba2_engine * e);
+void zamba2_free_decode_weights(zamba2_engine * e);
 
 // ---- zamba2-fp8-copies.cc ----
 // Weights multiplied by split inputs: they get an FP8 copy (zamba2_tensor::fp8) when lo_fp8 is on.

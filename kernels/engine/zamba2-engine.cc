@@ -204,6 +204,8 @@ zamba2_engine * zamba2_engine_create(const zamba2_config & cfg, std::string * er
     e->skinny_no_second_group = group2 && group2[0] == '0';
     const char * split_k = std::getenv("ZAMBA2_SKINNY_SPLIT_K");  // K slices per tile; unset or 0: per shape
     e->skinny_split_k = split_k ? std::max(0, std::atoi(split_k)) : 0;
+    const char * merge = std::getenv("ZAMBA2_DECODE_MERGE");  // 0: decode keeps the block weights and adapters
+    e->merge_decode = !(merge && merge[0] == '0');
     const char * ring = std::getenv("ZAMBA2_SKINNY_RING");
     const int ring_n = ring ? std::max(0, std::atoi(ring)) : 0;
     e->skinny_ring = ring_n > 0;
@@ -254,6 +256,7 @@ void zamba2_engine_destroy(zamba2_engine * e) {
     zamba2_engine_use_device(e);
     if (e->stream) cudaStreamSynchronize(e->stream);
     zamba2_sampling_free(e);
+    zamba2_free_decode_weights(e);
     for (auto & kv : e->weights) {
         cudaFree(kv.second.ptr);
         if (kv.second.fp8) cudaFree(kv.second.fp8);
@@ -425,6 +428,8 @@ std::string zamba2_resolve_weights(zamba2_engine * e) {
         e->adapters.push_back({b(p + "q.w0"), b(p + "q.w1"), b(p + "k.w0"), b(p + "k.w1"), b(p + "v.w0"),
                                b(p + "v.w1"), b(p + "gate_up.w0"), b(p + "gate_up.w1")});
     }
+    const std::string err = zamba2_make_decode_weights(e);
+    if (!err.empty()) return err;
     e->resolved = true;
     return "";
 }

@@ -77,6 +77,9 @@ bool fused_decode_step(const zamba2_engine * e, const step_view & v);
 // The q/k/v input of the shared block: norm(X | E) as skinny_gemm computes it while loading.
 skinny_gemm_args fused_block_input(zamba2_engine * e, const step_view & v, const zamba2_block_ptrs & bw);
 // The shared block's MLP up to m [T, H] bf16: gate_up (+ LoRA) on the pre-FF norm of s.a, down on GELU(g) * u.
-std::string fused_block_mlp(zamba2_engine * e, const step_view & v, const zamba2_block_ptrs & bw, const zamba2_adapter_ptrs & aw);
+// With the invocation's decode weights dw (may be null): gate_up merged, and down_linear writing tr [T, H] fp32
+// directly (no W_linear GEMV after it).
+std::string fused_block_mlp(zamba2_engine * e, const step_view & v, const zamba2_block_ptrs & bw, const zamba2_adapter_ptrs & aw,
+                            const zamba2_decode_weights * dw);
 // The Mamba2 layer L in three kernels: in_proj (norm in, conv out), the gated state step, out_proj (gated norm in).
 std::string mamba_layer_fused(zamba2_engine * e, const step_view & v, int L, bool hybrid);

@@ -14,10 +14,20 @@ std::string shared_block(zamba2_engine * e, const step_view & v, int h, const za
     const zamba2_block_ptrs & bw = e->blocks[c.hybrid_block_ids[h]];
     const zamba2_adapter_ptrs & aw = e->adapters[h];
     cudaStream_t st = e->stream;
+    // the fused path reads the invocation's merged weights when they were made (zamba2-decode-weights.cc)
+    const zamba2_decode_weights * dw = fused && (size_t) h < e->decode_w.size() ? &e->decode_w[h] : nullptr;
+    const bool merged_qkv = dw && dw->q;
     float * outs[3] = {s.q, s.k, s.vv};
     const bf16 * w_main[3] = {bw.q, bw.k, bw.v};
     const bf16 * w0[3] = {aw.q0, aw.k0, aw.v0};
     const bf16 * w1[3] = {aw.q1, aw.k1, aw.v1};
+    if (merged_qkv) {
+        const bf16 * merged[3] = {dw->q, dw->k, dw->v};
+        for (int i = 0; i < 3; ++i) {
+            w_main[i] = merged[i];
+            w0[i] = w1[i] = nullptr;
+        }
+    }
     if (fused) {  // norm(X | E) computed by the q/k/v GEMVs as they load it
         if (!skinny_qkv(e, fused_block_input(e, v, bw), outs, w_main, w0, w1)) return "fused decode: skinny_gemm refused q/k/v";
     } else {
@@ -56,8 +66,12 @@ std::string shared_block(zamba2_engine * e, const step_view & v, int h, const za
     }
     zamba2_prof_mark(e, PROF_GEMM);
     if (fused) {  // pre-FF norm inside gate_up, GELU(g) * u inside down
-        const std::string err = fused_block_mlp(e, v, bw, aw);                             // m: [T, H]
+        const std::string err = fused_block_mlp(e, v, bw, aw, dw);                         // m [T, H] or tr
         if (!err.empty()) return err;
+        if (dw && dw->down_linear) {  // down already wrote tr = act . (W_linear . W_down)^T
+            zamba2_prof_mark(e, PROF_GEMM);
+            return "";
+        }
     } else {
         rms_norm_f32(s.vn, lo_rows(e, s.vn, (size_t) T * H, T), s.a, nullptr, nullptr, bw.pre_ff_norm, T, H, 0, c.eps, st,
                      produced_lo8(e, T));                                                   // vn: [2T, H]

@@ -329,6 +329,12 @@ struct skinny_gemm_args {
 };
 bool skinny_gemm(const skinny_gemm_args & a, cudaStream_t stream);
 
+// ---- weight-merge.cu ---------------------------------------------------------------------------
+// out[N, K] = bf16(base[N, K] + P[N, J] . Q[J, K]) (base may be nullptr; fp32 accumulation), all row-major bf16:
+// load-time weight products (a LoRA adapter merged into its weight, a projection folded into the one before it).
+// Returns false (enqueues nothing) on a null output/operand or a non-positive size.
+bool weight_merge_bf16(bf16 * out, const bf16 * base, const bf16 * P, const bf16 * Q, int N, int J, int K, cudaStream_t stream);
+
 // ---- sampling.cu -------------------------------------------------------------------------------
 // Per row of logits [n, V] fp32: argmax token, the max logit and log-sum-exp.
 void logits_argmax_lse(int32_t * token, float * max_logit, float * lse, const float * logits,
