@@ -32,8 +32,7 @@
 // M <= 8 (NT = 1, kernels/NOTES.md runs 18-22): each CTA stages its whole input in shared memory once (every
 // mode; the computed ones are otherwise recomputed per item), so the main loop reads x from shared memory and a
 // warp holds 8 steps of weight loads (256 B per lane); before its PDL wait it already issues its first 4 steps
-// (registers) and the next 4 (staged, U = 8: the group's rest) or a second group (U = 4) through cp.async into
-// shared slots, so the CTA's first item's weights (out_proj at M = 1: all of them) are in flight before the wait.
+// (registers) and, when the item has more, a second group through cp.async (shared slots, U = 4 only).
 // Measured slower: the copy engine's L2 prefetch of the next items (kept as an option for the benchmark:
 // prefetch_kb; in_proj M = 1 13.5 -> 16.6-17.7 us), a cp.async ring of 4-6 stages per warp across items (in_proj
 // 13.5 -> 16.2 us; removed) and a persistent grid sized to fill its rounds evenly (b1 1.980 -> 2.011 ms).
@@ -56,8 +55,8 @@ constexpr int ZK_SKINNY_BLOCKS_PER_SM = 2;
 
 
 // use_pre: the first PRE steps of the warp's first group of W loads for this item are already in pre_a /
-// pre_b (issued before the PDL wait), and (cp.async, when slots is not null) the rest of that group (STAGED, U = 8)
-// or its second group (U = 4) in the shared slots.
+// pre_b (issued before the PDL wait), and its second group in the shared slots (cp.async, when slots is not
+// null).
 template <int NT, int XMODE, bool OUT_F32, int U, bool STAGED, int PRE>
 static __device__ __forceinline__ void skinny_item(const skinny_launch & L, int item, const skinny_x_view & X,
                                                    float (&red)[ZK_SKINNY_WARPS][NT * 4][ZK_WARP_SIZE],
@@ -75,22 +74,12 @@ static __device__ __forceinline__ void skinny_item(const skinny_launch & L, int 
         uint4 wa[U], wb[U];
 #pragma unroll
         for (int u = 0; u < PRE; ++u) { wa[u] = pre_a[u]; wb[u] = pre_b[u]; }
-        if constexpr (PRE < U) {  // the rest of the group: copied into the slots before the wait, or issued now
+        if constexpr (PRE < U) {  // the rest of the group, issued now
             constexpr int REST = PRE < U ? U - PRE : 1;
-            if (slots) {
-                asm volatile("cp.async.wait_all;" ::: "memory");  // this lane's own copies: no barrier needed
+            uint4 ra[REST], rb[REST];
+            zk_skinny_load_w<REST>(ra, rb, r.w_a, r.w_b, r.ok_a, r.ok_b, L.a.K, r.s_end, s_first + PRE * ZK_SKINNY_WARPS, t);
 #pragma unroll
-                for (int u = PRE; u < U; ++u) {
-                    wa[u] = slots[(2 * (u - PRE)) * ZK_WARP_SIZE];
-                    wb[u] = slots[(2 * (u - PRE) + 1) * ZK_WARP_SIZE];
-                }
-                slots = nullptr;  // used
-            } else {
-                uint4 ra[REST], rb[REST];
-                zk_skinny_load_w<REST>(ra, rb, r.w_a, r.w_b, r.ok_a, r.ok_b, L.a.K, r.s_end, s_first + PRE * ZK_SKINNY_WARPS, t);
-#pragma unroll
-                for (int u = PRE; u < U; ++u) { wa[u] = ra[u - PRE]; wb[u] = rb[u - PRE]; }
-            }
+            for (int u = PRE; u < U; ++u) { wa[u] = ra[u - PRE]; wb[u] = rb[u - PRE]; }
         }
         zk_skinny_group<NT, XMODE, U, STAGED>(acc, wa, wb, X, L.a.M, r.s_end, s_first, g, t);
         s_first += ZK_SKINNY_WARPS * U;
@@ -119,11 +108,7 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
     skinny_gemm_kernel(const __grid_constant__ skinny_launch L) {
     extern __shared__ __align__(16) unsigned char stage[];  // STAGED: the computed input
     constexpr int U = skinny_group_steps<NT, STAGED>::value;
-    // NT = 1: shared slots for W loads issued before the wait without holding registers (32 KB): the rest of the
-    // first group (STAGED, U = 8: steps 4..7) or a second group (U = 4)
-    constexpr bool SLOTS = NT == 1;
-    constexpr int PRE = U < 4 ? U : 4;  // held across the wait and the prologue: 8 steps spill (ptxas -v)
-    constexpr int SLOT_STEPS = PRE < U ? U - PRE : U;
+    constexpr bool SLOTS = NT == 1 && U <= 4;  // the second group's shared slots (32 KB at U = 4)
     constexpr bool NORM = XMODE == SKINNY_X_RMSNORM || XMODE == SKINNY_X_GATED_NORM;
     __shared__ float red[ZK_SKINNY_WARPS][NT * 4][ZK_WARP_SIZE];  // per-warp partial tiles
     __shared__ bool last_block;
@@ -142,18 +127,18 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
     // the wait, the preloaded group makes the wider tiles spill (ptxas -v)
     // and the second group goes to shared memory through cp.async: two groups (8 KB per warp) in flight across
     // the wait and the prologue instead of one
-    __shared__ uint4 w_slots[SLOTS ? ZK_SKINNY_WARPS * 2 * SLOT_STEPS * ZK_WARP_SIZE : 1];
+    __shared__ uint4 w_slots[SLOTS ? ZK_SKINNY_WARPS * 2 * U * ZK_WARP_SIZE : 1];
+    constexpr int PRE = U < 4 ? U : 4;  // held across the wait and the prologue: 8 steps spill (ptxas -v)
     uint4 pre_a[PRE], pre_b[PRE];
     const bool preload = NT == 1 && !L.a.late_weights && (int) blockIdx.x < n_items;
     const uint4 * slots = nullptr;
     if (preload) {
         const skinny_item_rows r = skinny_rows(L, skinny_locate(L, blockIdx.x));
         zk_skinny_load_w<PRE>(pre_a, pre_b, r.w_a, r.w_b, r.ok_a, r.ok_b, L.a.K, r.s_end, r.s_begin + warp, lane % 4);
-        // the slots' steps: the first group's rest (PRE < U) or the second group
-        const int s1 = r.s_begin + warp + ZK_SKINNY_WARPS * (PRE < U ? PRE : U);
+        const int s1 = r.s_begin + warp + ZK_SKINNY_WARPS * U;
         if (SLOTS && !L.a.no_second_group && s1 < r.s_end) {
-            uint4 * mine = w_slots + warp * 2 * SLOT_STEPS * ZK_WARP_SIZE + lane;
-            zk_skinny_copy_w<SLOT_STEPS>(mine, r.w_a, r.w_b, r.ok_a, r.ok_b, L.a.K, r.s_end, s1, lane % 4);
+            uint4 * mine = w_slots + warp * 2 * U * ZK_WARP_SIZE + lane;
+            zk_skinny_copy_w<U>(mine, r.w_a, r.w_b, r.ok_a, r.ok_b, L.a.K, r.s_end, s1, lane % 4);
             slots = mine;
         }
     }
