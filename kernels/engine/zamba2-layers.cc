@@ -41,17 +41,17 @@ std::string shared_block(zamba2_engine * e, const step_view & v, int h, const za
         }
     }
     zamba2_prof_mark(e, PROF_GEMM);
-    if (c.use_rope) {
-        rope_neox_qk_inplace(s.q, s.k, v.positions, T, c.heads, c.head_dim, c.rope_theta, st);  // q, k: [T, heads, D]
-    }
     bf16 * k_pool = e->kv_pool + (size_t) h * 2 * e->kv_layer_elems();                  // [pages, heads, 16, D]
     bf16 * v_pool = k_pool + e->kv_layer_elems();
     const float scale = 1.0f / std::sqrt((float) c.kv_channels);
-    // decode steps: the attention kernel writes this step's k, v into the pools itself
+    // decode steps: the attention kernel applies the rotary embedding and writes this step's k, v into the pools
     const bool decoded = T == v.S && paged_attention_decode(s.attf, s.q, k_pool, v_pool, v.block_tables, v.W, v.positions, T,
-                                                            c.heads, c.head_dim, scale, st, s.k, s.vv,
-                                                            v.kv_index);  // attf: [T, 2H]
+                                                            c.heads, c.head_dim, scale, st, s.k, s.vv, v.kv_index,
+                                                            c.use_rope ? c.rope_theta : 0.0f);  // attf: [T, 2H]
     if (!decoded) {
+        if (c.use_rope) {
+            rope_neox_qk_inplace(s.q, s.k, v.positions, T, c.heads, c.head_dim, c.rope_theta, st);  // q, k: [T, heads, D]
+        }
         kv_cache_write(k_pool, v_pool, s.k, s.vv, v.kv_index, T, c.heads, c.head_dim, st);
         paged_attention(s.attf, s.q, k_pool, v_pool, v.block_tables, v.W, v.token_seq, v.positions, T, c.heads,
                         c.head_dim, scale, /*multi_query=*/T > v.S, st, v.cu_seqlens, v.S);  // attf: [T, 2H]

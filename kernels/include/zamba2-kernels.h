@@ -230,11 +230,13 @@ void fill_random_f32(float * x, int64_t n, uint64_t seed, float scale, float off
 // Decode-only attention: token t is sequence t's only query (at positions[t]); q, out: [S, heads, D] fp32;
 // keys/values from the paged pool as paged_attention. Returns false (enqueues nothing) when head_dim is not
 // a multiple of 8 or above 256. k_new, v_new ([S, heads, D] fp32, with kv_index): this step's keys and values,
-// written into the pools first as kv_cache_write does (then no separate kv_cache_write launch).
+// written into the pools first as kv_cache_write does (then no separate kv_cache_write launch). rope_theta > 0
+// (needs k_new): q and k_new are rotated here as rope_neox_qk_inplace would (same bits; q and k_new are not
+// modified), so a decode step needs no rope launch.
 bool paged_attention_decode(float * out, const float * q, bf16 * k_pool, bf16 * v_pool, const int32_t * block_tables,
                             int max_pages, const int32_t * positions, int n_seqs, int n_heads, int head_dim, float scale,
                             cudaStream_t stream, const float * k_new = nullptr, const float * v_new = nullptr,
-                            const int32_t * kv_index = nullptr);
+                            const int32_t * kv_index = nullptr, float rope_theta = 0.0f);
 
 // ---- skinny-gemm.cu ----------------------------------------------------------------------------
 // Decode-sized GEMMs on tensor cores (M <= 64 token rows, weights read once):

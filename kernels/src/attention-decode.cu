@@ -10,12 +10,24 @@
 #include "zamba2-launch.cuh"
 
 
+// Element e of a head row after NeoX rotary at position pos (rope_neox_qk_kernel's expressions, so the two paths
+// give the same bits): the pair (i, i + D/2) rotated by pos * theta^(-2i/D).
+static __device__ __forceinline__ float rope_element(const float * row, int e, int head_dim, int pos, float theta) {
+    const int half = head_dim / 2, i = e < half ? e : e - half;
+    const float inv_freq = 1.0f / powf(theta, (float) (2 * i) / (float) head_dim);
+    const float ang = (float) pos * inv_freq;
+    float sn, cs;
+    sincosf(ang, &sn, &cs);
+    const float x1 = row[i], x2 = row[i + half];
+    return e < half ? x1 * cs - x2 * sn : x2 * cs + x1 * sn;
+}
+
 template <int DPL, int WARPS>  // head_dim <= 32 * DPL, head_dim % 8 == 0
 static __global__ void __launch_bounds__(WARPS * ZK_WARP_SIZE)
 attention_decode_kernel(float * __restrict__ out, const float * __restrict__ q, bf16 * k_pool, bf16 * v_pool,
                         const int32_t * __restrict__ block_tables, int max_pages, const int32_t * __restrict__ positions,
                         int n_heads, int head_dim, float scale, const float * __restrict__ k_new,
-                        const float * __restrict__ v_new, const int32_t * __restrict__ kv_index) {
+                        const float * __restrict__ v_new, const int32_t * __restrict__ kv_index, float rope_theta) {
     zk_pdl_prologue();
     constexpr int DMAX = ZK_WARP_SIZE * DPL, CHUNKS = DMAX / 8;
     __shared__ float qs[DMAX];                      // scaled query
@@ -26,14 +38,18 @@ attention_decode_kernel(float * __restrict__ out, const float * __restrict__ q, 
     const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE;
     const int pos = positions[t];
     const int32_t * bt = block_tables + t * max_pages;   // block_tables: [S, max_pages]
-    for (int e = threadIdx.x; e < head_dim; e += blockDim.x) qs[e] = q[(t * n_heads + h) * head_dim + e] * scale;  // q: [T, heads, D]
+    const float * q_row = q + (t * n_heads + h) * head_dim;  // q: [T, heads, D]
+    for (int e = threadIdx.x; e < head_dim; e += blockDim.x) {
+        qs[e] = (rope_theta > 0.0f ? rope_element(q_row, e, head_dim, pos, rope_theta) : q_row[e]) * scale;
+    }
     if (k_new) {
         // this step's key and value of (t, h) into the pool first (kv_cache_write's rounding); the barrier below
         // makes them visible to the block's own reads (plain loads: the pools are not read-only here)
         const int idx = kv_index[t];
         const int64_t dst = (((int64_t) (idx / ZK_PAGE_TOKENS) * n_heads + h) * ZK_PAGE_TOKENS + idx % ZK_PAGE_TOKENS) * head_dim;
+        const float * k_row = k_new + (t * n_heads + h) * head_dim;  // k_new, v_new: [T, heads, D]
         for (int e = threadIdx.x; e < head_dim; e += blockDim.x) {
-            k_pool[dst + e] = zk_to_bf16(k_new[(t * n_heads + h) * head_dim + e]);  // k_new, v_new: [T, heads, D]
+            k_pool[dst + e] = zk_to_bf16(rope_theta > 0.0f ? rope_element(k_row, e, head_dim, pos, rope_theta) : k_row[e]);
             v_pool[dst + e] = zk_to_bf16(v_new[(t * n_heads + h) * head_dim + e]);
         }
     }
@@ -140,16 +156,19 @@ attention_decode_kernel(float * __restrict__ out, const float * __restrict__ q, 
 
 bool paged_attention_decode(float * out, const float * q, bf16 * k_pool, bf16 * v_pool, const int32_t * block_tables,
                             int max_pages, const int32_t * positions, int n_seqs, int n_heads, int head_dim, float scale,
-                            cudaStream_t stream, const float * k_new, const float * v_new, const int32_t * kv_index) {
+                            cudaStream_t stream, const float * k_new, const float * v_new, const int32_t * kv_index,
+                            float rope_theta) {
     if (n_seqs <= 0) return true;
     if (head_dim % 8 != 0 || head_dim > 256) return false;
+    if (rope_theta > 0.0f && !k_new) return false;  // the rotated k exists only in the pool: it must be written here
     const dim3 grid((unsigned) n_seqs, (unsigned) n_heads);
     const int dpl = (head_dim + ZK_WARP_SIZE - 1) / ZK_WARP_SIZE;
     // few (sequence, head) blocks (small batches): 8 warps each split the keys finer (b1 1.2B: 27 -> 17 us per
     // launch, run 16); many blocks: 4 warps, so more blocks fit per SM (8 measured slower from b16 up)
     const bool wide = (int64_t) n_seqs * n_heads <= 2 * zk_sm_count();
 #define ZK_DEC_W(N, W) zk_launch(attention_decode_kernel<N, W>, grid, dim3(W * ZK_WARP_SIZE), 0, stream, out, q, k_pool, v_pool, \
-                                 block_tables, max_pages, positions, n_heads, head_dim, scale, k_new, v_new, kv_index)
+                                 block_tables, max_pages, positions, n_heads, head_dim, scale, k_new, v_new, kv_index, \
+                                 rope_theta)
 #define ZK_DEC(N) (wide ? ZK_DEC_W(N, 8) : ZK_DEC_W(N, 4))
     if (dpl <= 1) ZK_DEC(1);
     else if (dpl <= 2) ZK_DEC(2);
