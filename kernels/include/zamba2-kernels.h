@@ -335,7 +335,7 @@ struct skinny_gemm_args {
     int ctas_per_sm;       // the register kernel's persistent grid: CTAs per SM (0: 2)
     skinny_x_norm norm;          // SKINNY_X_RMSNORM / SKINNY_X_GATED_NORM
     skinny_conv_epilogue conv;   // optional (conv.out); needs y_f32, !accumulate, x modes with M <= 8
-    skinny_state_epilogue state; // optional (state.y); needs the conv epilogue, one segment, M * head_dim <= 512
+    skinny_state_epilogue state; // optional (state.y); needs the conv epilogue, one segment, M * head_dim <= 1024
     // Programmatic dependent launch (sm_90+, ignored below; the engine sets it from zk_pdl_enabled()): the
     // CTAs may be scheduled while the previous kernel in the stream still runs (once its CTAs have called
     // zk_pdl_trigger / zk_pdl_prologue) and wait for it to complete before they read x, x_lo, x2, y or touch

@@ -150,13 +150,10 @@ static __device__ __forceinline__ void skinny_item_finish(const skinny_launch & 
     if (KS > 1 && threadIdx.x == 0) a.counters[tile] = 0;  // ready for the next launch
     if constexpr (XMODE == SKINNY_X_RMSNORM && NT == 1) {  // in_proj of a decode step: heads this tile completes
         if (a.state.y && p.seg == 0) {
-            // red (1024 floats) is free once the output loop has read it: the heads' y^2 (ZK_SKINNY_STATE_MAX_YS),
-            // the ready count, and the ready list in its last ZK_SKINNY_STATE_MAX_HEADS words (no shared memory
-            // of its own: the kernels without the epilogue keep their footprint)
-            float * scratch = &red[0][0][0];
-            int * ready = reinterpret_cast<int *>(scratch) + ZK_SKINNY_WARPS * 4 * ZK_WARP_SIZE - ZK_SKINNY_STATE_MAX_HEADS;
-            __syncthreads();  // the output loop's reads of red are done
-            skinny_state_after_tile(a, n0, ready, *reinterpret_cast<int *>(scratch + ZK_SKINNY_STATE_MAX_YS), scratch);
+            __shared__ int ready[ZK_SKINNY_STATE_MAX_HEADS];
+            __shared__ int n_ready;
+            __syncthreads();  // the output loop's reads of red are done: red is the heads' y^2 scratch
+            skinny_state_after_tile(a, n0, ready, n_ready, &red[0][0][0]);
         }
     }
 }

@@ -12,7 +12,6 @@
 #include "skinny-gemm-input.cuh"
 
 constexpr int ZK_SKINNY_STATE_MAX_HEADS = 256;  // the ready list's shared ints
-constexpr int ZK_SKINNY_STATE_MAX_YS = 512;     // rows x head_dim: the heads' y^2 scratch (1.2B-7B at 8 rows: 512)
 
 // Column ranges of in_proj's output that head h reads, in increasing order: z_h, x_h (xBC's x part), all of B and C,
 // dt_h.

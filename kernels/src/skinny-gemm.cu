@@ -307,7 +307,7 @@ static bool skinny_fused_args_ok(const skinny_gemm_args & a) {
         }
         if (se.n_heads < 1 || se.n_heads > ZK_SKINNY_STATE_MAX_HEADS || se.n_groups < 1 || se.n_heads % se.n_groups != 0) return false;
         if (se.head_dim < 1 || se.d_inner != se.n_heads * se.head_dim) return false;
-        if (a.M * se.head_dim > ZK_SKINNY_STATE_MAX_YS) return false;  // the y^2 scratch
+        if (a.M * se.head_dim > ZK_SKINNY_WARPS * 4 * ZK_WARP_SIZE) return false;  // the y^2 scratch
         const int GN = se.n_groups * se.d_state;
         if (se.d_state < 4 || se.d_state % 4 != 0 || se.d_inner % 4 != 0 || !aligned16(a.conv.out) || !aligned16(se.ssm_state)) {
             return false;
