@@ -5,8 +5,8 @@
 //   in_proj:  skinny_gemm SKINNY_X_RMSNORM (each CTA reduces the <= 8 rows of x (+ Tr) itself, then normalizes
 //             while it loads) with the conv epilogue (the depthwise conv of the xBC columns and the conv-state
 //             update, per output channel: no other thread touches that channel);
-//   state:    mamba2_state_step_gated: y * silu(z) and the chunk sums of its squares (ZAMBA2_STATE_IN_PROJ=1:
-//             inside in_proj instead, skinny_state_epilogue; measured slower);
+//   state:    inside in_proj (skinny_state_epilogue: each head once its tiles are done) or, when in_proj refuses
+//             it, mamba2_state_step_gated: y * silu(z) and the chunk sums of its squares;
 //   out_proj: skinny_gemm SKINNY_X_GATED_NORM (group scales from the chunk sums), accumulated into s.x.
 // The shared block's input norm rides in its q/k/v GEMVs (norm(X | E)), the pre-FF norm in gate_up, and
 // GELU(g) * u in down. Every fused input is the same fp32 value the separate kernels produce, split into
@@ -82,8 +82,8 @@ std::string mamba_layer_fused(zamba2_engine * e, const step_view & v, int L, boo
     in.seg[0] = {lw.in_proj, nullptr, nullptr, s.zx, ipo, ipo};
     in.n_seg = 1;
     in.conv = {s.xbc, conv_state, lw.conv_w, lw.conv_b, v.seq_slot, d, cd};
-    // y [T, d] = (C.S + D x) * silu(z): a mamba2_state_step_gated launch (gsq [T, d / chunk]) or, opted in, inside
-    // in_proj, each head as soon as its tiles are done (gsq [T, nh])
+    // y [T, d] = (C.S + D x) * silu(z) and gsq [T, nh] (per-head sums of y^2) inside in_proj, each head as soon as
+    // its tiles are done; else a mamba2_state_step_gated launch (gsq [T, d / chunk])
     const int nh = c.n_mamba_heads, P = c.mamba_head_dim;
     in.state = {s.y, s.gsq, ssm_state, lw.dt_bias, lw.a_log, lw.d, s.head_counters, d, nh, P, c.ngroups, c.d_state};
     bool stepped = e->state_in_proj && skinny_gemm(in, st);

@@ -97,11 +97,9 @@ struct zamba2_engine {
     std::vector<zamba2_adapter_ptrs> adapters;
     std::vector<zamba2_decode_weights> decode_w;  // per hybrid invocation; empty: none made
     bool merge_decode = true;                     // make them (ZAMBA2_DECODE_MERGE=0: no; off when they do not fit)
-    // ZAMBA2_STATE_IN_PROJ=1: the fused decode path's in_proj runs the state step of each head
-    // (skinny_state_epilogue) instead of a mamba2_state_step_gated launch. Off: measured slower (run 8 of session 5:
-    // b1 1.729 -> 2.104 ms; every tile's fence + count and the heads' serial L2 round trips lengthen in_proj by more
-    // than the launch it saves)
-    bool state_in_proj = false;
+    // the fused decode path's in_proj runs the state step of each head (skinny_state_epilogue) instead of a
+    // mamba2_state_step_gated launch; ZAMBA2_STATE_IN_PROJ=0 launches it
+    bool state_in_proj = true;
     const bf16 *embed = nullptr, *final_norm = nullptr, *lm_head = nullptr;
     std::unordered_map<const bf16 *, zamba2_fp8_weight> fp8_of;  // built by zamba2_resolve_weights
     bool resolved = false;

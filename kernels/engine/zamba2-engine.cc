@@ -206,8 +206,8 @@ zamba2_engine * zamba2_engine_create(const zamba2_config & cfg, std::string * er
     e->skinny_no_second_group = group2 && group2[0] == '0';
     const char * split_k = std::getenv("ZAMBA2_SKINNY_SPLIT_K");  // K slices per tile; unset or 0: per shape
     e->skinny_split_k = split_k ? std::max(0, std::atoi(split_k)) : 0;
-    const char * state_in = std::getenv("ZAMBA2_STATE_IN_PROJ");  // 1: in_proj runs the state step (measured slower)
-    e->state_in_proj = state_in && state_in[0] == '1';
+    const char * state_in = std::getenv("ZAMBA2_STATE_IN_PROJ");  // 0: the fused path launches the state step
+    e->state_in_proj = !(state_in && state_in[0] == '0');
     const char * merge = std::getenv("ZAMBA2_DECODE_MERGE");  // 0: decode keeps the block weights and adapters
     e->merge_decode = !(merge && merge[0] == '0');
     const char * ring = std::getenv("ZAMBA2_SKINNY_RING");
