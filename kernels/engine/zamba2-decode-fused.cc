@@ -17,8 +17,11 @@ bool fused_decode_step(const zamba2_engine * e, const step_view & v) {
     const zamba2_config & c = e->cfg;
     if (!e->fuse_decode || !e->split_inputs || !e->use_decode_step) return false;
     if (v.T < 1 || v.T != v.S || v.T > ZK_FUSE_MAX_M || !skinny_step(e, v.T)) return false;
-    // the gated state step's chunking must fit even when in_proj runs the state step (its fallback)
-    const int chunk = mamba2_state_step_chunk(c.mamba_head_dim, c.d_state);
+    // gsq's chunk: a head (the state epilogue inside in_proj, whose conditions these mirror) or the gated kernel's
+    const int P = c.mamba_head_dim;
+    const bool state_in_proj = e->state_in_proj && c.n_mamba_heads <= 256 && v.T * P <= 1024 && c.d_state >= 4 &&
+                               c.d_state % 4 == 0 && c.d_inner % 4 == 0 && c.n_mamba_heads % c.ngroups == 0;
+    const int chunk = state_in_proj ? P : mamba2_state_step_chunk(P, c.d_state);
     if (chunk <= 0 || c.ngroups < 1 || c.ngroups > 8 || c.d_inner % c.ngroups != 0) return false;
     const int group = c.d_inner / c.ngroups;
     const int r = c.adapter_rank;

@@ -16,7 +16,6 @@ struct skinny_launch {
     int stage_stride;                      // staged input row stride, bytes (the STAGED kernels)
     int ring_stages, ring_offset;          // the ring kernel: slots, and their offset in dynamic shared memory
     int ring_chunk_steps;                  // the ring kernel: 32-wide k steps per slot
-    int tile_rotate;                       // item i takes tile (i + tile_rotate) % tiles (the state epilogue: B/C first)
 };
 
 struct skinny_item_pos {
@@ -26,8 +25,7 @@ struct skinny_item_pos {
 static __device__ __forceinline__ skinny_item_pos skinny_locate(const skinny_launch & L, int item) {
     skinny_item_pos p;
     p.ks = item / L.tiles;
-    p.tile = item - p.ks * L.tiles + L.tile_rotate;
-    if (p.tile >= L.tiles) p.tile -= L.tiles;
+    p.tile = item - p.ks * L.tiles;
     int s = 0;
     while (s + 1 < L.a.n_seg && p.tile >= L.tile_end[s]) ++s;
     p.seg = s;

@@ -47,9 +47,8 @@ static __device__ __forceinline__ bool skinny_tile_feeds_head(const skinny_state
 }
 
 // Head h for all M rows (row m = sequence m, slot conv.seq_slot[m]); ys: M * head_dim floats of shared scratch.
-// tpc adjacent threads per (row, channel) split the channel's d_state states (16-byte loads; 1.2B at b1: 4 threads,
-// 4 loads each) and sum their dot products with C by shuffles; the per-head sums of y^2 are summed by one thread
-// per row in channel order (deterministic).
+// One thread per (row, channel) walks the channel's d_state states (16-byte loads); the per-head sums of y^2 are
+// summed by one thread per row in channel order (deterministic).
 static __device__ __forceinline__ void skinny_state_head(const skinny_gemm_args & a, int h, float * ys) {
     const skinny_state_epilogue & se = a.state;
     const skinny_conv_epilogue & cv = a.conv;
@@ -58,43 +57,31 @@ static __device__ __forceinline__ void skinny_state_head(const skinny_gemm_args 
     const float * zx = static_cast<const float *>(a.seg[0].y);  // zx: [M, ld] = [z | xBC | dt]
     const int ld = a.seg[0].ld_y;
     const float a_h = -expf(se.a_log[h]), d_h = se.d_skip[h], bias_h = se.dt_bias[h];
-    int tpc = 1;
-    while (tpc < ZK_WARP_SIZE && 2 * tpc * a.M * P <= (int) blockDim.x && (N / 4) % (2 * tpc) == 0) tpc *= 2;
-    const int total = a.M * P * tpc, per = N / 4 / tpc;  // float4s per thread
-    for (int base = 0; base < total; base += blockDim.x) {  // block-uniform: every lane reaches the shuffles
-        const int i = base + threadIdx.x;
-        const bool valid = i < total;
-        const int ic = valid ? i / tpc : 0, part = i % tpc;
-        const int m = ic / P, c = ic % P, ch = h * P + c;
+    for (int i = threadIdx.x; i < a.M * P; i += blockDim.x) {
+        const int m = i / P, c = i % P, ch = h * P + c;
+        const float dt = zk_softplus(__ldcg(zx + (int64_t) m * ld + 2 * d + 2 * GN + h) + bias_h);
+        const float dA = expf(dt * a_h);
         const float * xr = cv.out + (int64_t) m * cv.n;  // xbc: [M, d + 2GN] = [x | B | C] after the conv
-        float acc = 0.0f, x = 0.0f;
-        if (valid) {
-            const float dt = zk_softplus(__ldcg(zx + (int64_t) m * ld + 2 * d + 2 * GN + h) + bias_h);
-            const float dA = expf(dt * a_h);
-            x = __ldcg(xr + ch);
-            const float4 * B = reinterpret_cast<const float4 *>(xr + d + g * N) + part * per;
-            const float4 * C = reinterpret_cast<const float4 *>(xr + d + GN + g * N) + part * per;
-            float4 * S = reinterpret_cast<float4 *>(se.ssm_state + (((int64_t) cv.seq_slot[m] * se.n_heads + h) * P + c) * N) +
-                         part * per;  // S: this thread's states of channel c
-            const float dtx = dt * x;
+        const float x = __ldcg(xr + ch);
+        const float4 * B = reinterpret_cast<const float4 *>(xr + d + g * N);
+        const float4 * C = reinterpret_cast<const float4 *>(xr + d + GN + g * N);
+        float4 * S = reinterpret_cast<float4 *>(se.ssm_state + (((int64_t) cv.seq_slot[m] * se.n_heads + h) * P + c) * N);
+        const float dtx = dt * x;
+        float acc = 0.0f;
 #pragma unroll 4
-            for (int n4 = 0; n4 < per; ++n4) {
-                float4 s = __ldcs(S + n4);
-                const float4 b = __ldcg(B + n4), cc = __ldcg(C + n4);
-                s.x = s.x * dA + dtx * b.x;
-                s.y = s.y * dA + dtx * b.y;
-                s.z = s.z * dA + dtx * b.z;
-                s.w = s.w * dA + dtx * b.w;
-                acc += s.x * cc.x + s.y * cc.y + s.z * cc.z + s.w * cc.w;
-                __stcs(S + n4, s);
-            }
+        for (int n4 = 0; n4 < N / 4; ++n4) {  // S: [N] of channel c
+            float4 s = __ldcs(S + n4);
+            const float4 b = __ldcg(B + n4), cc = __ldcg(C + n4);
+            s.x = s.x * dA + dtx * b.x;
+            s.y = s.y * dA + dtx * b.y;
+            s.z = s.z * dA + dtx * b.z;
+            s.w = s.w * dA + dtx * b.w;
+            acc += s.x * cc.x + s.y * cc.y + s.z * cc.z + s.w * cc.w;
+            __stcs(S + n4, s);
         }
-        for (int off = tpc / 2; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
-        if (valid && part == 0) {
-            const float out = (acc + d_h * x) * zk_silu(__ldcg(zx + (int64_t) m * ld + ch));
-            se.y[(int64_t) m * d + ch] = out;  // y: [M, d]
-            ys[ic] = out * out;
-        }
+        const float out = (acc + d_h * x) * zk_silu(__ldcg(zx + (int64_t) m * ld + ch));
+        se.y[(int64_t) m * d + ch] = out;  // y: [M, d]
+        ys[i] = out * out;
     }
     __syncthreads();
     if ((int) threadIdx.x < a.M) {

@@ -344,10 +344,6 @@ bool skinny_gemm(const skinny_gemm_args & a, cudaStream_t stream) {
         L.tile_end[s] = tiles;
     }
     L.tiles = tiles;
-    // state epilogue: the B / C / dt tiles, which every head waits for, are the first items (the first CTAs' first
-    // work), so a head's last tile is one of its own z / x tiles and the heads' updates spread over the CTAs instead
-    // of piling onto the CTA that finishes the last B / C tile (measured: b1 1.72 -> 8.0 ms without the rotation)
-    L.tile_rotate = a.state.y ? std::min(tiles - 1, 2 * a.state.d_inner / 16) : 0;
     switch (a.x_mode) {
         case SKINNY_X_BF16: skinny_launch_mode<SKINNY_X_BF16>(L, stream); break;
         case SKINNY_X_SPLIT: skinny_launch_mode<SKINNY_X_SPLIT>(L, stream); break;

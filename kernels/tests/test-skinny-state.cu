@@ -22,7 +22,7 @@ void run_state_case(test_table & tab, test_rng & rng, const state_case & sc) {
     const vec conv0 = rng.f32_values((size_t) slots * 3 * cd, -1, 1), ssm0 = rng.f32_values((size_t) slots * nh * P * N, -1, 1);
     const vec bias = rng.f32_values(nh, -1, 1), alog = rng.f32_values(nh, -1, 1), dsk = rng.f32_values(nh, -1, 1);
     ivec slot_of(M), cu(M + 1);
-    for (int m = 0; m < M; ++m) slot_of[m] = (m + 2) % slots;  // distinct slots (M < slots)
+    for (int m = 0; m < M; ++m) slot_of[m] = (m * 5 + 2) % slots;
     for (int m = 0; m <= M; ++m) cu[m] = m;
     dev_buf<float> dx(x.size()), dbias(nh), dalog(nh), ddsk(nh);
     dev_buf<bf16> dnw(nw.size()), dw(w.size()), dcw(cw.size()), dcb(cb.size());
