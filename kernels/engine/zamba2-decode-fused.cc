@@ -5,8 +5,7 @@
 //   in_proj:  skinny_gemm SKINNY_X_RMSNORM (each CTA reduces the <= 8 rows of x (+ Tr) itself, then normalizes
 //             while it loads) with the conv epilogue (the depthwise conv of the xBC columns and the conv-state
 //             update, per output channel: no other thread touches that channel);
-//   state:    inside in_proj (skinny_state_epilogue: each head once its tiles are done) or, when in_proj refuses
-//             it, mamba2_state_step_gated: y * silu(z) and the chunk sums of its squares;
+//   state:    mamba2_state_step_gated: y * silu(z) and the chunk sums of its squares;
 //   out_proj: skinny_gemm SKINNY_X_GATED_NORM (group scales from the chunk sums), accumulated into s.x.
 // The shared block's input norm rides in its q/k/v GEMVs (norm(X | E)), the pre-FF norm in gate_up, and
 // GELU(g) * u in down. Every fused input is the same fp32 value the separate kernels produce, split into
@@ -17,11 +16,7 @@ bool fused_decode_step(const zamba2_engine * e, const step_view & v) {
     const zamba2_config & c = e->cfg;
     if (!e->fuse_decode || !e->split_inputs || !e->use_decode_step) return false;
     if (v.T < 1 || v.T != v.S || v.T > ZK_FUSE_MAX_M || !skinny_step(e, v.T)) return false;
-    // gsq's chunk: a head (the state epilogue inside in_proj, whose conditions these mirror) or the gated kernel's
-    const int P = c.mamba_head_dim;
-    const bool state_in_proj = e->state_in_proj && c.n_mamba_heads <= 256 && v.T * P <= 1024 && c.d_state >= 4 &&
-                               c.d_state % 4 == 0 && c.d_inner % 4 == 0 && c.n_mamba_heads % c.ngroups == 0;
-    const int chunk = state_in_proj ? P : mamba2_state_step_chunk(P, c.d_state);
+    const int chunk = mamba2_state_step_chunk(c.mamba_head_dim, c.d_state);
     if (chunk <= 0 || c.ngroups < 1 || c.ngroups > 8 || c.d_inner % c.ngroups != 0) return false;
     const int group = c.d_inner / c.ngroups;
     const int r = c.adapter_rank;
@@ -85,26 +80,18 @@ std::string mamba_layer_fused(zamba2_engine * e, const step_view & v, int L, boo
     in.seg[0] = {lw.in_proj, nullptr, nullptr, s.zx, ipo, ipo};
     in.n_seg = 1;
     in.conv = {s.xbc, conv_state, lw.conv_w, lw.conv_b, v.seq_slot, d, cd};
-    // y [T, d] = (C.S + D x) * silu(z) and gsq [T, nh] (per-head sums of y^2) inside in_proj, each head as soon as
-    // its tiles are done; else a mamba2_state_step_gated launch (gsq [T, d / chunk])
-    const int nh = c.n_mamba_heads, P = c.mamba_head_dim;
-    in.state = {s.y, s.gsq, ssm_state, lw.dt_bias, lw.a_log, lw.d, s.head_counters, d, nh, P, c.ngroups, c.d_state};
-    bool stepped = e->state_in_proj && skinny_gemm(in, st);
-    if (!stepped) {
-        in.state = {};
-        if (!skinny_gemm(in, st)) return "fused decode: skinny_gemm refused in_proj";
-    }
+    if (!skinny_gemm(in, st)) return "fused decode: skinny_gemm refused in_proj";
     zamba2_prof_mark(e, PROF_GEMM);
-    const int chunk = stepped ? P : mamba2_state_step_chunk(P, c.d_state);
-    if (!stepped) {
-        if (!mamba2_state_step_gated(s.y, s.gsq, s.zx, ipo, ssm_state, s.xbc, cd, s.zx + d + cd, ipo, lw.dt_bias, lw.a_log,
-                                     lw.d, v.cu_seqlens, v.seq_slot, v.S, nh, P, c.ngroups, c.d_state, st)) {
-            return "fused decode: mamba2_state_step_gated refused the dims";
-        }
-        zamba2_prof_mark(e, PROF_SCAN);
+
+    // y [T, d] = (C.S + D x) * silu(z), gsq [T, d / chunk]
+    if (!mamba2_state_step_gated(s.y, s.gsq, s.zx, ipo, ssm_state, s.xbc, cd, s.zx + d + cd, ipo, lw.dt_bias, lw.a_log, lw.d,
+                                 v.cu_seqlens, v.seq_slot, v.S, c.n_mamba_heads, c.mamba_head_dim, c.ngroups, c.d_state, st)) {
+        return "fused decode: mamba2_state_step_gated refused the dims";
     }
+    zamba2_prof_mark(e, PROF_SCAN);
 
     // x += gated_norm(y) . out_proj^T
+    const int chunk = mamba2_state_step_chunk(c.mamba_head_dim, c.d_state);
     skinny_gemm_args out = skinny_args(e, SKINNY_X_GATED_NORM, s.y, nullptr, d, d, T, true);
     out.norm.w = lw.norm;
     out.norm.eps = 1e-5f;  // the gated norm's eps (as the unfused path)

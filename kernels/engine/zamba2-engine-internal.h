@@ -61,7 +61,6 @@ struct zamba2_scratch {
     float *lora3;                                                // [64, 3r] LoRA intermediates of skinny steps
     float *skinny_work;                                          // split-K partial tiles of skinny_gemm
     int32_t *skinny_counters;                                    // its per-tile counters (zeroed at allocation)
-    int32_t *head_counters;                                      // [n_mamba_heads] in_proj's state epilogue (zeroed)
     float *gsq;        // [ZK_FUSE_MAX_M, d_inner] chunk sums of g^2 from the gated state step
     float *hl;         // [max_tokens, H] rows picked for logits
     bf16 *hn;          // [max_tokens, H] normalized
@@ -97,9 +96,6 @@ struct zamba2_engine {
     std::vector<zamba2_adapter_ptrs> adapters;
     std::vector<zamba2_decode_weights> decode_w;  // per hybrid invocation; empty: none made
     bool merge_decode = true;                     // make them (ZAMBA2_DECODE_MERGE=0: no; off when they do not fit)
-    // the fused decode path's in_proj runs the state step of each head (skinny_state_epilogue) instead of a
-    // mamba2_state_step_gated launch; ZAMBA2_STATE_IN_PROJ=0 launches it
-    bool state_in_proj = true;
     const bf16 *embed = nullptr, *final_norm = nullptr, *lm_head = nullptr;
     std::unordered_map<const bf16 *, zamba2_fp8_weight> fp8_of;  // built by zamba2_resolve_weights
     bool resolved = false;

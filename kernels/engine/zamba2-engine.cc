@@ -105,8 +105,6 @@ static std::string alloc_scratch(zamba2_engine * e) {
     f32(&s.skinny_work, (size_t) ZK_SKINNY_WORK_FLOATS);
     if (err.empty()) err = alloc_n(e, &s.skinny_counters, (size_t) ZK_SKINNY_COUNTERS);
     if (err.empty() && cudaMemset(s.skinny_counters, 0, ZK_SKINNY_COUNTERS * sizeof(int32_t)) != cudaSuccess) err = "cudaMemset failed";
-    if (err.empty()) err = alloc_n(e, &s.head_counters, (size_t) c.n_mamba_heads);  // in_proj's state epilogue
-    if (err.empty() && cudaMemset(s.head_counters, 0, c.n_mamba_heads * sizeof(int32_t)) != cudaSuccess) err = "cudaMemset failed";
     if (err.empty()) err = alloc_n(e, &s.y, T * c.d_inner);
     if (err.empty()) err = alloc_n(e, &s.logits, T * (size_t) c.vocab);
     if (err.empty()) err = alloc_n(e, &s.argmax, T);
@@ -206,8 +204,6 @@ zamba2_engine * zamba2_engine_create(const zamba2_config & cfg, std::string * er
     e->skinny_no_second_group = group2 && group2[0] == '0';
     const char * split_k = std::getenv("ZAMBA2_SKINNY_SPLIT_K");  // K slices per tile; unset or 0: per shape
     e->skinny_split_k = split_k ? std::max(0, std::atoi(split_k)) : 0;
-    const char * state_in = std::getenv("ZAMBA2_STATE_IN_PROJ");  // 0: the fused path launches the state step
-    e->state_in_proj = !(state_in && state_in[0] == '0');
     const char * merge = std::getenv("ZAMBA2_DECODE_MERGE");  // 0: decode keeps the block weights and adapters
     e->merge_decode = !(merge && merge[0] == '0');
     const char * ring = std::getenv("ZAMBA2_SKINNY_RING");
@@ -268,7 +264,7 @@ void zamba2_engine_destroy(zamba2_engine * e) {
     zamba2_scratch & s = e->s;
     for (void * p : std::initializer_list<void *>{s.x, s.e, s.u, s.u2, s.zx, s.xbc, s.v, s.q, s.k, s.vv, s.att, s.a,
                                                   s.vn, s.gu, s.act, s.m, s.tr, s.lora, s.gsq, s.hl, s.hn, s.y, s.logits,
-                                                  s.attf, s.ysplit, s.lora3, s.skinny_work, s.skinny_counters, s.head_counters,
+                                                  s.attf, s.ysplit, s.lora3, s.skinny_work, s.skinny_counters,
                                                   s.argmax, s.max_logit, s.lse, s.packed, s.lo8, e->conv_pool, e->ssm_pool,
                                                   e->kv_pool}) {
         if (p) cudaFree(p);

@@ -276,19 +276,6 @@ struct skinny_conv_epilogue {
     const int32_t * seq_slot;  // [M]
     int col0, n;
 };
-// Decode steps with the conv epilogue (in_proj of a Mamba2 layer, output [z | xBC | dt] in segment 0): the Mamba2
-// state step of each head, run by the CTA that completes the last in_proj tile the head reads (its z, x and dt
-// columns, and every B / C column), so the step needs no state-step launch (mamba2_state_step_gated's math):
-//   S = S exp(dt A) + dt x B^T,   y = (S C + D x) silu(z)   -> y [M, d_inner]; gsq [M, n_heads]: per-head sums of y^2
-// (out_proj's SKINNY_X_GATED_NORM then takes chunk = head_dim). x, B, C come from the conv epilogue's output.
-struct skinny_state_epilogue {
-    float * y;                                 // [M, d_inner] (nullptr: no state epilogue)
-    float * gsq;                               // [M, n_heads]
-    float * ssm_state;                         // [slots, n_heads, head_dim, d_state] this layer's pool (conv.seq_slot)
-    const float * dt_bias, * a_log, * d_skip;  // [n_heads]
-    int32_t * head_counters;                   // [n_heads], zero between launches (each launch leaves them zero)
-    int d_inner, n_heads, head_dim, n_groups, d_state;
-};
 #define ZK_SKINNY_MAX_M 64
 #define ZK_SKINNY_MAX_SEGMENTS 3
 // How the work items (16 output features x one K slice) map onto CTAs.
@@ -335,7 +322,6 @@ struct skinny_gemm_args {
     int ctas_per_sm;       // the register kernel's persistent grid: CTAs per SM (0: 2)
     skinny_x_norm norm;          // SKINNY_X_RMSNORM / SKINNY_X_GATED_NORM
     skinny_conv_epilogue conv;   // optional (conv.out); needs y_f32, !accumulate, x modes with M <= 8
-    skinny_state_epilogue state; // optional (state.y); needs the conv epilogue, one segment, M * head_dim <= 1024
     // Programmatic dependent launch (sm_90+, ignored below; the engine sets it from zk_pdl_enabled()): the
     // CTAs may be scheduled while the previous kernel in the stream still runs (once its CTAs have called
     // zk_pdl_trigger / zk_pdl_prologue) and wait for it to complete before they read x, x_lo, x2, y or touch

@@ -3,7 +3,6 @@
 // tiles of an item are summed and written (split-K partials summed in a fixed order by the last slice).
 #pragma once
 
-#include "skinny-gemm-state.cuh"
 #include "skinny-gemm-warp.cuh"
 
 struct skinny_launch {
@@ -146,12 +145,4 @@ static __device__ __forceinline__ void skinny_item_finish(const skinny_launch & 
         }
     }
     if (KS > 1 && threadIdx.x == 0) a.counters[tile] = 0;  // ready for the next launch
-    if constexpr (XMODE == SKINNY_X_RMSNORM && NT == 1) {  // in_proj of a decode step: heads this tile completes
-        if (a.state.y && p.seg == 0) {
-            __shared__ int ready[ZK_SKINNY_STATE_MAX_HEADS];
-            __shared__ int n_ready;
-            __syncthreads();  // the output loop's reads of red are done: red is the heads' y^2 scratch
-            skinny_state_after_tile(a, n0, ready, n_ready, &red[0][0][0]);
-        }
-    }
 }

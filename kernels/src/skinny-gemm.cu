@@ -114,9 +114,6 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
     __shared__ bool last_block;
     __shared__ float inv[NORM ? ZK_SKINNY_NORM_MAX_M * ZK_SKINNY_NORM_MAX_GROUPS : 1];
     zk_pdl_trigger();  // a GEMV often follows a GEMV (LoRA, then the main weights): let it prefetch
-    if constexpr (XMODE == SKINNY_X_RMSNORM) {
-        if (L.a.state.y) skinny_state_prefetch(L.a);  // only this kernel writes them: before the wait
-    }
     const int n_items = L.tiles * L.KS;
     const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE;
     if (L.prefetch_ahead >= 0 && warp == 0) {
@@ -299,22 +296,6 @@ static bool skinny_fused_args_ok(const skinny_gemm_args & a) {
         if (nm.ld_gsq < a.K / nm.chunk) return false;
     } else if (a.x_mode == SKINNY_X_GELU_MUL) {
         if (a.ld_x < 2 * a.K) return false;
-    }
-    if (a.state.y) {  // the state epilogue reads x / B / C from the conv epilogue's output
-        const skinny_state_epilogue & se = a.state;
-        if (!a.conv.out || a.n_seg != 1 || !se.gsq || !se.ssm_state || !se.dt_bias || !se.a_log || !se.d_skip || !se.head_counters) {
-            return false;
-        }
-        if (se.n_heads < 1 || se.n_heads > ZK_SKINNY_STATE_MAX_HEADS || se.n_groups < 1 || se.n_heads % se.n_groups != 0) return false;
-        if (se.head_dim < 1 || se.d_inner != se.n_heads * se.head_dim) return false;
-        if (a.M * se.head_dim > ZK_SKINNY_WARPS * 4 * ZK_WARP_SIZE) return false;  // the y^2 scratch
-        const int GN = se.n_groups * se.d_state;
-        if (se.d_state < 4 || se.d_state % 4 != 0 || se.d_inner % 4 != 0 || !aligned16(a.conv.out) || !aligned16(se.ssm_state)) {
-            return false;
-        }
-        if (a.conv.col0 != se.d_inner || a.conv.n != se.d_inner + 2 * GN || a.seg[0].n != 2 * se.d_inner + 2 * GN + se.n_heads) {
-            return false;
-        }
     }
     if (a.conv.out) {
         const skinny_conv_epilogue & cv = a.conv;
