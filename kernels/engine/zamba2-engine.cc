@@ -320,6 +320,17 @@ static float f16_bits_to_f32(uint16_t h) {
     return f;
 }
 
+// Once every weight is on the GPU, resolve at once instead of at the first step: resolution makes the decode
+// weights (zamba2-decode-weights.cc, GPU memory), and the free memory the host reads right after the upload sizes
+// the state and KV pools (src/engine/cuda/index.ts): made later, they would find the pools holding that memory.
+// A failure leaves the engine unresolved: the first step resolves again and reports it.
+static void resolve_when_complete(zamba2_engine * e) {
+    for (const auto & sp : e->specs) {
+        if (!e->weights.at(sp.name).loaded) return;
+    }
+    if (!zamba2_resolve_weights(e).empty()) e->resolved = false;
+}
+
 std::string zamba2_engine_set_weight(zamba2_engine * e, const std::string & name, int src_dtype, const void * data,
                                      size_t numel) {
     zamba2_engine_use_device(e);
@@ -353,6 +364,7 @@ std::string zamba2_engine_set_weight(zamba2_engine * e, const std::string & name
     if (!err.empty()) return "weight '" + name + "': " + err;
     t.loaded = true;
     e->resolved = false;
+    resolve_when_complete(e);
     return "";
 }
 
@@ -383,6 +395,7 @@ std::string zamba2_engine_fill_random(zamba2_engine * e, uint64_t seed) {
         if (!err.empty()) return "weight '" + kv.first + "': " + err;
     }
     e->resolved = false;
+    resolve_when_complete(e);
     return "";
 }
 
