@@ -15,6 +15,9 @@
 // Warp 0 refills slot (q-1) % S with chunk q-1+S when it starts chunk q (one chunk of slack: it rarely waits).
 // Warp w takes steps w and w + 8 of each chunk: the steps the register kernel gives it, in the same order,
 // so the two kernels' results are bitwise the same.
+// Measured (kernels/NOTES.md runs 28-29), hence opt-in (skinny_gemm_args::ring): slower. One 1-D bulk copy per W row
+// costs ~100 ns per SM (in_proj at M = 1: 28.3 us vs 11.3 with 1 KB copies, equal with 2 KB ones), and the
+// co-residency it buys did not pay in the decode chain (b1 1.873 vs 1.833 ms at 2 KB copies).
 #pragma once
 
 #include "zamba2-bulk.cuh"
