@@ -178,6 +178,9 @@ struct zamba2_engine {
 
 std::string zamba2_resolve_weights(zamba2_engine * e);
 
+// zamba2-switches.cc: sets e's switches (and the process-wide PDL switch) from the ZAMBA2_* environment variables.
+void zamba2_read_switches(zamba2_engine * e);
+
 // zamba2-sampling.cc. init/free: buffers at create/destroy. enqueue: after the forward (outside any
 // CUDA graph, the parameters change every step), uploads the staged input, runs sample_rows over the
 // step's logits rows [0, n_out_rows) and queues the copy back; consumes the staged input.
