@@ -11,7 +11,6 @@
 // Larger steps keep the block weights and adapters: they have FP8 copies for the lo term (zamba2-fp8-copies.cc).
 // ZAMBA2_DECODE_MERGE=0 turns this off. The buffers are allocated once and refilled on every resolution, so
 // captured decode graphs keep valid pointers when a weight is uploaded again.
-#include <algorithm>
 #include <cstdio>
 
 #include "zamba2-engine-internal.h"
@@ -40,19 +39,15 @@ decode_weight_plan plan_decode_weights(const zamba2_engine * e) {
     return p;
 }
 
-// The same reserve as the FP8 copies: max(2 GiB, 10% of the device) left free after the buffers.
+// The same reserve as the FP8 copies (zamba2_query_free_memory) left free after the buffers.
 bool decode_weights_fit(size_t bytes) {
-    size_t free_bytes = 0, total_bytes = 0;
-    if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) {
-        cudaGetLastError();
-        return false;  // no answer: the plain path needs nothing extra
-    }
-    const size_t reserve = std::max<size_t>((size_t) 2 << 30, total_bytes / 10);
-    if (bytes + reserve <= free_bytes) return true;
+    zamba2_free_memory m;
+    if (!zamba2_query_free_memory(m)) return false;  // no answer: the plain path needs nothing extra
+    if (bytes + m.reserve_bytes <= m.free_bytes) return true;
     std::fprintf(stderr,
                  "zamba2 cuda: decode runs the shared block with separate adapters: its merged weights (%.2f GB) "
                  "would leave less than %.2f GB of the %.2f GB free\n",
-                 bytes / 1e9, reserve / 1e9, free_bytes / 1e9);
+                 bytes / 1e9, m.reserve_bytes / 1e9, m.free_bytes / 1e9);
     return false;
 }
 

@@ -199,6 +199,13 @@ void zamba2_prof_mark(zamba2_engine * e, int cat);
 std::string zamba2_make_decode_weights(zamba2_engine * e);
 void zamba2_free_decode_weights(zamba2_engine * e);
 
+// Free device memory and the reserve an optional allocation (FP8 copies, decode weights) must leave for scratch,
+// pools and graphs: max(2 GiB, 10% of the device). False when the driver cannot tell (the caller picks its answer).
+struct zamba2_free_memory {
+    size_t free_bytes = 0, reserve_bytes = 0;
+};
+bool zamba2_query_free_memory(zamba2_free_memory & m);
+
 // ---- zamba2-fp8-copies.cc ----
 // Weights multiplied by split inputs: they get an FP8 copy (zamba2_tensor::fp8) when lo_fp8 is on.
 bool zamba2_wants_fp8(const std::string & name);

@@ -52,16 +52,23 @@ bool zamba2_fp8_copies_fit(const zamba2_engine * e) {
         weight_bytes += sp.numel * (sp.f32 ? 4 : 2);
         if (!sp.f32 && zamba2_wants_fp8(sp.name)) copy_bytes += sp.numel;
     }
-    size_t free_bytes = 0, total_bytes = 0;
-    if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) {
-        cudaGetLastError();
-        return true;  // no answer: keep the default, allocation errors still surface
-    }
-    const size_t reserve = std::max<size_t>((size_t) 2 << 30, total_bytes / 10);
-    if (weight_bytes + copy_bytes + reserve <= free_bytes) return true;
+    zamba2_free_memory m;
+    if (!zamba2_query_free_memory(m)) return true;  // no answer: keep the default, allocation errors still surface
+    if (weight_bytes + copy_bytes + m.reserve_bytes <= m.free_bytes) return true;
     std::fprintf(stderr,
                  "zamba2 cuda: skipping the FP8 weight copies (%.2f GB): %.2f GB free would leave less than the %.2f GB "
                  "reserve after %.2f GB of weights\n",
-                 copy_bytes / 1e9, free_bytes / 1e9, reserve / 1e9, weight_bytes / 1e9);
+                 copy_bytes / 1e9, m.free_bytes / 1e9, m.reserve_bytes / 1e9, weight_bytes / 1e9);
     return false;
+}
+
+bool zamba2_query_free_memory(zamba2_free_memory & m) {
+    size_t free_bytes = 0, total_bytes = 0;
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    m.free_bytes = free_bytes;
+    m.reserve_bytes = std::max<size_t>((size_t) 2 << 30, total_bytes / 10);
+    return true;
 }
