@@ -272,7 +272,8 @@ static float f16_bits_to_f32(uint16_t h) {
 // Once every weight is on the GPU, resolve at once instead of at the first step: resolution makes the decode
 // weights (zamba2-decode-weights.cc, GPU memory), and the free memory the host reads right after the upload sizes
 // the state and KV pools (src/engine/cuda/index.ts): made later, they would find the pools holding that memory.
-// A failure leaves the engine unresolved: the first step resolves again and reports it.
+// A failure leaves the engine unresolved: the first step resolves again and reports it. Called when an upload
+// loaded a weight for the first time (a later re-upload is resolved lazily, at the next step, not once per weight).
 static void resolve_when_complete(zamba2_engine * e) {
     for (const auto & sp : e->specs) {
         if (!e->weights.at(sp.name).loaded) return;
@@ -311,9 +312,10 @@ std::string zamba2_engine_set_weight(zamba2_engine * e, const std::string & name
     ZE_CUDA(cudaMemcpy(t.ptr, src, numel * (t.f32 ? 4 : 2), cudaMemcpyHostToDevice));
     const std::string err = zamba2_make_fp8_copy(e, t);
     if (!err.empty()) return "weight '" + name + "': " + err;
+    const bool first_load = !t.loaded;
     t.loaded = true;
     e->resolved = false;
-    resolve_when_complete(e);
+    if (first_load) resolve_when_complete(e);
     return "";
 }
 
