@@ -5,6 +5,7 @@
 #                                    (CI: no GPU needed; files that include cuBLAS headers are skipped,
 #                                    with a note, when the headers are absent)
 #   bash kernels/build.sh --tests    only kernels/build/test-kernels (no cuBLAS needed)
+#   bash kernels/build.sh --timeline kernels/build-tl/bench-engine with -DZK_TIMELINE (include/zamba2-timeline.cuh)
 # Env: CUDA_HOME (default /usr/local/cuda), NVCC, JOBS, ZK_ARCHS (gencode list override).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -55,6 +56,19 @@ if [ "$mode" = "--check" ]; then
   echo "nvcc compile check: $((n - fail)) passed, $fail failed"
   [ "$fail" = 0 ]
   exit $?
+fi
+
+if [ "$mode" = "--timeline" ]; then
+  out="$here/build-tl"; mkdir -p "$out/obj"; objs=(); pids=()
+  for f in "$here"/src/*.cu "$here"/src/gemm-cublaslt.cc "$here"/engine/*.cc "$here"/bench/bench-engine.cc; do
+    o="$out/obj/$(basename "$f").o"; objs+=("$o")
+    compile "$f" "$o" -DZK_TIMELINE & pids+=($!)
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 0.2; done
+  done
+  for p in "${pids[@]}"; do wait "$p"; done
+  "$NVCC" $ARCHS -o "$out/bench-engine" "${objs[@]}" -L"$CUDA_HOME/lib64" -lcublasLt -lcublas -lcudart
+  echo "built kernels/build-tl/bench-engine (timeline)"
+  exit 0
 fi
 
 mkdir -p "$out/obj"

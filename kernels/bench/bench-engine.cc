@@ -4,6 +4,8 @@
 // Usage: bench-engine [1.2b|2.7b|7b] [bandwidth_GBps=4300]
 // Env: ZAMBA2_BENCH_PREFILL="512,2048" and ZAMBA2_BENCH_BATCHES="1,16,64,256" pick the rows ("" or
 // "none": no rows of that kind), e.g. for a short run under ncu.
+// Built with -DZK_TIMELINE (`build.sh --timeline`: kernels/build-tl/bench-engine), it also records the kernel timeline
+// of 4 decode steps per batch into $ZAMBA2_TIMELINE_DIR/timeline-b<batch>.csv (kernels/dev/timeline_summary.py).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -16,6 +18,7 @@
 #include <cuda_runtime.h>
 
 #include "../engine/zamba2-engine.h"
+#include "zamba2-timeline.cuh"
 
 static std::vector<int> env_list(const char * name, std::vector<int> dflt) {
     const char * v = std::getenv(name);
@@ -182,6 +185,24 @@ int main(int argc, char ** argv) {
         for (int k = 0; k < steps; ++k) ms.push_back(run_step(e, pk.pack(all, std::vector<int>(batch, 1))));
         ms.erase(ms.begin(), ms.begin() + 4);
         const double m = median(ms);
+#ifdef ZK_TIMELINE
+        {
+            zk_tl_buffer * tl = zk_timeline_start(1u << 16);
+            for (int k = 0; k < 4; ++k) run_step(e, pk.pack(all, std::vector<int>(batch, 1)));
+            const std::vector<zk_tl_record> recs = zk_timeline_take(tl);
+            const char * dir = std::getenv("ZAMBA2_TIMELINE_DIR");
+            const std::string path = std::string(dir ? dir : ".") + "/timeline-b" + std::to_string(batch) + ".csv";
+            if (FILE * f = std::fopen(path.c_str(), "w")) {
+                std::fprintf(f, "tag,grid,block,t_start,t_waited,t_end\n");
+                for (const auto & r : recs) {
+                    std::fprintf(f, "%u,%u,%u,%llu,%llu,%llu\n", r.tag, r.grid, r.block, (unsigned long long) r.t_start,
+                                 (unsigned long long) r.t_waited, (unsigned long long) r.t_end);
+                }
+                std::fclose(f);
+                std::printf("timeline: %zu CTA records -> %s\n", recs.size(), path.c_str());
+            }
+        }
+#endif
         if (profiling) std::printf("profile decode b%d: %s\n", batch, zamba2_engine_profile_report(e).c_str());
         std::string note;
         if (batch == 1) {

@@ -6,6 +6,8 @@
 #   bench      bench-engine 1.2b: defaults, then each variant of BENCH_VARIANTS
 #   presets    bench-engine 2.7b and 7b with the defaults
 #   skinny     skinny_gemm's benchmark (ZK_BENCH_SKINNY=1: 1.2B decode shapes, the layer chain)
+#   timeline   where a b1 decode step's time goes under PDL (build.sh --timeline; kernels/dev/timeline_summary.py),
+#              defaults and each BENCH_VARIANT
 #   ncu        per-kernel time of decode steps at b1 and b64 (ncu, graphs off; kernels/dev/ncu_summary.py)
 #   sanitize   compute-sanitizer memcheck of the kernel tests
 #   e2e        1.2B random checkpoint, the server with --device cuda, many-streams at 64 concurrent streams
@@ -16,7 +18,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-/tmp/zamba2-device-run}"
 mkdir -p "$out"
-stages="${*:-build tests node bench presets skinny ncu sanitize e2e hf}"
+stages="${*:-build tests node bench presets skinny timeline ncu sanitize e2e hf}"
 status=0
 t_start=$(date +%s)
 stage() { echo; echo "=== $1 ($(date +%T), +$(($(date +%s) - t_start))s)"; }
@@ -89,6 +91,24 @@ if has skinny; then
   stage "skinny_gemm benchmark"
   ZK_BENCH_SKINNY=1 ZK_TEST_ONLY=skinny timeout 300 kernels/build/test-kernels > "$out/skinny-bench.txt" 2>&1 || status=1
   sed -n '/^skinny bench M=1/,$p' "$out/skinny-bench.txt" | grep -vE "^(ok|PASS)" | head -60
+fi
+
+if has timeline; then
+  stage "timeline: b1 decode steps (ZK_TIMELINE build)"
+  if JOBS=16 ZK_ARCHS="-gencode=arch=compute_90a,code=sm_90a" timeout 300 bash kernels/build.sh --timeline > "$out/build-tl.txt" 2>&1; then
+    for v in "defaults:ZAMBA2_NONE=1" "${BENCH_VARIANTS[@]}"; do
+      label="${v%%:*}"; dir="$out/tl-${label//[^A-Za-z0-9_-]/_}"; mkdir -p "$dir"
+      # shellcheck disable=SC2086
+      env ${v#*:} ZAMBA2_TIMELINE_DIR="$dir" ZAMBA2_BENCH_PREFILL=none ZAMBA2_BENCH_BATCHES="${TIMELINE_BATCHES:-1}" \
+        timeout 120 kernels/build-tl/bench-engine 1.2b > "$dir/bench.txt" 2>&1 || status=1
+      for f in "$dir"/timeline-b*.csv; do
+        echo "-- $label $(basename "$f" .csv)"
+        python3 kernels/dev/timeline_summary.py "$f" | tee "${f%.csv}.txt"
+      done
+    done
+  else
+    echo "TIMELINE BUILD FAILED"; tail -20 "$out/build-tl.txt"; status=1
+  fi
 fi
 
 if has ncu; then

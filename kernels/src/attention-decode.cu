@@ -8,6 +8,7 @@
 // DPL % 4 == 0) to accumulate p_j v_j.
 #include "zamba2-common.cuh"
 #include "zamba2-launch.cuh"
+#include "zamba2-timeline.cuh"
 
 
 // Element e of a head row after NeoX rotary at position pos (rope_neox_qk_kernel's expressions, so the two paths
@@ -28,7 +29,9 @@ attention_decode_kernel(float * __restrict__ out, const float * __restrict__ q, 
                         const int32_t * __restrict__ block_tables, int max_pages, const int32_t * __restrict__ positions,
                         int n_heads, int head_dim, float scale, const float * __restrict__ k_new,
                         const float * __restrict__ v_new, const int32_t * __restrict__ kv_index, float rope_theta) {
+    ZK_TL_BEGIN();
     zk_pdl_prologue();
+    ZK_TL_WAITED();
     constexpr int DMAX = ZK_WARP_SIZE * DPL, CHUNKS = DMAX / 8;
     __shared__ float qs[DMAX];                      // scaled query
     __shared__ float w_m[WARPS], w_l[WARPS];
@@ -152,6 +155,7 @@ attention_decode_kernel(float * __restrict__ out, const float * __restrict__ q, 
         for (int w = 0; w < WARPS; ++w) o += w_acc[w][e] * scale_w[w];
         out[(t * n_heads + h) * head_dim + e] = o * inv_l;   // out: [T, heads, D]
     }
+    ZK_TL_END(ZK_TL_ATTN_DECODE);
 }
 
 bool paged_attention_decode(float * out, const float * q, bf16 * k_pool, bf16 * v_pool, const int32_t * block_tables,

@@ -10,6 +10,7 @@
 // SSD (matrix) form is future work for long prefills; both compute the same function (spec §4.1).
 #include "zamba2-common.cuh"
 #include "zamba2-launch.cuh"
+#include "zamba2-timeline.cuh"
 
 // ---- kernels -----------------------------------------------------------------------------------
 
@@ -122,6 +123,7 @@ static __global__ void mamba2_state_step_kernel(float * __restrict__ y, float * 
     // its pool, and never as the kernel right before this one, so they overlap in_proj's tail. seq_slot and
     // cu_seqlens are the step's input, copied before the first kernel. Only for small batches: at b64-b256 the
     // early blocks hold their registers idle (b256 17.1 -> 17.6 ms, run 22).
+    ZK_TL_BEGIN();
     const int64_t thread = (int64_t) blockIdx.x * blockDim.x + threadIdx.x;
     const int rows_per_head = head_dim / RP;
     const int64_t n_groups_rows = (int64_t) n_seqs * n_heads * rows_per_head;
@@ -145,6 +147,7 @@ static __global__ void mamba2_state_step_kernel(float * __restrict__ y, float * 
         for (int r = 0; r < RP; ++r) if (valid) S[r] = __ldcs(st + (int64_t) r * (d_state / 4));  // [RP rows, 4]
     }
     zk_pdl_prologue();
+    ZK_TL_WAITED();
     if (!state_early) {
 #pragma unroll
         for (int r = 0; r < RP; ++r) if (valid) S[r] = __ldcs(st + (int64_t) r * (d_state / 4));
@@ -198,6 +201,7 @@ static __global__ void mamba2_state_step_kernel(float * __restrict__ y, float * 
             gsq[(int64_t) cu_seqlens[s0] * (d_inner / chunk) + c0 / chunk] = ss;  // gsq: [T, d / chunk]
         }
     }
+    ZK_TL_END(ZK_TL_STATE_STEP);
 }
 
 // ---- launchers ---------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 // Sampling on the GPU, per row of fp32 logits [n, V] (any V >= 1).
 //
-// logits_argmax_lse: token = argmax_v logits[v] (lowest id on ties), lse = max + log(sum exp(l - max)).
+// logits_argmax_lse: token = argmax_v logits[v] (lowest id on ties), lse = max + log(sum exp(l - max)), one pass.
 //
 // sample_rows: one block per sampled row, the same semantics as the host sampler
 // (src/engine/cpu/sampler.ts), step for step:
@@ -20,53 +20,104 @@
 
 #include "zamba2-common.cuh"
 #include "zamba2-launch.cuh"
+#include "zamba2-timeline.cuh"
 
 // ---- logits_argmax_lse -------------------------------------------------------------------------
 
-static __global__ void logits_argmax_lse_kernel(int32_t * __restrict__ token, float * __restrict__ max_logit,
-                                                float * __restrict__ lse, const float * __restrict__ logits,
-                                                int vocab) {
+// (max, lowest id at the max, sum of exp(v - max)) of a share of a row; merged in a fixed order, so the result does
+// not depend on timing. An empty share is (-inf, INT_MAX, 0).
+struct zk_max_sum {
+    float m;
+    int i;
+    float s;
+};
+static __device__ __forceinline__ void zk_max_sum_add(zk_max_sum & a, float v, int i) {
+    if (v > a.m) {
+        a.s = (a.m == -INFINITY ? 0.0f : a.s * expf(a.m - v)) + 1.0f;
+        a.m = v;
+        a.i = i;
+    } else if (v == a.m) {  // ids arrive in increasing order per thread: keep the first
+        a.s += 1.0f;
+    } else {
+        a.s += expf(v - a.m);
+    }
+}
+static __device__ __forceinline__ zk_max_sum zk_max_sum_merge(zk_max_sum a, zk_max_sum b) {
+    const float m = fmaxf(a.m, b.m);
+    zk_max_sum r;
+    r.m = m;
+    r.s = (a.m == -INFINITY ? 0.0f : a.s * expf(a.m - m)) + (b.m == -INFINITY ? 0.0f : b.s * expf(b.m - m));
+    r.i = a.m > b.m ? a.i : b.m > a.m ? b.i : min(a.i, b.i);
+    return r;
+}
+
+// One block per row, one pass over it: each thread issues all its loads of a round (ZK_ARGMAX_PER chunks of W
+// floats, W = 4 when the rows are 16-byte aligned) before using them, then folds them into its (max, id, sum). The
+// two-pass loop of scalar loads it replaces waited on ~30 dependent round trips: 18 us of a b1 step (run 32's ncu),
+// at its very end.
+constexpr int ZK_ARGMAX_THREADS = 1024, ZK_ARGMAX_PER = 8;
+template <int W>
+static __global__ void __launch_bounds__(ZK_ARGMAX_THREADS)
+    logits_argmax_lse_kernel(int32_t * __restrict__ token, float * __restrict__ max_logit, float * __restrict__ lse,
+                             const float * __restrict__ logits, int vocab) {
+    ZK_TL_BEGIN();
     zk_pdl_prologue();
-    __shared__ float s_val[32];
-    __shared__ int s_idx[32];
-    __shared__ float scratch[32];
+    ZK_TL_WAITED();
     const int64_t r = blockIdx.x;
-    const float * row = logits + r * vocab;                   // logits: [n, V]
-    float best = -INFINITY;
-    int best_i = 0x7fffffff;
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
-        const float v = row[i];
-        if (v > best) { best = v; best_i = i; }
+    const float * row = logits + r * vocab;  // logits: [n, V]
+    zk_max_sum acc = {-INFINITY, 0x7fffffff, 0.0f};
+    const int n_chunks = vocab / W;
+    for (int c0 = 0; c0 < n_chunks; c0 += ZK_ARGMAX_PER * ZK_ARGMAX_THREADS) {
+        float v[ZK_ARGMAX_PER][W];
+#pragma unroll
+        for (int u = 0; u < ZK_ARGMAX_PER; ++u) {
+            const int c = c0 + u * ZK_ARGMAX_THREADS + (int) threadIdx.x;
+            if (c < n_chunks) {
+                if constexpr (W == 4) {
+                    const float4 q = reinterpret_cast<const float4 *>(row)[c];
+                    v[u][0] = q.x; v[u][1] = q.y; v[u][2] = q.z; v[u][3] = q.w;
+                } else {
+                    v[u][0] = row[c];
+                }
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < ZK_ARGMAX_PER; ++u) {
+            const int c = c0 + u * ZK_ARGMAX_THREADS + (int) threadIdx.x;
+            if (c < n_chunks) {
+#pragma unroll
+                for (int e = 0; e < W; ++e) zk_max_sum_add(acc, v[u][e], c * W + e);
+            }
+        }
     }
-    // warp argmax (ties -> lower index)
+    // warps, then the block (fixed order)
     for (int off = 16; off > 0; off >>= 1) {
-        const float ov = __shfl_xor_sync(0xffffffffu, best, off);
-        const int oi = __shfl_xor_sync(0xffffffffu, best_i, off);
-        if (ov > best || (ov == best && oi < best_i)) { best = ov; best_i = oi; }
+        zk_max_sum o;
+        o.m = __shfl_xor_sync(0xffffffffu, acc.m, off);
+        o.i = __shfl_xor_sync(0xffffffffu, acc.i, off);
+        o.s = __shfl_xor_sync(0xffffffffu, acc.s, off);
+        acc = zk_max_sum_merge(acc, o);
     }
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, n_warps = blockDim.x / 32;
-    if (lane == 0) { s_val[warp] = best; s_idx[warp] = best_i; }
+    __shared__ zk_max_sum part[ZK_ARGMAX_THREADS / 32];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    if (lane == 0) part[warp] = acc;
     __syncthreads();
     if (warp == 0) {
-        best = lane < n_warps ? s_val[lane] : -INFINITY;
-        best_i = lane < n_warps ? s_idx[lane] : 0x7fffffff;
+        acc = lane < ZK_ARGMAX_THREADS / 32 ? part[lane] : zk_max_sum{-INFINITY, 0x7fffffff, 0.0f};
         for (int off = 16; off > 0; off >>= 1) {
-            const float ov = __shfl_xor_sync(0xffffffffu, best, off);
-            const int oi = __shfl_xor_sync(0xffffffffu, best_i, off);
-            if (ov > best || (ov == best && oi < best_i)) { best = ov; best_i = oi; }
+            zk_max_sum o;
+            o.m = __shfl_xor_sync(0xffffffffu, acc.m, off);
+            o.i = __shfl_xor_sync(0xffffffffu, acc.i, off);
+            o.s = __shfl_xor_sync(0xffffffffu, acc.s, off);
+            acc = zk_max_sum_merge(acc, o);
         }
-        if (lane == 0) { s_val[0] = best; s_idx[0] = best_i; }
+        if (lane == 0) {
+            token[r] = acc.i == 0x7fffffff ? 0 : acc.i;  // NOTE: all-NaN row -> 0
+            max_logit[r] = acc.m;
+            lse[r] = acc.m + logf(acc.s);
+        }
     }
-    __syncthreads();
-    const float m = s_val[0];
-    float sum = 0.0f;
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x) sum += expf(row[i] - m);
-    sum = zk_block_sum(sum, scratch);
-    if (threadIdx.x == 0) {
-        token[r] = s_idx[0] == 0x7fffffff ? 0 : s_idx[0];  // NOTE: all-NaN row -> 0
-        max_logit[r] = m;
-        lse[r] = m + logf(sum);
-    }
+    ZK_TL_END(ZK_TL_ARGMAX);
 }
 
 // ---- sample_rows: block helpers ----------------------------------------------------------------
@@ -365,7 +416,11 @@ static __global__ __launch_bounds__(ZK_SAMPLE_THREADS) void sample_rows_kernel(
 void logits_argmax_lse(int32_t * token, float * max_logit, float * lse, const float * logits,
                        int n_rows, int vocab, cudaStream_t stream) {
     if (n_rows <= 0) return;
-    zk_launch(logits_argmax_lse_kernel, n_rows, 512, 0, stream, token, max_logit, lse, logits, vocab);
+    if (vocab % 4 == 0 && (uintptr_t) logits % 16 == 0) {
+        zk_launch(logits_argmax_lse_kernel<4>, n_rows, ZK_ARGMAX_THREADS, 0, stream, token, max_logit, lse, logits, vocab);
+    } else {
+        zk_launch(logits_argmax_lse_kernel<1>, n_rows, ZK_ARGMAX_THREADS, 0, stream, token, max_logit, lse, logits, vocab);
+    }
 }
 
 void sample_rows(int32_t * token, float * logprob, int32_t * top_ids, float * top_logprobs, float * work,

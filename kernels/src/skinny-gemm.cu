@@ -45,6 +45,7 @@
 #include "skinny-gemm-item.cuh"
 #include "skinny-gemm-ring.cuh"
 #include "zamba2-launch.cuh"
+#include "zamba2-timeline.cuh"
 
 // Blocks per SM (256 threads; __launch_bounds__ holds every variant at <= 128 registers; ptxas -v: the staged
 // M <= 8 variants spill at most 32 bytes, the preload held across the wait, the others at most 64 bytes): the
@@ -113,6 +114,7 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
     __shared__ float red[ZK_SKINNY_WARPS][NT * 4][ZK_WARP_SIZE];  // per-warp partial tiles
     __shared__ bool last_block;
     __shared__ float inv[NORM ? ZK_SKINNY_NORM_MAX_M * ZK_SKINNY_NORM_MAX_GROUPS : 1];
+    ZK_TL_BEGIN();
     zk_pdl_trigger();  // a GEMV often follows a GEMV (LoRA, then the main weights): let it prefetch
     const int n_items = L.tiles * L.KS;
     const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE;
@@ -148,6 +150,7 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
         }
     }
     zk_pdl_wait();
+    ZK_TL_WAITED();
     skinny_x_view X = {L.a.x, L.a.x_lo, L.a.ld_x, L.a.K, &L.a.norm, inv, stage, L.stage_stride, L.a.M * L.stage_stride};
     __shared__ float part[ZK_SKINNY_WARPS][ZK_SKINNY_NORM_MAX_M];  // the norm modes' per-warp row sums
     if (STAGED && NORM && L.a.M * L.a.K <= (int) blockDim.x * 8 * ZK_SKINNY_ONE_PASS_PACKS) {
@@ -165,6 +168,7 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
         skinny_item<NT, XMODE, OUT_F32, U, STAGED, PRE>(L, it, X, red, last_block, first, pre_a, pre_b, first ? slots : nullptr);
         __syncthreads();  // red and last_block are reused by the next item
     }
+    ZK_TL_END(ZK_TL_SKINNY);
 }
 
 // ---- launcher ----------------------------------------------------------------------------------

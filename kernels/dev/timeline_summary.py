@@ -1,0 +1,97 @@
+"""Where a decode step's time goes under PDL, from bench-engine's timeline CSV (build.sh --timeline).
+
+Usage: python3 kernels/dev/timeline_summary.py timeline-b1.csv
+Groups the CTA records into launches (consecutive records of one launch: include/zamba2-timeline.cuh), splits
+them into steps at the argmax launch, names each GEMV by its neighbours, and prints per role, averaged over the
+steps after the first: launches per step, and per launch the chain time (its last CTA's end minus the previous
+launch's), split into the wait (its first CTA past the PDL wait minus the previous end) and the work after release;
+also how long before the previous end its first CTA started. Kernels without records (embedding gather, the final
+norm) count in the next recorded launch's wait.
+"""
+import csv
+import sys
+from collections import defaultdict
+
+TAGS = {1: "skinny", 2: "state", 3: "attn", 4: "argmax"}
+
+
+def launches(path):
+    with open(path, newline="") as f:
+        recs = [{k: int(v) for k, v in r.items()} for r in csv.DictReader(f)]
+    out, i, bad = [], 0, 0
+    while i < len(recs):
+        g = recs[i]["grid"]
+        grp = recs[i:i + g]
+        if len(grp) < g or any(r["tag"] != grp[0]["tag"] or r["grid"] != g for r in grp) or \
+                len({r["block"] for r in grp}) != g:
+            bad += 1
+            i += 1
+            continue
+        out.append({
+            "tag": TAGS.get(grp[0]["tag"], str(grp[0]["tag"])), "grid": g,
+            "start": min(r["t_start"] for r in grp), "start_last": max(r["t_start"] for r in grp),
+            "released": min(r["t_waited"] for r in grp), "end": max(r["t_end"] for r in grp),
+        })
+        i += g
+    return out, bad
+
+
+def name_roles(step):
+    tags = [l["tag"] for l in step]
+    for k, l in enumerate(step):
+        if l["tag"] != "skinny":
+            l["role"] = l["tag"]
+            continue
+        nxt = tags[k + 1] if k + 1 < len(tags) else None
+        prv = step[k - 1]["role"] if k > 0 else None
+        l["role"] = ("in_proj" if nxt == "state" else "out_proj" if prv == "state" else "qkv" if nxt == "attn" else
+                     "o_proj" if prv == "attn" else "gate_up" if prv == "o_proj" else "down" if prv == "gate_up" else
+                     "lm_head" if nxt == "argmax" else "skinny")
+
+
+def main():
+    ls, bad = launches(sys.argv[1])
+    steps, cur = [], []
+    for l in ls:
+        cur.append(l)
+        if l["tag"] == "argmax":
+            steps.append(cur)
+            cur = []
+    if len(steps) < 2:
+        print(f"timeline: {len(steps)} whole steps ({bad} records out of place): need 2")
+        return
+    for s in steps:
+        name_roles(s)
+    agg = defaultdict(lambda: defaultdict(float))
+    step_us = []
+    for si in range(1, len(steps)):
+        prev_end = steps[si - 1][-1]["end"]
+        step_us.append((steps[si][-1]["end"] - prev_end) / 1e3)
+        for l in steps[si]:
+            a = agg[(l["role"], l["grid"])]
+            a["n"] += 1
+            a["chain"] += (l["end"] - prev_end) / 1e3
+            a["wait"] += (l["released"] - prev_end) / 1e3
+            a["work"] += (l["end"] - l["released"]) / 1e3
+            a["early"] += (prev_end - l["start"]) / 1e3
+            a["late"] += (l["start_last"] - prev_end) / 1e3
+            prev_end = l["end"]
+    n_steps = len(steps) - 1
+    mean_step = sum(step_us) / n_steps
+    print(f"timeline: {n_steps} steps, {mean_step:.1f} us per step ({', '.join(f'{s:.1f}' for s in step_us)}); "
+          f"{bad} records out of place")
+    print(f"{'role':10s} {'grid':>5s} {'n/step':>7s} {'chain us':>9s} {'wait':>7s} {'work':>7s} {'1st CTA early':>14s} "
+          f"{'last CTA late':>14s} {'us/step':>8s} {'share':>6s}")
+    for (role, grid), a in sorted(agg.items(), key=lambda kv: -kv[1]["chain"]):
+        n = a["n"]
+        print(f"{role:10s} {grid:5d} {n / n_steps:7.1f} {a['chain'] / n:9.2f} {a['wait'] / n:7.2f} {a['work'] / n:7.2f} "
+              f"{a['early'] / n:14.2f} {a['late'] / n:14.2f} {a['chain'] / n_steps:8.1f} {100 * a['chain'] / n_steps / mean_step:5.1f}%")
+    tot = defaultdict(float)
+    for a in agg.values():
+        for k in ("wait", "work"):
+            tot[k] += a[k] / n_steps
+    print(f"per step: wait {tot['wait']:.1f} us, work after release {tot['work']:.1f} us")
+
+
+if __name__ == "__main__":
+    main()
