@@ -96,14 +96,17 @@ fi
 if has timeline; then
   stage "timeline: b1 decode steps (ZK_TIMELINE build)"
   if JOBS=16 ZK_ARCHS="-gencode=arch=compute_90a,code=sm_90a" timeout 300 bash kernels/build.sh --timeline > "$out/build-tl.txt" 2>&1; then
+    # one summary file for all runs (few files come back); the defaults' CSVs kept for a closer look
+    tmp="$(mktemp -d)"; : > "$out/timeline.txt"
     for v in "defaults:ZAMBA2_NONE=1" "${BENCH_VARIANTS[@]}"; do
-      label="${v%%:*}"; dir="$out/tl-${label//[^A-Za-z0-9_-]/_}"; mkdir -p "$dir"
+      label="${v%%:*}"; rm -f "$tmp"/*.csv
       # shellcheck disable=SC2086
-      env ${v#*:} ZAMBA2_TIMELINE_DIR="$dir" ZAMBA2_BENCH_PREFILL=none ZAMBA2_BENCH_BATCHES="${TIMELINE_BATCHES:-1}" \
-        timeout 120 kernels/build-tl/bench-engine 1.2b > "$dir/bench.txt" 2>&1 || status=1
-      for f in "$dir"/timeline-b*.csv; do
-        echo "-- $label $(basename "$f" .csv)"
-        python3 kernels/dev/timeline_summary.py "$f" | tee "${f%.csv}.txt"
+      env ${v#*:} ZAMBA2_TIMELINE_DIR="$tmp" ZAMBA2_BENCH_PREFILL=none ZAMBA2_BENCH_BATCHES="${TIMELINE_BATCHES:-1}" \
+        timeout 120 kernels/build-tl/bench-engine 1.2b > "$tmp/bench.txt" 2>&1 || { status=1; tail -3 "$tmp/bench.txt"; }
+      for f in "$tmp"/timeline-b*.csv; do
+        [ -f "$f" ] || continue
+        { echo "-- $label $(basename "$f" .csv)"; python3 kernels/dev/timeline_summary.py "$f"; } | tee -a "$out/timeline.txt"
+        [ "$label" = defaults ] && cp "$f" "$out/"
       done
     done
   else

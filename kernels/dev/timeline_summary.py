@@ -1,7 +1,7 @@
 """Where a decode step's time goes under PDL, from bench-engine's timeline CSV (build.sh --timeline).
 
 Usage: python3 kernels/dev/timeline_summary.py timeline-b1.csv
-Groups the CTA records into launches (consecutive records of one launch: include/zamba2-timeline.cuh), splits
+Groups the CTA records into launches (a launch's records are consecutive as a rule: include/zamba2-timeline.cuh), splits
 them into steps at the argmax launch, names each GEMV by its neighbours, and prints per role, averaged over the
 steps after the first: launches per step, and per launch the chain time (its last CTA's end minus the previous
 launch's), split into the wait (its first CTA past the PDL wait minus the previous end) and the work after release;
@@ -16,23 +16,36 @@ TAGS = {1: "skinny", 2: "state", 3: "attn", 4: "argmax"}
 
 
 def launches(path):
+    """CTA records -> launches, in claim order. A launch's CTAs claim consecutive indices as a rule; a record
+    that arrives while an earlier launch of the same kernel and grid still misses that block joins it."""
     with open(path, newline="") as f:
         recs = [{k: int(v) for k, v in r.items()} for r in csv.DictReader(f)]
-    out, i, bad = [], 0, 0
-    while i < len(recs):
-        g = recs[i]["grid"]
-        grp = recs[i:i + g]
-        if len(grp) < g or any(r["tag"] != grp[0]["tag"] or r["grid"] != g for r in grp) or \
-                len({r["block"] for r in grp}) != g:
+    groups, open_groups, bad = [], [], 0
+    for r in recs:
+        if r["grid"] == 0:  # claimed, never written
             bad += 1
-            i += 1
             continue
+        home = next((g for g in open_groups if g["tag"] == r["tag"] and g["grid"] == r["grid"]
+                     and r["block"] not in g["blocks"]), None)
+        if home is None:
+            home = {"tag": r["tag"], "grid": r["grid"], "blocks": set(), "recs": []}
+            groups.append(home)
+            open_groups.append(home)
+        home["blocks"].add(r["block"])
+        home["recs"].append(r)
+        if len(home["recs"]) == home["grid"]:
+            open_groups.remove(home)
+    out = []
+    for g in groups:
+        if len(g["recs"]) != g["grid"]:
+            bad += len(g["recs"])
+            continue
+        grp = g["recs"]
         out.append({
-            "tag": TAGS.get(grp[0]["tag"], str(grp[0]["tag"])), "grid": g,
+            "tag": TAGS.get(g["tag"], str(g["tag"])), "grid": g["grid"],
             "start": min(r["t_start"] for r in grp), "start_last": max(r["t_start"] for r in grp),
             "released": min(r["t_waited"] for r in grp), "end": max(r["t_end"] for r in grp),
         })
-        i += g
     return out, bad
 
 
