@@ -144,8 +144,6 @@ struct zamba2_engine {
     bool skinny_no_stage = false;
     // skinny_gemm preloads one weight group before its PDL wait, not two (ZAMBA2_SKINNY_GROUP2=0)
     bool skinny_no_second_group = false;
-    bool skinny_full_preload = false;
-    bool skinny_chain_preload = false;
     // K slices per skinny_gemm tile (ZAMBA2_SKINNY_SPLIT_K; 0: chosen per shape)
     int skinny_split_k = 0;
     // skinny_gemm at M <= 8 through the bulk-copy weight ring (ZAMBA2_SKINNY_RING=n: at most n slots, 1: as many

@@ -23,8 +23,6 @@ skinny_gemm_args skinny_args(zamba2_engine * e, skinny_x_mode mode, const void *
     a.late_weights = e->skinny_late_weights;
     a.no_stage = e->skinny_no_stage;
     a.no_second_group = e->skinny_no_second_group;
-    a.full_preload = e->skinny_full_preload;
-    a.chain_preload = e->skinny_chain_preload;
     a.split_k = e->skinny_split_k;
     a.ring = e->skinny_ring;
     a.ring_stages = e->skinny_ring_stages;

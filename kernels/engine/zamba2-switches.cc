@@ -19,6 +19,9 @@ void zamba2_read_switches(zamba2_engine * e) {
     // ZAMBA2_PDL=0 turns it off). Process-wide: every engine of a process runs on the same kind of GPU.
     const char * pdl = std::getenv("ZAMBA2_PDL");
     zk_pdl_enabled() = cc_major >= 9 && !(pdl && pdl[0] == '0');
+    // ZAMBA2_SMEM_CARVEOUT=P: every zk_launch kernel prefers P% of L1 as shared memory (default: the driver's choice)
+    const char * carveout = std::getenv("ZAMBA2_SMEM_CARVEOUT");
+    zk_smem_carveout() = carveout && *carveout ? std::max(0, std::min(100, std::atoi(carveout))) : -1;
     const char * lo_fp8_min_t = std::getenv("ZAMBA2_LO_FP8_MIN_T");
     if (lo_fp8_min_t && *lo_fp8_min_t) e->lo_fp8_min_t = std::max(1, std::atoi(lo_fp8_min_t));
     const char * prof = std::getenv("ZAMBA2_PROFILE");
@@ -41,10 +44,6 @@ void zamba2_read_switches(zamba2_engine * e) {
     e->skinny_no_stage = stage && stage[0] == '0';
     const char * group2 = std::getenv("ZAMBA2_SKINNY_GROUP2");
     e->skinny_no_second_group = group2 && group2[0] == '0';
-    const char * full_pre = std::getenv("ZAMBA2_SKINNY_FULL_PRE");
-    e->skinny_full_preload = full_pre && full_pre[0] == '1';
-    const char * chain = std::getenv("ZAMBA2_SKINNY_CHAIN");
-    e->skinny_chain_preload = chain && chain[0] == '1';
     const char * split_k = std::getenv("ZAMBA2_SKINNY_SPLIT_K");  // K slices per tile; unset or 0: per shape
     e->skinny_split_k = split_k ? std::max(0, std::atoi(split_k)) : 0;
     const char * merge = std::getenv("ZAMBA2_DECODE_MERGE");  // 0: decode keeps the block weights and adapters

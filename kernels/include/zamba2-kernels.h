@@ -315,8 +315,6 @@ struct skinny_gemm_args {
     int split_k;      // K slices per tile: 0 = chosen per shape; else at most this many (workspace allowing)
     bool late_weights;  // issue no W load before the PDL wait (the path before the preload; benchmarks)
     bool no_stage;      // M <= 8: load x from global memory in the main loop instead of staging it in shared memory
-    bool chain_preload; // M <= 8: each item issues the next item's first weight group before its reduction (experiment)
-    bool full_preload;  // M <= 8, staged: hold the whole first group (8 steps) across the PDL wait, not 4 (experiment)
     bool no_second_group;  // M <= 8: preload only one group of weights before the PDL wait (not a second via cp.async)
     bool ring;             // M <= 8, staged: weights through a shared-memory ring of bulk copies (skinny-gemm-ring.cuh)
     int ring_stages;       // the ring's slots: 0 = as many as fit beside a second CTA per SM

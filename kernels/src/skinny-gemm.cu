@@ -56,14 +56,13 @@ constexpr int ZK_SKINNY_BLOCKS_PER_SM = 2;
 
 
 // use_pre: the first PRE steps of the warp's first group of W loads for this item are already in pre_a /
-// pre_b (issued before the PDL wait, or by the previous item), and its second group in the shared slots
-// (cp.async, when slots is not null). next_item >= 0: this item issues the first PRE steps of next_item into
-// pre_a / pre_b before its reduction, so they are in flight while the CTA reduces and writes.
+// pre_b (issued before the PDL wait), and its second group in the shared slots (cp.async, when slots is not
+// null).
 template <int NT, int XMODE, bool OUT_F32, int U, bool STAGED, int PRE>
 static __device__ __forceinline__ void skinny_item(const skinny_launch & L, int item, const skinny_x_view & X,
                                                    float (&red)[ZK_SKINNY_WARPS][NT * 4][ZK_WARP_SIZE],
-                                                   bool & last_block, bool use_pre, uint4 (&pre_a)[PRE],
-                                                   uint4 (&pre_b)[PRE], const uint4 * slots, int next_item) {
+                                                   bool & last_block, bool use_pre, const uint4 (&pre_a)[PRE],
+                                                   const uint4 (&pre_b)[PRE], const uint4 * slots) {
     const skinny_item_pos p = skinny_locate(L, item);
     const skinny_item_rows r = skinny_rows(L, p);
     const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE, g = lane / 4, t = lane % 4;
@@ -98,10 +97,6 @@ static __device__ __forceinline__ void skinny_item(const skinny_launch & L, int 
         }
     }
     zk_skinny_accumulate<NT, XMODE, STAGED>(acc, r.w_a, r.w_b, r.ok_a, r.ok_b, X, L.a.M, s_first, r.s_end, g, t);
-    if (next_item >= 0) {
-        const skinny_item_rows rn = skinny_rows(L, skinny_locate(L, next_item));
-        zk_skinny_load_w<PRE>(pre_a, pre_b, rn.w_a, rn.w_b, rn.ok_a, rn.ok_b, L.a.K, rn.s_end, rn.s_begin + warp, t);
-    }
     skinny_item_w2<NT>(L, p, acc);
     skinny_item_finish<NT, XMODE, OUT_F32>(L, p, acc, red, last_block);
 }
@@ -109,10 +104,7 @@ static __device__ __forceinline__ void skinny_item(const skinny_launch & L, int 
 // CTA b takes items b, b + gridDim.x, ... (GRID schedule: exactly one). Weights are constant, so the first
 // group of W loads of the CTA's first item (and the optional L2 prefetch) are issued before zk_pdl_wait: under
 // PDL they overlap the previous kernel; everything that reads activations or writes comes after.
-// Experiments (staged only, kernels/NOTES.md run 38): FULL_PRE (args.full_preload) holds the whole first group in
-// registers across the wait (8 steps); CHAIN (args.chain_preload) has each item issue the next one's first group
-// before its reduction.
-template <int NT, int XMODE, bool OUT_F32, bool STAGED, bool FULL_PRE = false, bool CHAIN = false>
+template <int NT, int XMODE, bool OUT_F32, bool STAGED>
 static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKINNY_BLOCKS_PER_SM)
     skinny_gemm_kernel(const __grid_constant__ skinny_launch L) {
     extern __shared__ __align__(16) unsigned char stage[];  // STAGED: the computed input
@@ -138,7 +130,7 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
     // and the second group goes to shared memory through cp.async: two groups (8 KB per warp) in flight across
     // the wait and the prologue instead of one
     __shared__ uint4 w_slots[SLOTS ? ZK_SKINNY_WARPS * 2 * U * ZK_WARP_SIZE : 1];
-    constexpr int PRE = FULL_PRE || U < 4 ? U : 4;  // held across the wait and the prologue: 8 steps spill (ptxas -v)
+    constexpr int PRE = U < 4 ? U : 4;  // held across the wait and the prologue: 8 steps spill (ptxas -v)
     uint4 pre_a[PRE], pre_b[PRE];
     const bool preload = NT == 1 && !L.a.late_weights && (int) blockIdx.x < n_items;
     const uint4 * slots = nullptr;
@@ -167,19 +159,13 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
         if (NORM) skinny_norm_prologue<XMODE>(L.a, inv, part);
         if (STAGED) skinny_stage_input<XMODE>(X, L.a.M, stage);
     }
-    // chain_preload: every item issues the next one's first group before its reduction (pre_a / pre_b)
-    const bool chain = CHAIN && preload;
-    bool have_pre = preload;
     for (int it = blockIdx.x; it < n_items; it += gridDim.x) {
         if (it != (int) blockIdx.x && L.prefetch_ahead >= 0 && warp == 0) {  // keep the window full
             const int64_t next = it + (int64_t) L.prefetch_ahead * gridDim.x;
             if (next < n_items) skinny_prefetch_item(L, (int) next, lane);
         }
         const bool first = preload && it == (int) blockIdx.x;
-        const int next = chain && it + (int) gridDim.x < n_items ? it + (int) gridDim.x : -1;
-        skinny_item<NT, XMODE, OUT_F32, U, STAGED, PRE>(L, it, X, red, last_block, have_pre, pre_a, pre_b,
-                                                        first ? slots : nullptr, next);
-        have_pre = next >= 0;
+        skinny_item<NT, XMODE, OUT_F32, U, STAGED, PRE>(L, it, X, red, last_block, first, pre_a, pre_b, first ? slots : nullptr);
         __syncthreads();  // red and last_block are reused by the next item
     }
     ZK_TL_END(ZK_TL_SKINNY);
@@ -271,17 +257,10 @@ static void skinny_launch_kernel(skinny_launch & L, cudaStream_t stream) {
                                        : (int) std::min<int64_t>(ZK_SKINNY_MAX_PREFETCH_AHEAD,
                                                                  (int64_t) prefetch_kb * 1024 / item_bytes);
     if (schedule == SKINNY_SCHEDULE_GRID && L.prefetch_ahead > 0) L.prefetch_ahead = 0;
-    auto kernel = skinny_gemm_kernel<NT, XMODE, OUT_F32, false>;
-    if constexpr (NT == 1) {
-        if (staged) {
-            static bool opted_in[4] = {false, false, false, false};
-            const int variant = (a.full_preload ? 1 : 0) + (a.chain_preload ? 2 : 0);
-            kernel = variant == 0 ? skinny_gemm_kernel<1, XMODE, OUT_F32, true>
-                   : variant == 1 ? skinny_gemm_kernel<1, XMODE, OUT_F32, true, true>
-                   : variant == 2 ? skinny_gemm_kernel<1, XMODE, OUT_F32, true, false, true>
-                                  : skinny_gemm_kernel<1, XMODE, OUT_F32, true, true, true>;
-            skinny_allow_smem(kernel, ZK_SKINNY_STAGE_MAX_BYTES, opted_in[variant]);
-        }
+    auto kernel = staged ? skinny_gemm_kernel<NT, XMODE, OUT_F32, NT == 1> : skinny_gemm_kernel<NT, XMODE, OUT_F32, false>;
+    if (staged) {
+        static bool opted_in = false;
+        skinny_allow_smem(kernel, ZK_SKINNY_STAGE_MAX_BYTES, opted_in);
     }
     zk_launch_pdl(a.pdl, kernel, dim3((unsigned) grid), block, staged ? stage_bytes : 0, stream, L);
 }

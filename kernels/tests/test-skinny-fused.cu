@@ -192,9 +192,8 @@ void test_preload_bitwise(test_table & tab, test_rng & rng, fused_env & env, ski
     dev_buf<float> dx(x.size()), dy((size_t) M * N);
     dev_buf<bf16> dw(w.size()), dnw(nw.size());
     dx.upload(x); dw.upload(w); dnw.upload(nw);
-    vec got[9];
-    for (int run = 0; run < 9; ++run) {  // default, late weights, unstaged, no second group, ring, ring 32-step slots,
-                                         // the whole first group preloaded, chained preloads (4 and 8 steps)
+    vec got[6];
+    for (int run = 0; run < 6; ++run) {  // default, late weights, unstaged, no second group, ring, ring 32-step slots
         skinny_gemm_args a{};
         a.x_mode = mode;
         a.x = dx.ptr;
@@ -214,8 +213,6 @@ void test_preload_bitwise(test_table & tab, test_rng & rng, fused_env & env, ski
         a.no_second_group = run == 3;
         a.ring = run >= 4;
         a.ring_chunk_steps = run == 5 ? 32 : 0;
-        a.full_preload = run == 6 || run == 8;
-        a.chain_preload = run >= 7;
         dy.poison();
         env.attach(a);
         const bool ok = skinny_gemm(a, env.stream);
@@ -229,9 +226,6 @@ void test_preload_bitwise(test_table & tab, test_rng & rng, fused_env & env, ski
     tab.compare("second group = none, bitwise, " + tag, got[0], got[3], 0.0);
     tab.compare("ring = register kernel, bitwise, " + tag, got[4], got[0], 0.0);
     tab.compare("ring 32-step slots = register kernel, bitwise, " + tag, got[5], got[0], 0.0);
-    tab.compare("full preload = default, bitwise, " + tag, got[6], got[0], 0.0);
-    tab.compare("chained preload = default, bitwise, " + tag, got[7], got[0], 0.0);
-    tab.compare("chained full preload = default, bitwise, " + tag, got[8], got[0], 0.0);
 }
 
 void test_refusals(test_table & tab, fused_env & env) {
@@ -323,7 +317,6 @@ void test_skinny_fused(test_table & tab, test_rng & rng) {
     test_gated(tab, rng, env, 1, 2048, 4096, 1, 32);                           // 1.2B out_proj at b1
     test_preload_bitwise(tab, rng, env, SKINNY_X_F32, 1, 2048, 4096);
     test_preload_bitwise(tab, rng, env, SKINNY_X_RMSNORM, 4, 700, 2048);
-    test_preload_bitwise(tab, rng, env, SKINNY_X_RMSNORM, 1, 8512, 2048);  // several items per CTA: chains run
     test_refusals(tab, env);
     test_state_step_gated(tab, rng, 8, 64, 1, 128, 3);
     test_state_step_gated(tab, rng, 6, 64, 2, 64, 2);
