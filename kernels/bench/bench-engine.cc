@@ -187,7 +187,7 @@ int main(int argc, char ** argv) {
         const double m = median(ms);
 #ifdef ZK_TIMELINE
         {
-            zk_tl_buffer * tl = zk_timeline_start(1u << 16);
+            zk_tl_buffer * tl = zk_timeline_start(1u << 18);
             for (int k = 0; k < 4; ++k) run_step(e, pk.pack(all, std::vector<int>(batch, 1)));
             const std::vector<zk_tl_record> recs = zk_timeline_take(tl);
             const char * dir = std::getenv("ZAMBA2_TIMELINE_DIR");
