@@ -19,9 +19,6 @@ void zamba2_read_switches(zamba2_engine * e) {
     // ZAMBA2_PDL=0 turns it off). Process-wide: every engine of a process runs on the same kind of GPU.
     const char * pdl = std::getenv("ZAMBA2_PDL");
     zk_pdl_enabled() = cc_major >= 9 && !(pdl && pdl[0] == '0');
-    // ZAMBA2_SMEM_CARVEOUT=P: every zk_launch kernel prefers P% of L1 as shared memory (default: the driver's choice)
-    const char * carveout = std::getenv("ZAMBA2_SMEM_CARVEOUT");
-    zk_smem_carveout() = carveout && *carveout ? std::max(0, std::min(100, std::atoi(carveout))) : -1;
     const char * lo_fp8_min_t = std::getenv("ZAMBA2_LO_FP8_MIN_T");
     if (lo_fp8_min_t && *lo_fp8_min_t) e->lo_fp8_min_t = std::max(1, std::atoi(lo_fp8_min_t));
     const char * prof = std::getenv("ZAMBA2_PROFILE");
