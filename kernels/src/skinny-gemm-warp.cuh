@@ -54,8 +54,8 @@ static __device__ __forceinline__ void zk_skinny_copy_w(uint4 * slots, const bf1
         const bool ia = ok_a && in, ib = ok_b && in;
         const uint32_t da = (uint32_t) __cvta_generic_to_shared(slots + (2 * u) * ZK_WARP_SIZE);
         const uint32_t db = (uint32_t) __cvta_generic_to_shared(slots + (2 * u + 1) * ZK_WARP_SIZE);
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(da), "l"(w_a + (ia ? k : 0)), "r"(ia ? 16 : 0) : "memory");
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(db), "l"(w_b + (ib ? k : 0)), "r"(ib ? 16 : 0) : "memory");
+        asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;" ::"r"(da), "l"(w_a + (ia ? k : 0)), "r"(ia ? 16 : 0) : "memory");
+        asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;" ::"r"(db), "l"(w_b + (ib ? k : 0)), "r"(ib ? 16 : 0) : "memory");
     }
     asm volatile("cp.async.commit_group;" ::: "memory");
 }
