@@ -96,3 +96,10 @@ static __device__ __forceinline__ float zk_silu(float x) { return x / (1.0f + ex
 
 // softplus as the Mamba2 kernels compute it: identity above 20.
 static __device__ __forceinline__ float zk_softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+
+// The GPU's global nanosecond timer (for in-kernel phase profiles; it ticks coarser than 1 ns).
+static __device__ __forceinline__ unsigned long long zk_globaltimer_ns() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}

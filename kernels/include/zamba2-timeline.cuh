@@ -39,14 +39,10 @@ inline std::vector<void (*)(zk_tl_buffer *)> & zk_tl_setters() {
 }
 
 #ifdef __CUDACC__  // the kernels' side (host-compiled .cc files only start and take timelines)
+#include "zamba2-common.cuh"
+
 namespace {
 __device__ zk_tl_buffer * zk_tl_buf = nullptr;  // this translation unit's copy
-
-__device__ __forceinline__ uint64_t zk_tl_now() {
-    uint64_t t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    return t;
-}
 
 struct zk_tl_cta {
     unsigned long long index = ~0ull;
@@ -57,13 +53,13 @@ struct zk_tl_cta {
 __device__ __forceinline__ zk_tl_cta zk_tl_begin() {
     zk_tl_cta c;
     if (threadIdx.x == 0 && zk_tl_buf) {
-        c.t_start = zk_tl_now();
+        c.t_start = zk_globaltimer_ns();
         c.index = atomicAdd(&zk_tl_buf->count, 1ull);
     }
     return c;
 }
 __device__ __forceinline__ void zk_tl_waited(zk_tl_cta & c) {
-    if (threadIdx.x == 0) c.t_waited = zk_tl_now();
+    if (threadIdx.x == 0) c.t_waited = zk_globaltimer_ns();
 }
 // every thread of the CTA: the end is when the last of them arrives
 __device__ __forceinline__ void zk_tl_end(const zk_tl_cta & c, uint32_t tag) {
@@ -75,7 +71,7 @@ __device__ __forceinline__ void zk_tl_end(const zk_tl_cta & c, uint32_t tag) {
         r.block = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
         r.t_start = c.t_start;
         r.t_waited = c.t_waited;
-        r.t_end = zk_tl_now();
+        r.t_end = zk_globaltimer_ns();
     }
 }
 

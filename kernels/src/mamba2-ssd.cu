@@ -26,174 +26,13 @@
 //   distributed shared memory (st.async + mbarrier; no gain: co-scheduling gaps, serial waits inside
 //   the cluster), and y computed transposed with S_{c−1} from registers as the A operand (slower: 128
 //   registers, and S_{c−1}'s loads overlapped with phase D lengthened each hop).
+#include "mamba2-ssd-operands.cuh"  // constants, arguments, shared-memory planes, B / C loads, split MMAs
 #include "zamba2-launch.cuh"
 #include "zamba2-mma.cuh"
 
 #include <cstdint>
 
 namespace {
-
-constexpr int kL = 64;         // chunk tokens (ZK_SSD_CHUNK_TOKENS)
-constexpr int kP = 64;         // head_dim padded (P <= 64)
-constexpr int kThreads = 256;  // 8 warps
-constexpr int kWarps = 8;
-constexpr int kLdX = kP + 8;   // bf16 row stride of the [64 x 64] planes (16-byte pad: conflict-free ldmatrix)
-
-__device__ __forceinline__ float bf16_pair_sum(const __nv_bfloat16 * hi, const __nv_bfloat16 * lo, int off) {
-    return __bfloat162float(hi[off]) + __bfloat162float(lo[off]);
-}
-
-__device__ __forceinline__ int ld_acquire(const int * p) {
-    int v;
-    asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
-    return v;
-}
-__device__ __forceinline__ void st_release(int * p, int v) {
-    asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(p), "r"(v) : "memory");
-}
-
-// Four consecutive columns [col, col + 4) of an xbc row, zero past `width` (vec: 16-byte loads allowed).
-__device__ __forceinline__ float4 load4(const float * row, int col, int width, bool vec) {
-    if (vec) return *reinterpret_cast<const float4 *>(row + col);
-    float4 v;
-    v.x = col < width ? row[col] : 0.0f;
-    v.y = col + 1 < width ? row[col + 1] : 0.0f;
-    v.z = col + 2 < width ? row[col + 2] : 0.0f;
-    v.w = col + 3 < width ? row[col + 3] : 0.0f;
-    return v;
-}
-__device__ __forceinline__ float4 load4(const bf16 * row, int col, int width, bool) {
-    float4 v;
-    v.x = col < width ? zk_to_f32(row[col]) : 0.0f;
-    v.y = col + 1 < width ? zk_to_f32(row[col + 1]) : 0.0f;
-    v.z = col + 2 < width ? zk_to_f32(row[col + 2]) : 0.0f;
-    v.w = col + 3 < width ? zk_to_f32(row[col + 3]) : 0.0f;
-    return v;
-}
-
-template <typename TX> struct ssd_args {
-    float * y;             // [T, nh*P]
-    float * ssm_state;     // [slots, nh, P, N]
-    float * cb;            // [n_chunks, G, 64, 64]: C·B^T, written by the prep kernel
-    int * sync;            // [0] ticket, [1 + (c*nh + h)*8 + w] flags
-    int * chunk_seq;       // [n_chunks]
-    const TX * xbc;        // [T, ld_xbc]: x | B | C
-    const TX * dt_raw;     // [T, ld_dt]
-    const float * dt_bias, * a_log, * d_skip;
-    const int32_t * chunk_t0, * chunk_len, * seq_chunk0, * seq_nchunks, * seq_slot;
-    int ld_xbc, ld_dt, n_chunks, n_seqs, n_heads, head_dim, n_groups, d_state, n_sync;
-    bool vec4;             // xbc rows, columns and widths allow 16-byte loads
-    int mode;              // mamba2_ssd_debug: 0 default, 1 spin without sleep, 2 no chain wait (timing only)
-    unsigned long long * prof;  // phase times (ns sums over CTAs), nullptr: off
-};
-
-__device__ __forceinline__ unsigned long long global_ns() {
-    unsigned long long t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    return t;
-}
-
-// Shared-memory planes (bf16, hi and lo of each fp32 operand), rows of 64 tokens.
-template <int NPAD> struct ssd_smem {
-    static constexpr int kLdB = NPAD + 8;
-    static constexpr int kPlaneX = kL * kLdX, kPlaneB = kL * kLdB;
-    static constexpr int kBf16 = 4 * kPlaneX + 4 * kPlaneB;
-    static constexpr size_t kBytes = (size_t) kBf16 * 2 + 4 * kL * sizeof(float) + 16;
-};
-
-// B_g, C_g rows of chunk [t0, t0 + len) into bf16 planes [64 x NPAD] (zero past len and N).
-template <int NPAD, typename TX>
-__device__ __forceinline__ void load_bc(__nv_bfloat16 * b_hi, __nv_bfloat16 * b_lo, __nv_bfloat16 * c_hi,
-                                        __nv_bfloat16 * c_lo, const ssd_args<TX> & a, int64_t t0, int len, int g) {
-    constexpr int kLdB = ssd_smem<NPAD>::kLdB, kQ = NPAD / 4;
-    constexpr int kIt = kL * kQ / kThreads;  // all loads first (in flight together), then the planes
-    const int N = a.d_state, d = a.n_heads * a.head_dim;
-    float4 bv[kIt], cv[kIt];
-#pragma unroll
-    for (int it = 0; it < kIt; ++it) {
-        const int e = it * kThreads + threadIdx.x, j = e / kQ, n = (e % kQ) * 4;
-        bv[it] = cv[it] = make_float4(0.f, 0.f, 0.f, 0.f);
-        if (j < len && n < N) {
-            const TX * row = a.xbc + (t0 + j) * a.ld_xbc;
-            bv[it] = load4(row + d + g * N, n, N, a.vec4);
-            cv[it] = load4(row + d + a.n_groups * N + g * N, n, N, a.vec4);
-        }
-    }
-#pragma unroll
-    for (int it = 0; it < kIt; ++it) {
-        const int e = it * kThreads + threadIdx.x, j = e / kQ, n = (e % kQ) * 4;
-        const int o = j * kLdB + n;
-        zk_store_split4(b_hi + o, b_lo + o, bv[it]);
-        zk_store_split4(c_hi + o, c_lo + o, cv[it]);
-    }
-}
-
-// C·B^T tiles of warp w: rows 16*(w%4).., columns 32*(w/4).. (4 n8 tiles); tiles wholly above the
-// diagonal block (never read) are skipped. A = C [i][n], B operand = B^T from the [j][n] plane.
-template <int NPAD>
-__device__ __forceinline__ void cb_mma(float (&acc)[4][4], const __nv_bfloat16 * b_hi, const __nv_bfloat16 * b_lo,
-                                       const __nv_bfloat16 * c_hi, const __nv_bfloat16 * c_lo, int len) {
-    constexpr int kLdB = ssd_smem<NPAD>::kLdB;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, q = lane >> 3, r = lane & 7;
-    const int mi = warp & 3, j0 = 32 * (warp >> 2);
-#pragma unroll
-    for (int t = 0; t < 4; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.0f;
-    if (16 * mi >= len) return;
-#pragma unroll
-    for (int ks = 0; ks < NPAD / 16; ++ks) {
-        uint32_t ah[4], al[4];
-        const int aoff = (16 * mi + r + 8 * (q & 1)) * kLdB + 16 * ks + 8 * (q >> 1);
-        zk_ldmatrix_x4(ah, c_hi + aoff);
-        zk_ldmatrix_x4(al, c_lo + aoff);
-#pragma unroll
-        for (int pr = 0; pr < 2; ++pr) {
-            const int n0 = j0 + 16 * pr;  // j columns of this pair of n8 tiles
-            if (n0 > 16 * mi + 15 || n0 >= len) continue;
-            uint32_t bh[4], bl[4];
-            const int boff = (n0 + r + 8 * (q >> 1)) * kLdB + 16 * ks + 8 * (q & 1);
-            zk_ldmatrix_x4(bh, b_hi + boff);
-            zk_ldmatrix_x4(bl, b_lo + boff);
-            zk_mma_bf16x3(acc[2 * pr], ah, al, bh[0], bh[1], bl[0], bl[1]);
-            zk_mma_bf16x3(acc[2 * pr + 1], ah, al, bh[2], bh[3], bl[2], bl[3]);
-        }
-    }
-}
-
-// Split products of one A fragment with the two n8 tiles of each of `kPairs` B fragment pairs, issued
-// term by term (lo·hi, hi·lo, hi·hi over every tile in turn) so that consecutive MMAs never share an
-// accumulator: the mma.sync latency overlaps instead of chaining three deep. Each accumulator sums its
-// terms in the order of zk_mma_bf16x3.
-template <int kPairs>
-__device__ __forceinline__ void mma_x3_tiles(float (*acc)[4], const uint32_t (&ah)[4], const uint32_t (&al)[4],
-                                             const uint32_t (*bh)[4], const uint32_t (*bl)[4]) {
-#pragma unroll
-    for (int pr = 0; pr < kPairs; ++pr) {
-        zk_mma_bf16(acc[2 * pr], al, bh[pr][0], bh[pr][1]);
-        zk_mma_bf16(acc[2 * pr + 1], al, bh[pr][2], bh[pr][3]);
-    }
-#pragma unroll
-    for (int pr = 0; pr < kPairs; ++pr) {
-        zk_mma_bf16(acc[2 * pr], ah, bl[pr][0], bl[pr][1]);
-        zk_mma_bf16(acc[2 * pr + 1], ah, bl[pr][2], bl[pr][3]);
-    }
-#pragma unroll
-    for (int pr = 0; pr < kPairs; ++pr) {
-        zk_mma_bf16(acc[2 * pr], ah, bh[pr][0], bh[pr][1]);
-        zk_mma_bf16(acc[2 * pr + 1], ah, bh[pr][2], bh[pr][3]);
-    }
-}
-
-// Programmatic dependent launch (sm_90; no-ops before, and without the launch attribute).
-__device__ __forceinline__ void pdl_trigger() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void pdl_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
 
 // ---- kernels -----------------------------------------------------------------------------------
 
@@ -202,7 +41,7 @@ __device__ __forceinline__ void pdl_wait() {
 template <int NPAD, typename TX>
 __global__ void __launch_bounds__(kThreads) ssd_prep_kernel(ssd_args<TX> a) {
     const int gt = blockIdx.x * kThreads + threadIdx.x, stride = gridDim.x * kThreads;
-    pdl_trigger();  // the chunk kernel may start its loads now (it waits for this grid before reading cb)
+    zk_pdl_trigger();  // the chunk kernel may start its loads now (it waits for this grid before reading cb)
     for (int i = 1 + gt; i < a.n_sync; i += stride) a.sync[i] = 0;  // flags (the ticket: memset before this kernel)
     for (int s = gt; s < a.n_seqs; s += stride) {
         for (int c = a.seq_chunk0[s]; c < a.seq_chunk0[s] + a.seq_nchunks[s]; ++c) a.chunk_seq[c] = s;
@@ -232,7 +71,7 @@ __global__ void __launch_bounds__(kThreads) ssd_prep_kernel(ssd_args<TX> a) {
 // One CTA per (chunk, head), 8 warps; (chunk, head) from the ticket in chunk-major order (see the top).
 // Launched after the prep kernel as its programmatic dependent (where the device has it): phase A reads
 // only the step's inputs (written before the prep kernel started) and the ticket (zeroed by a memset
-// before it), so it overlaps the prep kernel; pdl_wait comes before C·B^T, chunk_seq and the flags.
+// before it), so it overlaps the prep kernel; zk_pdl_wait comes before C·B^T, chunk_seq and the flags.
 template <int NPAD, typename TX>
 __global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) {
     using SM = ssd_smem<NPAD>;
@@ -253,7 +92,7 @@ __global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) 
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, q = lane >> 3, r = lane & 7, gq = lane >> 2, tg = lane & 3;
     unsigned long long tp[8];  // phase stamps of thread 0 (a.prof only)
-    if (a.prof && threadIdx.x == 0) tp[0] = global_ns();
+    if (a.prof && threadIdx.x == 0) tp[0] = zk_globaltimer_ns();
     if (threadIdx.x == 0) *ticket_s = atomicAdd(a.sync, 1);
     __syncthreads();
     const int ticket = *ticket_s;
@@ -310,10 +149,10 @@ __global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) 
         }
     }
     __syncthreads();
-    if (a.prof && threadIdx.x == 0) tp[1] = global_ns();
+    if (a.prof && threadIdx.x == 0) tp[1] = zk_globaltimer_ns();
 
     // The prep kernel's outputs from here: C·B^T fragments (used in phase D, in flight meanwhile).
-    pdl_wait();
+    zk_pdl_wait();
     const int mi = warp & 3;  // 16-row block of C·B^T / M / y owned by this warp
     float cb[4][4];
 #pragma unroll
@@ -343,7 +182,7 @@ __global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) 
         zk_store_split4(xw_hi + o, xw_lo + o, make_float4(v.x * w, v.y * w, v.z * w, v.w * w));
     }
     __syncthreads();
-    if (a.prof && threadIdx.x == 0) tp[2] = global_ns();
+    if (a.prof && threadIdx.x == 0) tp[2] = zk_globaltimer_ns();
 
     // Phase C: local chunk state s[p, n] = Σ_j xw[j, p] B[j, n]; warp: rows 16*(w%4).., columns (w/4)*NPAD/2..
     const int pm = warp & 3, nbase = (warp >> 2) * (NPAD / 2);
@@ -373,7 +212,7 @@ __global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) 
         }
     }
     __syncthreads();  // xw and B planes are free from here
-    if (a.prof && threadIdx.x == 0) tp[3] = global_ns();
+    if (a.prof && threadIdx.x == 0) tp[3] = zk_globaltimer_ns();
 
     // Phase D: M = C·B^T ∘ exp(Λ_i − Λ_j) dt_j (j <= i < len) into the xw planes.
 #pragma unroll
@@ -400,7 +239,7 @@ __global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) 
     {
         float * st = a.ssm_state + ((int64_t) a.seq_slot[s] * nh + h) * P * N;            // [P, N]
         const bool pair_ok = (N % 2) == 0;
-        if (a.prof && threadIdx.x == 0) tp[4] = global_ns();
+        if (a.prof && threadIdx.x == 0) tp[4] = zk_globaltimer_ns();
         if (!first && a.mode != 2) {
             const int * flag = a.sync + 1 + ((int64_t) (c - 1) * nh + h) * kWarps + warp;
             if (a.mode == 1) {
@@ -409,7 +248,7 @@ __global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) 
                 while (ld_acquire(flag) == 0) __nanosleep(20);
             }
         }
-        if (a.prof && threadIdx.x == 0) tp[5] = global_ns();
+        if (a.prof && threadIdx.x == 0) tp[5] = zk_globaltimer_ns();
 #pragma unroll
         for (int t = 0; t < kNtS; ++t) {  // every load issued before the first store
             const int n = nbase + 8 * t + 2 * tg;
@@ -458,7 +297,7 @@ __global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) 
             __syncwarp();
             if (lane == 0) st_release(a.sync + 1 + ((int64_t) c * nh + h) * kWarps + warp, 1);
         }
-        if (a.prof && threadIdx.x == 0) tp[6] = global_ns();
+        if (a.prof && threadIdx.x == 0) tp[6] = zk_globaltimer_ns();
     }
 #pragma unroll
     for (int t = 0; t < kNtS; ++t) {
@@ -539,7 +378,7 @@ __global__ void __launch_bounds__(kThreads, 2) ssd_chunk_kernel(ssd_args<TX> a) 
         }
     }
     if (a.prof && threadIdx.x == 0) {  // warp 0 always gets here (rows 0..15, columns 0..31)
-        tp[7] = global_ns();
+        tp[7] = zk_globaltimer_ns();
         for (int k = 0; k < 7; ++k) atomicAdd(a.prof + k, tp[k + 1] - tp[k]);
         atomicAdd(a.prof + 7, 1ull);
         atomicMin(a.prof + 8, tp[0]);
