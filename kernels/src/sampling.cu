@@ -31,6 +31,7 @@ struct zk_max_sum {
     int i;
     float s;
 };
+static __device__ __forceinline__ zk_max_sum zk_max_sum_empty() { return {-INFINITY, 0x7fffffff, 0.0f}; }
 static __device__ __forceinline__ void zk_max_sum_add(zk_max_sum & a, float v, int i) {
     if (v > a.m) {
         a.s = (a.m == -INFINITY ? 0.0f : a.s * expf(a.m - v)) + 1.0f;
@@ -50,6 +51,17 @@ static __device__ __forceinline__ zk_max_sum zk_max_sum_merge(zk_max_sum a, zk_m
     r.i = a.m > b.m ? a.i : b.m > a.m ? b.i : min(a.i, b.i);
     return r;
 }
+// The whole warp's merge, in every lane (butterfly: the same order in every lane).
+static __device__ __forceinline__ zk_max_sum zk_max_sum_warp(zk_max_sum acc) {
+    for (int off = 16; off > 0; off >>= 1) {
+        zk_max_sum o;
+        o.m = __shfl_xor_sync(0xffffffffu, acc.m, off);
+        o.i = __shfl_xor_sync(0xffffffffu, acc.i, off);
+        o.s = __shfl_xor_sync(0xffffffffu, acc.s, off);
+        acc = zk_max_sum_merge(acc, o);
+    }
+    return acc;
+}
 
 // One block per row, one pass over it: each thread issues all its loads of a round (ZK_ARGMAX_PER chunks of W
 // floats, W = 4 when the rows are 16-byte aligned) before using them, then folds them into its (max, id, sum). The
@@ -65,7 +77,7 @@ static __global__ void __launch_bounds__(ZK_ARGMAX_THREADS)
     ZK_TL_WAITED();
     const int64_t r = blockIdx.x;
     const float * row = logits + r * vocab;  // logits: [n, V]
-    zk_max_sum acc = {-INFINITY, 0x7fffffff, 0.0f};
+    zk_max_sum acc = zk_max_sum_empty();
     const int n_chunks = vocab / W;
     for (int c0 = 0; c0 < n_chunks; c0 += ZK_ARGMAX_PER * ZK_ARGMAX_THREADS) {
         float v[ZK_ARGMAX_PER][W];
@@ -90,27 +102,13 @@ static __global__ void __launch_bounds__(ZK_ARGMAX_THREADS)
             }
         }
     }
-    // warps, then the block (fixed order)
-    for (int off = 16; off > 0; off >>= 1) {
-        zk_max_sum o;
-        o.m = __shfl_xor_sync(0xffffffffu, acc.m, off);
-        o.i = __shfl_xor_sync(0xffffffffu, acc.i, off);
-        o.s = __shfl_xor_sync(0xffffffffu, acc.s, off);
-        acc = zk_max_sum_merge(acc, o);
-    }
+    acc = zk_max_sum_warp(acc);  // warps, then the block (fixed order)
     __shared__ zk_max_sum part[ZK_ARGMAX_THREADS / 32];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     if (lane == 0) part[warp] = acc;
     __syncthreads();
     if (warp == 0) {
-        acc = lane < ZK_ARGMAX_THREADS / 32 ? part[lane] : zk_max_sum{-INFINITY, 0x7fffffff, 0.0f};
-        for (int off = 16; off > 0; off >>= 1) {
-            zk_max_sum o;
-            o.m = __shfl_xor_sync(0xffffffffu, acc.m, off);
-            o.i = __shfl_xor_sync(0xffffffffu, acc.i, off);
-            o.s = __shfl_xor_sync(0xffffffffu, acc.s, off);
-            acc = zk_max_sum_merge(acc, o);
-        }
+        acc = zk_max_sum_warp(lane < ZK_ARGMAX_THREADS / 32 ? part[lane] : zk_max_sum_empty());
         if (lane == 0) {
             token[r] = acc.i == 0x7fffffff ? 0 : acc.i;  // NOTE: all-NaN row -> 0
             max_logit[r] = acc.m;
