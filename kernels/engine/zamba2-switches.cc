@@ -8,57 +8,53 @@
 
 #include "../include/zamba2-launch.cuh"
 
+namespace {
+// The variable is set and its value starts with c ("ZAMBA2_X=0": a default off, "=1": an experiment on).
+bool env_starts(const char * name, char c) {
+    const char * v = std::getenv(name);
+    return v && v[0] == c;
+}
+// Its integer value (atoi), or dflt when unset.
+int env_int(const char * name, int dflt) {
+    const char * v = std::getenv(name);
+    return v ? std::atoi(v) : dflt;
+}
+}  // namespace
+
 void zamba2_read_switches(zamba2_engine * e) {
     // FP8 lo terms: on by default where the GPU has FP8 tensor cores (compute capability 8.9 and up)
     int cc_major = 0, cc_minor = 0;
     cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, e->device);
     cudaDeviceGetAttribute(&cc_minor, cudaDevAttrComputeCapabilityMinor, e->device);
-    const char * lo_fp8 = std::getenv("ZAMBA2_LO_FP8");
-    e->lo_fp8 = cc_major * 10 + cc_minor >= 89 && !(lo_fp8 && lo_fp8[0] == '0');
+    e->lo_fp8 = cc_major * 10 + cc_minor >= 89 && !env_starts("ZAMBA2_LO_FP8", '0');
     // kernels launched through zk_launch overlap their launch with the previous kernel's tail (sm_90+;
     // ZAMBA2_PDL=0 turns it off). Process-wide: every engine of a process runs on the same kind of GPU.
-    const char * pdl = std::getenv("ZAMBA2_PDL");
-    zk_pdl_enabled() = cc_major >= 9 && !(pdl && pdl[0] == '0');
+    zk_pdl_enabled() = cc_major >= 9 && !env_starts("ZAMBA2_PDL", '0');
     const char * lo_fp8_min_t = std::getenv("ZAMBA2_LO_FP8_MIN_T");
     if (lo_fp8_min_t && *lo_fp8_min_t) e->lo_fp8_min_t = std::max(1, std::atoi(lo_fp8_min_t));
-    const char * prof = std::getenv("ZAMBA2_PROFILE");
-    e->profiling = prof && prof[0] == '1';
-    const char * no_graphs = std::getenv("ZAMBA2_NO_GRAPHS");
-    e->graphs_enabled = !e->profiling && !(no_graphs && no_graphs[0] == '1');
+    e->profiling = env_starts("ZAMBA2_PROFILE", '1');
+    e->graphs_enabled = !e->profiling && !env_starts("ZAMBA2_NO_GRAPHS", '1');
     // steps of up to skinny_max_m tokens run their GEMMs through skinny_gemm (ZAMBA2_SKINNY_MAX_M=0 turns it off)
     const char * skinny = std::getenv("ZAMBA2_SKINNY_MAX_M");
     if (skinny && *skinny) e->skinny_max_m = std::max(0, std::min(ZK_SKINNY_MAX_M, std::atoi(skinny)));
     // on by default since run 4 (goldens pass, decode b64 9.69 -> 7.87 ms); ZAMBA2_DECODE_STEP=0 turns it off
-    const char * decode_step = std::getenv("ZAMBA2_DECODE_STEP");
-    e->use_decode_step = !(decode_step && decode_step[0] == '0');
+    e->use_decode_step = !env_starts("ZAMBA2_DECODE_STEP", '0');
     // decode steps of <= ZK_FUSE_MAX_M sequences fuse the norms, the conv and the MLP activation into the GEMVs
     // (zamba2-decode-fused.cc); ZAMBA2_FUSE_DECODE=0 runs them as separate kernels
-    const char * fuse = std::getenv("ZAMBA2_FUSE_DECODE");
-    e->fuse_decode = !(fuse && fuse[0] == '0');
-    const char * late_w = std::getenv("ZAMBA2_SKINNY_PRELOAD");
-    e->skinny_late_weights = late_w && late_w[0] == '0';
-    const char * stage = std::getenv("ZAMBA2_SKINNY_STAGE");
-    e->skinny_no_stage = stage && stage[0] == '0';
-    const char * group2 = std::getenv("ZAMBA2_SKINNY_GROUP2");
-    e->skinny_no_second_group = group2 && group2[0] == '0';
-    const char * split_k = std::getenv("ZAMBA2_SKINNY_SPLIT_K");  // K slices per tile; unset or 0: per shape
-    e->skinny_split_k = split_k ? std::max(0, std::atoi(split_k)) : 0;
-    const char * merge = std::getenv("ZAMBA2_DECODE_MERGE");  // 0: decode keeps the block weights and adapters
-    e->merge_decode = !(merge && merge[0] == '0');
-    const char * ring = std::getenv("ZAMBA2_SKINNY_RING");
-    const int ring_n = ring ? std::max(0, std::atoi(ring)) : 0;
+    e->fuse_decode = !env_starts("ZAMBA2_FUSE_DECODE", '0');
+    e->skinny_late_weights = env_starts("ZAMBA2_SKINNY_PRELOAD", '0');
+    e->skinny_no_stage = env_starts("ZAMBA2_SKINNY_STAGE", '0');
+    e->skinny_no_second_group = env_starts("ZAMBA2_SKINNY_GROUP2", '0');
+    e->skinny_split_k = std::max(0, env_int("ZAMBA2_SKINNY_SPLIT_K", 0));  // K slices per tile; unset or 0: per shape
+    e->merge_decode = !env_starts("ZAMBA2_DECODE_MERGE", '0');  // 0: decode keeps the block weights and adapters
+    const int ring_n = std::max(0, env_int("ZAMBA2_SKINNY_RING", 0));
     e->skinny_ring = ring_n > 0;
     e->skinny_ring_stages = ring_n > 1 ? ring_n : 0;
-    const char * ring_chunk = std::getenv("ZAMBA2_SKINNY_RING_CHUNK");
-    e->skinny_ring_chunk_steps = ring_chunk ? std::atoi(ring_chunk) : 0;
-    const char * ctas = std::getenv("ZAMBA2_SKINNY_CTAS");
-    e->skinny_ctas_per_sm = ctas ? std::atoi(ctas) : 0;
-    const char * split = std::getenv("ZAMBA2_SPLIT_GEMM");
-    e->split_inputs = !(split && split[0] == '0');
-    const char * split_z = std::getenv("ZAMBA2_SPLIT_Z");
-    e->split_z = !(split_z && split_z[0] == '0');
+    e->skinny_ring_chunk_steps = env_int("ZAMBA2_SKINNY_RING_CHUNK", 0);
+    e->skinny_ctas_per_sm = env_int("ZAMBA2_SKINNY_CTAS", 0);
+    e->split_inputs = !env_starts("ZAMBA2_SPLIT_GEMM", '0');
+    e->split_z = !env_starts("ZAMBA2_SPLIT_Z", '0');
     // steps with prefill chunks run the tensor-core chunked SSD (default since run 6: prefill 2048 87 -> 39 ms,
     // goldens unchanged); ZAMBA2_SSD=0 falls back to the sequential scan
-    const char * ssd = std::getenv("ZAMBA2_SSD");
-    e->use_ssd = !(ssd && ssd[0] == '0');
+    e->use_ssd = !env_starts("ZAMBA2_SSD", '0');
 }
