@@ -6,7 +6,7 @@
 //   S_c[p,n]  = exp(Λ_last) S_{c−1}[p,n] + Σ_j exp(Λ_last − Λ_j) dt_j x_j[p] B_j[n]
 // It equals the sequential recurrence (mamba2-scan.cu) to ~1e-5 relative.
 //
-// Design (kernels/NOTES.md, "tensor-core SSD"):
+// Design (kernels/notes/runs-06-12.md, runs 6-7: the tensor-core SSD):
 // - One CTA per (chunk, head), 8 warps. Every product above is an mma.sync m16n8k16 bf16 product with
 //   fp32 operands split as v = hi + lo (bf16 each) and three MMAs hi·hi + hi·lo + lo·hi: operands exact
 //   to ~2^-17, so the result is fp32-grade (tf32 would give ~3e-4, plain bf16 ~3e-3).
