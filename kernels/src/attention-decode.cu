@@ -30,17 +30,39 @@ attention_decode_kernel(float * __restrict__ out, const float * __restrict__ q, 
                         int n_heads, int head_dim, float scale, const float * __restrict__ k_new,
                         const float * __restrict__ v_new, const int32_t * __restrict__ kv_index, float rope_theta) {
     ZK_TL_BEGIN();
-    zk_pdl_prologue();
-    ZK_TL_WAITED();
     constexpr int DMAX = ZK_WARP_SIZE * DPL, CHUNKS = DMAX / 8;
     __shared__ float qs[DMAX];                      // scaled query
     __shared__ float w_m[WARPS], w_l[WARPS];
     __shared__ float w_acc[WARPS][DMAX];
+    __shared__ __align__(16) bf16 k_cur[DMAX];      // this step's key (k_new after rope, as the pool holds it)
     const int64_t t = blockIdx.x;                   // token t is sequence t's only token
     const int h = blockIdx.y;
     const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE;
+    // Before the PDL wait: the step's inputs (positions, block tables: copied before its first kernel) and the K rows
+    // of the warp's first group of keys that earlier steps wrote (j < pos; key pos is this step's, read after the
+    // wait). Three dependent round trips (position, page, key) leave the critical path. Only the 8-warp blocks of
+    // small batches (their registers allow it: the 4-warp blocks of large batches keep their occupancy) and head
+    // rows of <= 224 elements (256 spills).
+    constexpr bool PRE_K = WARPS == 8 && DPL <= 7;
     const int pos = positions[t];
     const int32_t * bt = block_tables + t * max_pages;   // block_tables: [S, max_pages]
+    const int j0_first = warp * ZK_WARP_SIZE;
+    const int j_first = min(j0_first + lane, pos);       // lanes past pos re-read key pos, masked below
+    int64_t kv_first = 0;
+    uint4 kr_first[CHUNKS];
+#pragma unroll
+    for (int c = 0; c < CHUNKS; ++c) kr_first[c] = make_uint4(0, 0, 0, 0);
+    if (PRE_K && j0_first <= pos) {
+        kv_first = (((int64_t) bt[j_first / ZK_PAGE_TOKENS] * n_heads + h) * ZK_PAGE_TOKENS + j_first % ZK_PAGE_TOKENS) * head_dim;
+        if (j_first < pos) {
+#pragma unroll
+            for (int c = 0; c < CHUNKS; ++c) {
+                if (c * 8 < head_dim) kr_first[c] = *reinterpret_cast<const uint4 *>(k_pool + kv_first + c * 8);
+            }
+        }
+    }
+    zk_pdl_prologue();
+    ZK_TL_WAITED();
     const float * q_row = q + (t * n_heads + h) * head_dim;  // q: [T, heads, D]
     for (int e = threadIdx.x; e < head_dim; e += blockDim.x) {
         qs[e] = (rope_theta > 0.0f ? rope_element(q_row, e, head_dim, pos, rope_theta) : q_row[e]) * scale;
@@ -52,7 +74,9 @@ attention_decode_kernel(float * __restrict__ out, const float * __restrict__ q, 
         const int64_t dst = (((int64_t) (idx / ZK_PAGE_TOKENS) * n_heads + h) * ZK_PAGE_TOKENS + idx % ZK_PAGE_TOKENS) * head_dim;
         const float * k_row = k_new + (t * n_heads + h) * head_dim;  // k_new, v_new: [T, heads, D]
         for (int e = threadIdx.x; e < head_dim; e += blockDim.x) {
-            k_pool[dst + e] = zk_to_bf16(rope_theta > 0.0f ? rope_element(k_row, e, head_dim, pos, rope_theta) : k_row[e]);
+            const bf16 kb = zk_to_bf16(rope_theta > 0.0f ? rope_element(k_row, e, head_dim, pos, rope_theta) : k_row[e]);
+            k_pool[dst + e] = kb;
+            k_cur[e] = kb;
             v_pool[dst + e] = zk_to_bf16(v_new[(t * n_heads + h) * head_dim + e]);
         }
     }
@@ -62,12 +86,22 @@ attention_decode_kernel(float * __restrict__ out, const float * __restrict__ q, 
 #pragma unroll
     for (int k = 0; k < DPL; ++k) acc[k] = 0.0f;
     for (int j0 = warp * ZK_WARP_SIZE; j0 <= pos; j0 += WARPS * ZK_WARP_SIZE) {
+        const bool first = j0 == j0_first;
         const int j = min(j0 + lane, pos);           // lanes past pos re-read key pos, masked below
-        const int64_t kv_base = (((int64_t) bt[j / ZK_PAGE_TOKENS] * n_heads + h) * ZK_PAGE_TOKENS + j % ZK_PAGE_TOKENS) * head_dim;
+        const int64_t kv_base = PRE_K && first ? kv_first
+                                      : (((int64_t) bt[j / ZK_PAGE_TOKENS] * n_heads + h) * ZK_PAGE_TOKENS + j % ZK_PAGE_TOKENS) * head_dim;
         const bf16 * krow = k_pool + kv_base;        // k_pool: [pages, heads, 16, D]
         uint4 kr[CHUNKS];
+        if (PRE_K && first && j < pos) {             // loaded before the wait
 #pragma unroll
-        for (int c = 0; c < CHUNKS; ++c) kr[c] = c * 8 < head_dim ? *reinterpret_cast<const uint4 *>(krow + c * 8) : make_uint4(0, 0, 0, 0);
+            for (int c = 0; c < CHUNKS; ++c) kr[c] = kr_first[c];
+        } else if (j == pos && k_new) {              // this step's key: the block wrote it (k_cur) before the barrier
+#pragma unroll
+            for (int c = 0; c < CHUNKS; ++c) kr[c] = c * 8 < head_dim ? *reinterpret_cast<const uint4 *>(k_cur + c * 8) : make_uint4(0, 0, 0, 0);
+        } else {
+#pragma unroll
+            for (int c = 0; c < CHUNKS; ++c) kr[c] = c * 8 < head_dim ? *reinterpret_cast<const uint4 *>(krow + c * 8) : make_uint4(0, 0, 0, 0);
+        }
         float dot = 0.0f;
 #pragma unroll
         for (int c = 0; c < CHUNKS; ++c) {
@@ -90,7 +124,9 @@ attention_decode_kernel(float * __restrict__ out, const float * __restrict__ q, 
         if constexpr (DPL % 4 == 0 && DPL <= 8) {
             // V rows of VB keys at a time, every load issued before the first use: one memory round trip per
             // VB keys instead of one per 8 (the loop below waited four times per group of 32 keys)
-            constexpr int VB = DPL <= 4 ? 16 : 8, V8 = DPL / 4;
+            // (32 keys at once with 8 warps: one round trip per group; the 4-warp blocks of large batches keep 16
+            // so more of them fit per SM)
+            constexpr int VB = DPL <= 4 ? (WARPS == 8 ? 32 : 16) : 8, V8 = DPL / 4;
             for (int jb = 0; jb < n_keys; jb += VB) {  // warp-uniform
                 uint2 vr[VB][V8];
                 float pv[VB];
