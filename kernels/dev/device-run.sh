@@ -96,7 +96,7 @@ fi
 if has timeline; then
   stage "timeline: b1 decode steps (ZK_TIMELINE build)"
   if JOBS=16 ZK_ARCHS="-gencode=arch=compute_90a,code=sm_90a" timeout 300 bash kernels/build.sh --timeline > "$out/build-tl.txt" 2>&1; then
-    # one summary file for all runs (few files come back); the defaults' CSVs kept for a closer look
+    # one summary file for all runs (few files come back); each run's CSVs kept as <label>-timeline-b<batch>.csv
     tmp="$(mktemp -d)"; : > "$out/timeline.txt"
     for v in "defaults:ZAMBA2_NONE=1" "${BENCH_VARIANTS[@]}"; do
       label="${v%%:*}"; rm -f "$tmp"/*.csv
@@ -106,7 +106,7 @@ if has timeline; then
       for f in "$tmp"/timeline-b*.csv; do
         [ -f "$f" ] || continue
         { echo "-- $label $(basename "$f" .csv)"; python3 kernels/dev/timeline_summary.py "$f"; } | tee -a "$out/timeline.txt"
-        [ "$label" = defaults ] && cp "$f" "$out/"
+        cp "$f" "$out/${label//[^A-Za-z0-9]/_}-$(basename "$f")"
       done
     done
   else

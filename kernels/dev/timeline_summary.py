@@ -7,7 +7,11 @@ steps after the first: launches per step, and per launch the chain time (its las
 launch's), split into the wait (its first CTA past the PDL wait minus the previous end) and the work after release;
 also how long before the previous end its first CTA started. Kernels without records (embedding gather, the final
 norm) count in the next recorded launch's wait.
+Where the CSV has the kernels' own marks (t_mark0, t_mark1: skinny_gemm's input staged and first item done, the
+state step's update done and its block sum done), a second table gives per role the median CTA's phases after
+the release: its wait skew (a CTA's wait also waits for the weight loads it issued before it), then each phase.
 """
+import statistics
 import csv
 import sys
 from collections import defaultdict
@@ -19,7 +23,7 @@ def launches(path):
     """CTA records -> launches, in claim order. A launch's CTAs claim consecutive indices as a rule; a record
     that arrives while an earlier launch of the same kernel and grid still misses that block joins it."""
     with open(path, newline="") as f:
-        recs = [{k: int(v) for k, v in r.items()} for r in csv.DictReader(f)]
+        recs = [{k: int(v) for k, v in r.items() if v is not None} for r in csv.DictReader(f)]
     groups, open_groups, bad = [], [], 0
     for r in recs:
         if r["grid"] == 0:  # claimed, never written
@@ -41,7 +45,14 @@ def launches(path):
             bad += len(g["recs"])
             continue
         grp = g["recs"]
+        rel = min(r["t_waited"] for r in grp)
+        phases = None
+        if all(r.get("t_mark0", 0) and r.get("t_mark1", 0) for r in grp):
+            phases = [statistics.median((r[b] - r[a]) / 1e3 for r in grp)
+                      for a, b in (("t_waited", "t_mark0"), ("t_mark0", "t_mark1"), ("t_mark1", "t_end"))]
+            phases.insert(0, statistics.median((r["t_waited"] - rel) / 1e3 for r in grp))
         out.append({
+            "phases": phases,
             "tag": TAGS.get(g["tag"], str(g["tag"])), "grid": g["grid"],
             "start": min(r["t_start"] for r in grp), "start_last": max(r["t_start"] for r in grp),
             "released": min(r["t_waited"] for r in grp), "end": max(r["t_end"] for r in grp),
@@ -104,6 +115,17 @@ def main():
         for k in ("wait", "work"):
             tot[k] += a[k] / n_steps
     print(f"per step: wait {tot['wait']:.1f} us, work after release {tot['work']:.1f} us")
+    ph = defaultdict(list)
+    for s in steps[1:]:
+        for l in s:
+            if l["phases"]:
+                ph[(l["role"], l["grid"])].append(l["phases"])
+    if ph:
+        print("median CTA after release, us (skinny: staging, first item, the rest; state: update, block sum, end)")
+        print(f"{'role':10s} {'grid':>5s} {'wait skew':>10s} {'phase 1':>8s} {'phase 2':>8s} {'phase 3':>8s}")
+        for (role, grid), rows in sorted(ph.items(), key=lambda kv: kv[0]):
+            m = [sum(r[i] for r in rows) / len(rows) for i in range(4)]
+            print(f"{role:10s} {grid:5d} {m[0]:10.2f} {m[1]:8.2f} {m[2]:8.2f} {m[3]:8.2f}")
 
 
 if __name__ == "__main__":

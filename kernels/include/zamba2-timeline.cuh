@@ -20,6 +20,7 @@
 struct zk_tl_record {
     uint32_t tag, grid, block, pad;
     uint64_t t_start, t_waited, t_end;  // %globaltimer, ns
+    uint64_t t_mark[2];                 // kernel-specific points (0: none); skinny_gemm: input staged, first item done
 };
 struct zk_tl_buffer {
     unsigned long long count, cap;
@@ -46,7 +47,7 @@ __device__ zk_tl_buffer * zk_tl_buf = nullptr;  // this translation unit's copy
 
 struct zk_tl_cta {
     unsigned long long index = ~0ull;
-    uint64_t t_start = 0, t_waited = 0;
+    uint64_t t_start = 0, t_waited = 0, t_mark[2] = {0, 0};
 };
 
 // thread 0 of each CTA: at the kernel's first instruction (before its PDL trigger)
@@ -61,6 +62,9 @@ __device__ __forceinline__ zk_tl_cta zk_tl_begin() {
 __device__ __forceinline__ void zk_tl_waited(zk_tl_cta & c) {
     if (threadIdx.x == 0) c.t_waited = zk_globaltimer_ns();
 }
+__device__ __forceinline__ void zk_tl_mark(zk_tl_cta & c, int i) {
+    if (threadIdx.x == 0) c.t_mark[i] = zk_globaltimer_ns();
+}
 // every thread of the CTA: the end is when the last of them arrives
 __device__ __forceinline__ void zk_tl_end(const zk_tl_cta & c, uint32_t tag) {
     __syncthreads();
@@ -72,6 +76,8 @@ __device__ __forceinline__ void zk_tl_end(const zk_tl_cta & c, uint32_t tag) {
         r.t_start = c.t_start;
         r.t_waited = c.t_waited;
         r.t_end = zk_globaltimer_ns();
+        r.t_mark[0] = c.t_mark[0];
+        r.t_mark[1] = c.t_mark[1];
     }
 }
 
@@ -82,6 +88,7 @@ const bool zk_tl_registered = (zk_tl_setters().push_back(&zk_tl_set_this_unit), 
 #define ZK_TL_BEGIN() zk_tl_cta zk_tl_c = zk_tl_begin()
 #define ZK_TL_WAITED() zk_tl_waited(zk_tl_c)
 #define ZK_TL_END(tag) zk_tl_end(zk_tl_c, tag)
+#define ZK_TL_MARK(i) zk_tl_mark(zk_tl_c, i)
 #endif  // __CUDACC__
 
 // Start recording (at most cap CTAs); returns the device buffer, or null on an allocation failure.
@@ -112,4 +119,5 @@ inline std::vector<zk_tl_record> zk_timeline_take(zk_tl_buffer * buf) {
 #define ZK_TL_BEGIN() ((void) 0)
 #define ZK_TL_WAITED() ((void) 0)
 #define ZK_TL_END(tag) ((void) 0)
+#define ZK_TL_MARK(i) ((void) 0)
 #endif
