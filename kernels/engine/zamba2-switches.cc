@@ -52,6 +52,11 @@ void zamba2_read_switches(zamba2_engine * e) {
     e->skinny_ring_stages = ring_n > 1 ? ring_n : 0;
     e->skinny_ring_chunk_steps = env_int("ZAMBA2_SKINNY_RING_CHUNK", 0);
     e->skinny_ctas_per_sm = env_int("ZAMBA2_SKINNY_CTAS", 0);
+    e->skinny_no_half_tiles = env_starts("ZAMBA2_SKINNY_HALF", '0');
+    e->skinny_no_conv_stage = env_starts("ZAMBA2_SKINNY_CONV_STAGE", '0');
+    // the gated state step lets out_proj's CTAs launch before its own wait (run 47: b1 1.630 -> 1.594 ms);
+    // ZAMBA2_STATE_TRIGGER=late: after it, as every other kernel that waits first
+    zk_state_step_early_trigger() = !env_starts("ZAMBA2_STATE_TRIGGER", 'l');
     e->split_inputs = !env_starts("ZAMBA2_SPLIT_GEMM", '0');
     e->split_z = !env_starts("ZAMBA2_SPLIT_Z", '0');
     // steps with prefill chunks run the tensor-core chunked SSD (default since run 6: prefill 2048 87 -> 39 ms,

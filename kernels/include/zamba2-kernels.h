@@ -111,6 +111,9 @@ bool mamba2_state_step(float * y, float * ssm_state, const float * xbc, int ld_x
 // the sums of y^2 over chunks of chunk = mamba2_state_step_chunk(head_dim, d_state) columns (fixed order:
 // deterministic). Returns false (enqueues nothing) also when chunk <= 0 or d is not a multiple of it.
 int mamba2_state_step_chunk(int head_dim, int d_state);
+// Process-wide (set by the engine's switches; default off here): the gated step lets its dependent (out_proj) launch
+// before its PDL wait instead of after it, so out_proj's CTAs take the slots in_proj's CTAs free and preload earlier.
+bool & zk_state_step_early_trigger();
 bool mamba2_state_step_gated(float * y, float * gsq, const float * z, int ld_z, float * ssm_state, const float * xbc,
                              int ld_xbc, const float * dt_raw, int ld_dt, const float * dt_bias, const float * a_log,
                              const float * d_skip, const int32_t * cu_seqlens, const int32_t * seq_slot, int n_seqs,
@@ -320,6 +323,9 @@ struct skinny_gemm_args {
     int ring_stages;       // the ring's slots: 0 = as many as fit beside a second CTA per SM
     int ring_chunk_steps;  // 32-wide k steps per ring slot: 16 (default) or 32
     int ctas_per_sm;       // the register kernel's persistent grid: CTAs per SM (0: 2)
+    bool no_half_tiles;    // M <= 4, staged: keep 16-feature tiles with split-K where they need it (8-feature half
+                           // tiles over both K halves otherwise: no partials, no counters; skinny-gemm-item.cuh)
+    bool no_conv_stage;    // the conv epilogue loads its operands at the item's end (else copied when it starts)
     skinny_x_norm norm;          // SKINNY_X_RMSNORM / SKINNY_X_GATED_NORM
     skinny_conv_epilogue conv;   // optional (conv.out); needs y_f32, !accumulate, x modes with M <= 8
     // Programmatic dependent launch (sm_90+, ignored below; the engine sets it from zk_pdl_enabled()): the

@@ -118,9 +118,10 @@ static __global__ void mamba2_state_step_kernel(float * __restrict__ y, float * 
                                                 const float * __restrict__ d_skip,
                                                 const int32_t * __restrict__ cu_seqlens,
                                                 const int32_t * __restrict__ seq_slot, int n_seqs,
-                                                int n_heads, int head_dim, int n_groups, int d_state, bool state_early) {
+                                                int n_heads, int head_dim, int n_groups, int d_state, bool state_early,
+                                                bool trigger_early) {
     // NOTE: state_early loads the state before the PDL wait: only this layer's state step (or scan / SSD) writes
-    // its pool, and never as the kernel right before this one, so they overlap in_proj's tail. seq_slot and
+    // its pool, once per step (steps are ordered by the host), so they overlap in_proj's tail. seq_slot and
     // cu_seqlens are the step's input, copied before the first kernel. Only for small batches: at b64-b256 the
     // early blocks hold their registers idle (b256 17.1 -> 17.6 ms, run 22).
     ZK_TL_BEGIN();
@@ -149,7 +150,12 @@ static __global__ void mamba2_state_step_kernel(float * __restrict__ y, float * 
     // the per-head parameters are constants: loaded before the wait, so the step's only round trip after it is
     // the one for in_proj's outputs (z included)
     const float bias_h = dt_bias[h], neg_a_h = -expf(a_log[h]), d_h = d_skip[h];
-    zk_pdl_prologue();
+    if (trigger_early) {  // out_proj's CTAs may take the slots in_proj's CTAs free before in_proj completes
+        zk_pdl_trigger();
+        zk_pdl_wait();
+    } else {
+        zk_pdl_prologue();
+    }
     ZK_TL_WAITED();
     if (!state_early) {
 #pragma unroll
@@ -180,6 +186,7 @@ static __global__ void mamba2_state_step_kernel(float * __restrict__ y, float * 
 #pragma unroll
         for (int r = 0; r < RP; ++r) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], off);
     }
+    ZK_TL_MARK(0);
     float ss = 0.0f;
     if (valid) {
 #pragma unroll
@@ -200,6 +207,7 @@ static __global__ void mamba2_state_step_kernel(float * __restrict__ y, float * 
     if (GATED) {  // every block is full (the launcher checks), so every thread reaches the barrier
         __shared__ float scratch[32];
         ss = zk_block_sum(ss, scratch);
+        ZK_TL_MARK(1);
         const int chunk = (int) (blockDim.x / GW) * RP;
         const int64_t rg0 = (int64_t) blockIdx.x * (blockDim.x / GW);
         const int64_t per_seq = (int64_t) n_heads * rows_per_head;
@@ -256,7 +264,7 @@ static bool state_step_launch(float * y, float * gsq, const float * z, int ld_z,
     const unsigned blocks = (unsigned) ((threads + ZK_STEP_BLOCK - 1) / ZK_STEP_BLOCK);
     const bool state_early = n_seqs <= ZK_STEP_EARLY_MAX_SEQS;
 #define ZK_STEP_ARGS y, gsq, z, ld_z, ssm_state, xbc, ld_xbc, dt_raw, ld_dt, dt_bias, a_log, d_skip, cu_seqlens, seq_slot, \
-                     n_seqs, n_heads, head_dim, n_groups, d_state, state_early
+                     n_seqs, n_heads, head_dim, n_groups, d_state, state_early, GATED && zk_state_step_early_trigger()
 #define ZK_STEP_LAUNCH(GW)                                                                                           \
     if (rp == 4) zk_launch(mamba2_state_step_kernel<GW, 4, TX, GATED>, blocks, ZK_STEP_BLOCK, 0, stream, ZK_STEP_ARGS); \
     else zk_launch(mamba2_state_step_kernel<GW, 1, TX, GATED>, blocks, ZK_STEP_BLOCK, 0, stream, ZK_STEP_ARGS)
@@ -275,6 +283,11 @@ static bool state_step_launch(float * y, float * gsq, const float * z, int ld_z,
 
 // Channels per block of the gated step: 256 threads / (d_state / 4 threads per row) x rows per thread. The
 // blocks then tile whole rows exactly when d is a multiple of it.
+bool & zk_state_step_early_trigger() {
+    static bool on = false;
+    return on;
+}
+
 int mamba2_state_step_chunk(int head_dim, int d_state) {
     const int gw = d_state / 4;
     if (d_state % 4 != 0 || gw < 1 || gw > 32 || (gw & (gw - 1)) != 0) return 0;

@@ -23,6 +23,7 @@ struct skinny_x_view {
     const float * inv;           // [8 rows][8 groups] in shared memory
     const unsigned char * stage; // staged input (shared memory): hi rows [M] then lo rows [M], stage_stride bytes apart
     int stage_stride, stage_lo;  // row stride and the lo rows' offset, bytes
+    int half_k;                  // half tiles (skinny_launch::half_k; STAGED only): lane g reads row g / 2 at k + (g % 2) K / 2
 };
 
 constexpr int ZK_SKINNY_NORM_MAX_M = 8;       // rows the norm modes take (NT = 1)
@@ -291,6 +292,74 @@ static __device__ __forceinline__ void skinny_conv_prefetch(const skinny_gemm_ar
     const int m = i / 3, tap = i % 3;
     const float * line = cv.state + ((int64_t) cv.seq_slot[m] * 3 + tap) * cv.n + max(c0, 0);  // state: [slots, 3, n]
     asm volatile("prefetch.global.L2 [%0];" ::"l"(line));
+}
+
+// The conv epilogue's operands of one item in shared memory, copied (cp.async) when the item starts, so its finish
+// needs no round trip (it took two: the sequence's slot, then the state). slot: the rows' state slots, stored by
+// the CTA before its PDL wait (the step's input, written before its first kernel).
+struct skinny_conv_stage {
+    float state[ZK_SKINNY_NORM_MAX_M][3][16];  // [m][tap][channel c0 + j]
+    uint2 w[16];                                // [channel][4 taps] bf16
+    uint32_t bias[16];                          // the 4-byte-aligned bf16 pair that holds the channel's bias
+    int slot[ZK_SKINNY_NORM_MAX_M];
+};
+
+static __device__ __forceinline__ void zk_cp_async(void * smem, const void * src, int bytes, bool ok) {
+    const uint32_t d = (uint32_t) __cvta_generic_to_shared(smem);
+    if (bytes == 4) asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(d), "l"(src), "r"(ok ? 4 : 0) : "memory");
+    else asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;" ::"r"(d), "l"(src), "r"(ok ? 8 : 0) : "memory");
+}
+
+// Whether the bias of conv channel c comes from its aligned pair (else the finish loads it: an unaligned bias, or
+// the last channel of an odd count, whose pair would read past the tensor).
+static __device__ __forceinline__ bool skinny_conv_bias_pair(const skinny_conv_epilogue & cv, int c) {
+    return ((uintptr_t) cv.bias % 4) == 0 && (c | 1) < cv.n;
+}
+
+// Issued by every thread at the start of an item whose tile has conv channels (seg 0, columns col0 .. col0 + n);
+// zero-filled outside the channels. Returns whether the item has any.
+static __device__ __forceinline__ bool skinny_conv_stage_issue(const skinny_gemm_args & a, int seg, int n0,
+                                                               skinny_conv_stage & cs) {
+    const skinny_conv_epilogue & cv = a.conv;
+    const int c0 = n0 - cv.col0;
+    if (seg != 0 || c0 + 16 <= 0 || c0 >= cv.n) return false;
+    const int n_state = a.M * 48;
+    for (int i = threadIdx.x; i < n_state + 32; i += blockDim.x) {
+        if (i < n_state) {
+            const int m = i / 48, tap = (i / 16) % 3, j = i % 16, c = c0 + j;
+            const bool ok = c >= 0 && c < cv.n;
+            zk_cp_async(&cs.state[m][tap][j], cv.state + ((int64_t) cs.slot[m] * 3 + tap) * cv.n + (ok ? c : 0), 4, ok);  // [slots, 3, n]
+        } else if (i < n_state + 16) {
+            const int j = i - n_state, c = c0 + j;
+            const bool ok = c >= 0 && c < cv.n;
+            zk_cp_async(&cs.w[j], cv.w + (int64_t) (ok ? c : 0) * 4, 8, ok);  // w: [n, 4]
+        } else {
+            const int j = i - n_state - 16, c = c0 + j;
+            const bool ok = cv.bias && c >= 0 && c < cv.n && skinny_conv_bias_pair(cv, c);
+            zk_cp_async(&cs.bias[j], ok ? cv.bias + (c & ~1) : cv.w, 4, ok);
+        }
+    }
+    asm volatile("cp.async.commit_group;" ::: "memory");
+    return true;
+}
+
+// causal_conv1d_decode for channel c (= c0 + j of the item's tile) of sequence m, fed the GEMM output v, from the
+// staged operands; the state written back as skinny_conv_decode does. Bitwise the same values.
+static __device__ __forceinline__ void skinny_conv_decode_staged(const skinny_conv_epilogue & cv, const skinny_conv_stage & cs,
+                                                                 int m, int c, int j, float v) {
+    const int n = cv.n;
+    const float x0 = cs.state[m][0][j], x1 = cs.state[m][1][j], x2 = cs.state[m][2][j];
+    const bf16 * w4 = reinterpret_cast<const bf16 *>(&cs.w[j]);
+    float bias = 0.0f;
+    if (cv.bias) {
+        bias = skinny_conv_bias_pair(cv, c) ? zk_to_f32(reinterpret_cast<const bf16 *>(&cs.bias[j])[c & 1]) : zk_to_f32(cv.bias[c]);
+    }
+    const float acc = bias + zk_to_f32(w4[0]) * x0 + zk_to_f32(w4[1]) * x1 + zk_to_f32(w4[2]) * x2 + zk_to_f32(w4[3]) * v;
+    cv.out[(int64_t) m * n + c] = zk_silu(acc);  // out: [M, n]
+    float * st = cv.state + (int64_t) cs.slot[m] * 3 * n;  // state: [slots, 3, n]
+    st[c] = x1;
+    st[n + c] = x2;
+    st[2 * n + c] = v;
 }
 
 // causal_conv1d_decode for channel c of sequence m, fed the GEMM output v (its pre-conv input): the same fp32

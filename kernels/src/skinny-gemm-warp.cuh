@@ -66,13 +66,17 @@ static __device__ __forceinline__ void zk_skinny_group(float (&acc)[NT][4], cons
                                                        const skinny_x_view & X, int M, int n_steps, int s0, int g, int t) {
     const uint4 zero = make_uint4(0, 0, 0, 0);
     if constexpr (STAGED) {  // NT = 1: x row g from shared memory, loaded right before its MMAs
-        const bool row_ok = g < M;
+        // half tiles: B column g is row g / 2 over the K half g % 2 (the A rows' halves: skinny_launch::half_k)
+        const int xm = X.half_k ? g >> 1 : g, xk = X.half_k && (g & 1) ? X.half_k : 0;
+        const int kw = X.half_k ? X.half_k : X.K;
+        const bool row_ok = xm < M;
+        const unsigned char * xrow = X.stage + xm * X.stage_stride + 2 * xk;
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             if (s0 + u * ZK_SKINNY_WARPS >= n_steps) break;  // warp-uniform
             const int k = (s0 + u * ZK_SKINNY_WARPS) * 32 + 8 * t;
-            const bool in = row_ok && k < X.K;
-            const unsigned char * row = X.stage + g * X.stage_stride + 2 * k;
+            const bool in = row_ok && k < kw;
+            const unsigned char * row = xrow + 2 * k;
             const uint4 xh = in ? *reinterpret_cast<const uint4 *>(row) : zero;
             const uint32_t a03[4] = {wa[u].x, wb[u].x, wa[u].y, wb[u].y};  // k slots <- k+0..3
             const uint32_t a47[4] = {wa[u].z, wb[u].z, wa[u].w, wb[u].w};  // k slots <- k+4..7
@@ -125,7 +129,7 @@ static __device__ __forceinline__ void zk_skinny_accumulate(float (&acc)[NT][4],
     constexpr int U = skinny_group_steps<NT, STAGED>::value;
     for (int s0 = s_first; s0 < s_end; s0 += ZK_SKINNY_WARPS * U) {
         uint4 wa[U], wb[U];
-        zk_skinny_load_w<U>(wa, wb, w_a, w_b, ok_a, ok_b, X.K, s_end, s0, t);
+        zk_skinny_load_w<U>(wa, wb, w_a, w_b, ok_a, ok_b, X.half_k ? X.half_k : X.K, s_end, s0, t);
         zk_skinny_group<NT, XMODE, U, STAGED>(acc, wa, wb, X, M, s_end, s0, g, t);
     }
 }

@@ -39,6 +39,7 @@
 // Items are summed exactly as before, whichever CTA takes them: for a given K slicing the results do not
 // depend on the schedule, the prefetch, PDL, the staging or the preload (bitwise, tested).
 #include <algorithm>
+#include <type_traits>
 
 #define ZK_SKINNY_WARPS 8
 
@@ -58,18 +59,21 @@ constexpr int ZK_SKINNY_BLOCKS_PER_SM = 2;
 // use_pre: the first PRE steps of the warp's first group of W loads for this item are already in pre_a /
 // pre_b (issued before the PDL wait), and its second group in the shared slots (cp.async, when slots is not
 // null).
-template <int NT, int XMODE, bool OUT_F32, int U, bool STAGED, int PRE>
+template <int NT, int XMODE, bool OUT_F32, int U, bool STAGED, int PRE, bool HALF>
 static __device__ __forceinline__ void skinny_item(const skinny_launch & L, int item, const skinny_x_view & X,
                                                    float (&red)[ZK_SKINNY_WARPS][NT * 4][ZK_WARP_SIZE],
                                                    bool & last_block, bool use_pre, const uint4 (&pre_a)[PRE],
-                                                   const uint4 (&pre_b)[PRE], const uint4 * slots) {
-    const skinny_item_pos p = skinny_locate(L, item);
-    const skinny_item_rows r = skinny_rows(L, p);
+                                                   const uint4 (&pre_b)[PRE], const uint4 * slots, bool have_pre, float y_pre,
+                                                   skinny_conv_stage * cs) {
+    const skinny_item_pos p = skinny_locate<HALF>(L, item);
+    const skinny_item_rows r = skinny_rows<HALF>(L, p);
     const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE, g = lane / 4, t = lane % 4;
     float acc[NT][4];
 #pragma unroll
     for (int j = 0; j < NT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
-    if (XMODE == SKINNY_X_RMSNORM && L.a.conv.out) skinny_conv_prefetch(L.a, p.seg, p.n0);
+    // the conv epilogue's operands into shared memory while the item's weights stream (cs: RMSNORM, fp32 y only)
+    const bool conv_staged = cs && L.a.conv.out && !L.a.no_conv_stage && skinny_conv_stage_issue(L.a, p.seg, p.n0, *cs);
+    if (!conv_staged && XMODE == SKINNY_X_RMSNORM && L.a.conv.out) skinny_conv_prefetch(L.a, p.seg, p.n0);
     int s_first = r.s_begin + warp;
     if (use_pre && s_first < r.s_end) {
         uint4 wa[U], wb[U];
@@ -78,7 +82,7 @@ static __device__ __forceinline__ void skinny_item(const skinny_launch & L, int 
         if constexpr (PRE < U) {  // the rest of the group, issued now
             constexpr int REST = PRE < U ? U - PRE : 1;
             uint4 ra[REST], rb[REST];
-            zk_skinny_load_w<REST>(ra, rb, r.w_a, r.w_b, r.ok_a, r.ok_b, L.a.K, r.s_end, s_first + PRE * ZK_SKINNY_WARPS, t);
+            zk_skinny_load_w<REST>(ra, rb, r.w_a, r.w_b, r.ok_a, r.ok_b, r.kw, r.s_end, s_first + PRE * ZK_SKINNY_WARPS, t);
 #pragma unroll
             for (int u = PRE; u < U; ++u) { wa[u] = ra[u - PRE]; wb[u] = rb[u - PRE]; }
         }
@@ -98,13 +102,13 @@ static __device__ __forceinline__ void skinny_item(const skinny_launch & L, int 
     }
     zk_skinny_accumulate<NT, XMODE, STAGED>(acc, r.w_a, r.w_b, r.ok_a, r.ok_b, X, L.a.M, s_first, r.s_end, g, t);
     skinny_item_w2<NT>(L, p, acc);
-    skinny_item_finish<NT, XMODE, OUT_F32>(L, p, acc, red, last_block);
+    skinny_item_finish<NT, XMODE, OUT_F32, HALF>(L, p, acc, red, last_block, have_pre, y_pre, conv_staged ? cs : nullptr);
 }
 
 // CTA b takes items b, b + gridDim.x, ... (GRID schedule: exactly one). Weights are constant, so the first
 // group of W loads of the CTA's first item (and the optional L2 prefetch) are issued before zk_pdl_wait: under
 // PDL they overlap the previous kernel; everything that reads activations or writes comes after.
-template <int NT, int XMODE, bool OUT_F32, bool STAGED>
+template <int NT, int XMODE, bool OUT_F32, bool STAGED, bool HALF = false>
 static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKINNY_BLOCKS_PER_SM)
     skinny_gemm_kernel(const __grid_constant__ skinny_launch L) {
     extern __shared__ __align__(16) unsigned char stage[];  // STAGED: the computed input
@@ -114,6 +118,9 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
     __shared__ float red[ZK_SKINNY_WARPS][NT * 4][ZK_WARP_SIZE];  // per-warp partial tiles
     __shared__ bool last_block;
     __shared__ float inv[NORM ? ZK_SKINNY_NORM_MAX_M * ZK_SKINNY_NORM_MAX_GROUPS : 1];
+    // the conv epilogue's operands (in_proj of a decode step: RMSNORM with fp32 y; skinny_conv_stage_issue)
+    constexpr bool CONV = XMODE == SKINNY_X_RMSNORM && OUT_F32;
+    __shared__ typename std::conditional<CONV, skinny_conv_stage, int>::type conv_stage;
     ZK_TL_BEGIN();
     zk_pdl_trigger();  // a GEMV often follows a GEMV (LoRA, then the main weights): let it prefetch
     const int n_items = L.tiles * L.KS;
@@ -135,12 +142,12 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
     const bool preload = NT == 1 && !L.a.late_weights && (int) blockIdx.x < n_items;
     const uint4 * slots = nullptr;
     if (preload) {
-        const skinny_item_rows r = skinny_rows(L, skinny_locate(L, blockIdx.x));
-        zk_skinny_load_w<PRE>(pre_a, pre_b, r.w_a, r.w_b, r.ok_a, r.ok_b, L.a.K, r.s_end, r.s_begin + warp, lane % 4);
+        const skinny_item_rows r = skinny_rows<HALF>(L, skinny_locate<HALF>(L, blockIdx.x));
+        zk_skinny_load_w<PRE>(pre_a, pre_b, r.w_a, r.w_b, r.ok_a, r.ok_b, r.kw, r.s_end, r.s_begin + warp, lane % 4);
         const int s1 = r.s_begin + warp + ZK_SKINNY_WARPS * U;
         if (SLOTS && !L.a.no_second_group && s1 < r.s_end) {
             uint4 * mine = w_slots + warp * 2 * U * ZK_WARP_SIZE + lane;
-            zk_skinny_copy_w<U>(mine, r.w_a, r.w_b, r.ok_a, r.ok_b, L.a.K, r.s_end, s1, lane % 4);
+            zk_skinny_copy_w<U>(mine, r.w_a, r.w_b, r.ok_a, r.ok_b, r.kw, r.s_end, s1, lane % 4);
             slots = mine;
         }
     }
@@ -151,7 +158,15 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
     }
     zk_pdl_wait();
     ZK_TL_WAITED();
-    skinny_x_view X = {L.a.x, L.a.x_lo, L.a.ld_x, L.a.K, &L.a.norm, inv, stage, L.stage_stride, L.a.M * L.stage_stride};
+    // the rows' conv state slots: loaded with the staging's loads, stored once the staging is done (storing at
+    // once would hold warp 0's staging loads back by one round trip)
+    const bool conv_rows = CONV && L.a.conv.out && (int) threadIdx.x < L.a.M;
+    int conv_slot = 0;
+    if (conv_rows) asm volatile("ld.global.s32 %0, [%1];" : "=r"(conv_slot) : "l"(L.a.conv.seq_slot + threadIdx.x));
+    float y_pre = 0.0f;  // the first item's old y (accumulate), read while the CTA stages its input
+    bool have_pre = (int) blockIdx.x < n_items && skinny_y_preread<NT, OUT_F32, HALF>(L, blockIdx.x, y_pre);
+    skinny_x_view X = {L.a.x, L.a.x_lo, L.a.ld_x, L.a.K, &L.a.norm, inv, stage, L.stage_stride, L.a.M * L.stage_stride,
+                       skinny_half<HALF && STAGED>(L)};
     __shared__ float part[ZK_SKINNY_WARPS][ZK_SKINNY_NORM_MAX_M];  // the norm modes' per-warp row sums
     if (STAGED && NORM && L.a.M * L.a.K <= (int) blockDim.x * 8 * ZK_SKINNY_ONE_PASS_PACKS) {
         skinny_stage_one_pass<XMODE>(L.a, X, inv, part, stage);
@@ -159,14 +174,24 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
         if (NORM) skinny_norm_prologue<XMODE>(L.a, inv, part);
         if (STAGED) skinny_stage_input<XMODE>(X, L.a.M, stage);
     }
+    if constexpr (CONV) {
+        if (L.a.conv.out) {
+            if (conv_rows) conv_stage.slot[threadIdx.x] = conv_slot;
+            __syncthreads();
+        }
+    }
+    ZK_TL_MARK(0);
     for (int it = blockIdx.x; it < n_items; it += gridDim.x) {
         if (it != (int) blockIdx.x && L.prefetch_ahead >= 0 && warp == 0) {  // keep the window full
             const int64_t next = it + (int64_t) L.prefetch_ahead * gridDim.x;
             if (next < n_items) skinny_prefetch_item(L, (int) next, lane);
         }
         const bool first = preload && it == (int) blockIdx.x;
-        skinny_item<NT, XMODE, OUT_F32, U, STAGED, PRE>(L, it, X, red, last_block, first, pre_a, pre_b, first ? slots : nullptr);
+        if (it != (int) blockIdx.x) have_pre = skinny_y_preread<NT, OUT_F32, HALF>(L, it, y_pre);
+        skinny_item<NT, XMODE, OUT_F32, U, STAGED, PRE, HALF>(L, it, X, red, last_block, first, pre_a, pre_b, first ? slots : nullptr,
+                                                        have_pre, y_pre, CONV ? (skinny_conv_stage *) &conv_stage : nullptr);
         __syncthreads();  // red and last_block are reused by the next item
+        if (it == (int) blockIdx.x) ZK_TL_MARK(1);
     }
     ZK_TL_END(ZK_TL_SKINNY);
 }
@@ -174,6 +199,16 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
 // ---- launcher ----------------------------------------------------------------------------------
 
 static bool aligned16(const void * p) { return ((uintptr_t) p % 16) == 0; }
+
+// Tiles of rows_per_tile output features over all segments; tile_end: the cumulative count per segment.
+static int skinny_count_tiles(const skinny_gemm_args & a, int (&tile_end)[ZK_SKINNY_MAX_SEGMENTS], int rows_per_tile) {
+    int tiles = 0;
+    for (int s = 0; s < a.n_seg; ++s) {
+        tiles += (a.seg[s].n + rows_per_tile - 1) / rows_per_tile;
+        tile_end[s] = tiles;
+    }
+    return tiles;
+}
 
 // Measured defaults (H200, 1.2B decode shapes at M = 1 and 8: ZK_BENCH_SKINNY=1, tests/test-skinny-gemm-bench.cu):
 // PERSISTENT without L2 prefetch (the prefetch measured slower on every shape).
@@ -219,15 +254,26 @@ static void skinny_launch_kernel(skinny_launch & L, cudaStream_t stream) {
     // 4 slices 11.9, 8 slices 15.6). The ring kernel runs one CTA per SM.
     const int per_sm = ring ? 1 : (a.ctas_per_sm == 1 ? 1 : ZK_SKINNY_BLOCKS_PER_SM);
     const int resident = zk_sm_count() * per_sm;
-    const int n_steps = (a.K + 31) / 32;
     const int round = ZK_SKINNY_WARPS * U;
-    int KS = 1;
-    if (a.split_k > 0) {
-        KS = std::min(a.split_k, n_steps);
-    } else {
-        const int want = persistent ? resident / 2 : 2 * resident;
-        while (KS < 8 && L.tiles * KS < want && (n_steps + KS * 2 - 1) / (KS * 2) >= round / 2) KS *= 2;
+    const int want = persistent ? resident / 2 : 2 * resident;
+    auto auto_split = [&](int n_steps) {
+        int ks = 1;
+        while (ks < 8 && L.tiles * ks < want && (n_steps + ks * 2 - 1) / (ks * 2) >= round / 2) ks *= 2;
+        return ks;
+    };
+    // Half tiles where 16-feature tiles would be split along K (out_proj, o_proj, down at M = 1): twice the tiles,
+    // each over the whole K, so an item ends with its own write instead of a partial, a fence, a counter and a
+    // second read by the last slice. The MMA's B columns carry the halves: M <= 4.
+    L.half_k = 0;
+    bool w2 = false;
+    for (int s = 0; s < a.n_seg; ++s) w2 = w2 || a.seg[s].w2;
+    if (NT == 1 && staged && !ring && a.M <= 4 && a.K % 64 == 0 && a.split_k == 0 && !a.no_half_tiles && !a.conv.out &&
+        !w2 && a.prefetch_kb <= 0 && auto_split((a.K + 31) / 32) > 1) {
+        L.half_k = a.K / 2;
+        L.tiles = skinny_count_tiles(a, L.tile_end, skinny_tile_rows(L.half_k));
     }
+    const int n_steps = ((L.half_k ? L.half_k : a.K) + 31) / 32;
+    int KS = a.split_k > 0 ? std::min(a.split_k, n_steps) : auto_split(n_steps);
     const int64_t entries = (int64_t) NT * 4 * ZK_WARP_SIZE;
     if (!a.workspace || !a.counters || (int64_t) L.tiles * KS * entries > a.workspace_floats || L.tiles > a.counter_count) {
         KS = 1;
@@ -257,10 +303,12 @@ static void skinny_launch_kernel(skinny_launch & L, cudaStream_t stream) {
                                        : (int) std::min<int64_t>(ZK_SKINNY_MAX_PREFETCH_AHEAD,
                                                                  (int64_t) prefetch_kb * 1024 / item_bytes);
     if (schedule == SKINNY_SCHEDULE_GRID && L.prefetch_ahead > 0) L.prefetch_ahead = 0;
-    auto kernel = staged ? skinny_gemm_kernel<NT, XMODE, OUT_F32, NT == 1> : skinny_gemm_kernel<NT, XMODE, OUT_F32, false>;
+    // half tiles: their own instantiation (staged, NT = 1), so the others keep their register allocation
+    auto kernel = L.half_k ? skinny_gemm_kernel<NT, XMODE, OUT_F32, NT == 1, NT == 1>
+                  : staged ? skinny_gemm_kernel<NT, XMODE, OUT_F32, NT == 1> : skinny_gemm_kernel<NT, XMODE, OUT_F32, false>;
     if (staged) {
-        static bool opted_in = false;
-        skinny_allow_smem(kernel, ZK_SKINNY_STAGE_MAX_BYTES, opted_in);
+        static bool opted_in[2] = {false, false};  // per kernel: full and half tiles
+        skinny_allow_smem(kernel, ZK_SKINNY_STAGE_MAX_BYTES, opted_in[L.half_k ? 1 : 0]);
     }
     zk_launch_pdl(a.pdl, kernel, dim3((unsigned) grid), block, staged ? stage_bytes : 0, stream, L);
 }
@@ -318,17 +366,15 @@ bool skinny_gemm(const skinny_gemm_args & a, cudaStream_t stream) {
     if (a.schedule < SKINNY_SCHEDULE_DEFAULT || a.schedule > SKINNY_SCHEDULE_PERSISTENT) return false;
     skinny_launch L;
     L.a = a;
-    int tiles = 0;
     for (int s = 0; s < a.n_seg; ++s) {
         const skinny_segment & sg = a.seg[s];
         if (sg.n < 1 || !sg.w || !sg.y || !aligned16(sg.w)) return false;
         if (sg.w2 && (a.K2 < 8 || a.K2 % 8 != 0 || a.ld_x2 % 4 != 0 || !sg.x2 || !aligned16(sg.x2) || !aligned16(sg.w2))) {
             return false;
         }
-        tiles += (sg.n + 15) / 16;
-        L.tile_end[s] = tiles;
     }
-    L.tiles = tiles;
+    L.tiles = skinny_count_tiles(a, L.tile_end, skinny_tile_rows(0));
+    L.half_k = 0;
     switch (a.x_mode) {
         case SKINNY_X_BF16: skinny_launch_mode<SKINNY_X_BF16>(L, stream); break;
         case SKINNY_X_SPLIT: skinny_launch_mode<SKINNY_X_SPLIT>(L, stream); break;

@@ -298,6 +298,67 @@ void test_state_step_gated(test_table & tab, test_rng & rng, int nh, int P, int 
     tab.compare(tag + " state = plain step", st2.download(), st1.download(), 0.0);
 }
 
+// The decode chain state step -> out_proj under PDL, the step triggering before its wait (the engine's default:
+// out_proj's CTAs start and preload while in_proj and the step still run), against plain launches: the same bits.
+// Two layers back to back, each with its own state pool as in the engine (a layer's state is read before the
+// step's wait: only that layer's step, one step earlier, writes it).
+void test_state_out_proj_pdl(test_table & tab, test_rng & rng, fused_env & env) {
+    const int nh = 8, P = 64, G = 1, N = 128, S = 1, d = nh * P, ld = d + 2 * G * N, H = 200;
+    const int chunk = mamba2_state_step_chunk(P, N);
+    const vec xbc = rng.f32_values((size_t) S * ld, -1, 1), dt = rng.f32_values((size_t) S * nh, -2, 2);
+    const vec z = rng.f32_values((size_t) S * d, -3, 3), state = rng.f32_values((size_t) 2 * 2 * nh * P * N, -1, 1);
+    const vec bias = rng.f32_values(nh, -1, 1), alog = rng.f32_values(nh, -1, 1), dsk = rng.f32_values(nh, -1, 1);
+    const vec nw = rng.bf16_values((size_t) d, 0.5, 1.5), w = rng.bf16_values((size_t) H * d, -0.5, 0.5);
+    const vec x0 = rng.f32_values((size_t) S * H, -1, 1);
+    dev_buf<float> dx(xbc.size()), ddt(dt.size()), dz(z.size()), db(nh), da(nh), dd(nh), dst(state.size());
+    dev_buf<float> dy((size_t) S * d), dgsq((size_t) S * (d / chunk)), dres(x0.size());
+    dev_buf<bf16> dnw(nw.size()), dw(w.size());
+    dev_buf<int32_t> dcu(2), dslot(1);
+    dx.upload(xbc); ddt.upload(dt); dz.upload(z); db.upload(bias); da.upload(alog); dd.upload(dsk);
+    dnw.upload(nw); dw.upload(w);
+    upload_ints(dcu, {0, 1}); upload_ints(dslot, {1});
+    const bool pdl_was = zk_pdl_enabled(), early_was = zk_state_step_early_trigger();
+    vec got[2];
+    bool ok = true;
+    for (int run = 0; run < 2; ++run) {  // 0: plain launches; 1: PDL with the early trigger
+        zk_pdl_enabled() = run == 1;
+        zk_state_step_early_trigger() = run == 1;
+        dst.upload(state);
+        dres.upload(x0);
+        for (int layer = 0; layer < 2; ++layer) {  // the same weights twice; the second reads the first's residual
+            float * pool = dst.ptr + (size_t) layer * 2 * nh * P * N;  // [2 slots, nh, P, N] per layer
+            ok = ok && mamba2_state_step_gated(dy.ptr, dgsq.ptr, dz.ptr, d, pool, dx.ptr, ld, ddt.ptr, nh, db.ptr, da.ptr, dd.ptr,
+                                               dcu.ptr, dslot.ptr, S, nh, P, G, N, env.stream);
+            skinny_gemm_args a{};
+            a.x_mode = SKINNY_X_GATED_NORM;
+            a.x = dy.ptr;
+            a.ld_x = d;
+            a.K = d;
+            a.M = S;
+            a.y_f32 = true;
+            a.accumulate = true;
+            a.norm.w = dnw.ptr;
+            a.norm.eps = 1e-5f;
+            a.norm.gsq = dgsq.ptr;
+            a.norm.chunk = chunk;
+            a.norm.group = d;
+            a.norm.ld_gsq = d / chunk;
+            a.seg[0] = {dw.ptr, nullptr, nullptr, dres.ptr, H, H};
+            a.n_seg = 1;
+            a.pdl = run == 1;
+            env.attach(a);
+            ok = ok && skinny_gemm(a, env.stream);
+        }
+        ZK_CHECK(cudaStreamSynchronize(env.stream));
+        ZK_LAUNCHED();
+        got[run] = dres.download();
+    }
+    zk_pdl_enabled() = pdl_was;
+    zk_state_step_early_trigger() = early_was;
+    if (!ok) { tab.compare("state step -> out_proj, PDL early trigger (refused)", {1.0}, {0.0}, 0.0); return; }
+    tab.compare("state step -> out_proj, PDL early trigger = plain launches, bitwise", got[1], got[0], 0.0);
+}
+
 void test_skinny_fused(test_table & tab, test_rng & rng) {
     fused_env env;
     for (int variant = 0; variant < 3; ++variant)
@@ -321,6 +382,7 @@ void test_skinny_fused(test_table & tab, test_rng & rng) {
     test_state_step_gated(tab, rng, 8, 64, 1, 128, 3);
     test_state_step_gated(tab, rng, 6, 64, 2, 64, 2);
     test_state_step_gated(tab, rng, 8, 32, 1, 16, 5);   // a block spans 8 heads
+    test_state_out_proj_pdl(tab, rng, env);
 }
 
 }  // namespace

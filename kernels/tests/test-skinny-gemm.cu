@@ -78,7 +78,7 @@ vec take_cols(const vec & big, int M, int ld, int K, int col0 = 0) {
 }
 
 void test_single(test_table & tab, test_rng & rng, skinny_x_mode mode, int M, int N, int K, bool out_f32, bool accumulate,
-                 bool split_k = true) {
+                 bool split_k = true, bool half_tiles = true) {
     const int ld_x = K + 24;
     const vec xf = rng.f32_values((size_t) M * ld_x, -2, 2);
     const vec w = rng.bf16_values((size_t) N * K, -0.5, 0.5);
@@ -115,12 +115,13 @@ void test_single(test_table & tab, test_rng & rng, skinny_x_mode mode, int M, in
     a.accumulate = accumulate;
     if (split_k) g_scratch->attach(a);
     g_variant->apply(a);
+    a.no_half_tiles = !half_tiles;
     const bool ok = skinny_gemm(a, g_stream);
     ZK_LAUNCHED();
     static const char * names[] = {"bf16", "split", "f32"};
     const std::string name = std::string("skinny ") + g_variant->tag + " " + names[mode] + " M=" + std::to_string(M) + " [" +
                              std::to_string(N) + "," + std::to_string(K) + "]" + (out_f32 ? " f32" : " bf16") +
-                             (accumulate ? " +=" : "") + (split_k ? "" : " 1 slice");
+                             (accumulate ? " +=" : "") + (split_k ? "" : " 1 slice") + (half_tiles ? "" : " 16-row tiles");
     if (!ok) { tab.compare(name + " (refused)", {1.0}, {0.0}, 0.0); return; }
     // reference over the dense columns; untouched padding columns of y must keep y0
     const vec x = take_cols(xref, M, ld_x, K);
@@ -197,6 +198,12 @@ void run_reference_checks(test_table & tab, test_rng & rng) {
     test_single(tab, rng, SKINNY_X_SPLIT, 20, 300, 8192, true, false);
     test_single(tab, rng, SKINNY_X_BF16, 64, 100, 4096, false, false);
     test_single(tab, rng, SKINNY_X_SPLIT, 1, 9000, 264, true, false);   // 563 tiles: several items per persistent CTA
+    // half tiles (M <= 4, K % 64 == 0, shapes that would split K): odd N with split-K on top of them (M 1 and 4),
+    // fp32 and bf16 y, and the split-K 16-feature tiles they replace
+    for (int M : {1, 4}) test_single(tab, rng, SKINNY_X_SPLIT, M, 37, 4096, true, true);
+    test_single(tab, rng, SKINNY_X_F32, 1, 2048, 4096, true, false);   // o_proj at b1
+    test_single(tab, rng, SKINNY_X_BF16, 3, 1000, 8192, false, true);
+    test_single(tab, rng, SKINNY_X_SPLIT, 1, 2048, 4096, true, true, true, false);
     for (int M : {1, 10, 64}) test_segments(tab, rng, M);
 }
 
