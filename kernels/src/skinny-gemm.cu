@@ -20,7 +20,9 @@
 // shared memory in a fixed order. When one block per tile would leave HBM idle (few tiles or long K),
 // KS blocks share a tile (work item = ks * tiles + tile): each writes its partial tile to a workspace and
 // the last to finish (a per-tile counter) sums the KS partials in order and writes y: deterministic, and
-// the counter is reset for the next launch (CUDA-graph safe). Several weight matrices with the same K
+// the counter is reset for the next launch (CUDA-graph safe). At M <= 4 such shapes use half tiles instead
+// (8 features over the whole K, its two halves in the mma's A rows g and g+8 and B columns 2m and 2m+1:
+// skinny-gemm-item.cuh), which end with their own write. Several weight matrices with the same K
 // (q/k/v, LoRA w0s) share one launch as segments.
 //
 // Streaming (measured on the H200, ZK_BENCH_SKINNY=1 in the kernel tests): by default a persistent grid
