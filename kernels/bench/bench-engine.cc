@@ -193,11 +193,12 @@ int main(int argc, char ** argv) {
             const char * dir = std::getenv("ZAMBA2_TIMELINE_DIR");
             const std::string path = std::string(dir ? dir : ".") + "/timeline-b" + std::to_string(batch) + ".csv";
             if (FILE * f = std::fopen(path.c_str(), "w")) {
-                std::fprintf(f, "tag,grid,block,t_start,t_waited,t_end,t_mark0,t_mark1\n");
+                std::fprintf(f, "tag,grid,block,t_start,t_waited,t_end,t_mark0,t_mark1,t_waited_last\n");
                 for (const auto & r : recs) {
-                    std::fprintf(f, "%u,%u,%u,%llu,%llu,%llu,%llu,%llu\n", r.tag, r.grid, r.block, (unsigned long long) r.t_start,
-                                 (unsigned long long) r.t_waited, (unsigned long long) r.t_end,
-                                 (unsigned long long) r.t_mark[0], (unsigned long long) r.t_mark[1]);
+                    std::fprintf(f, "%u,%u,%u,%llu,%llu,%llu,%llu,%llu,%llu\n", r.tag, r.grid, r.block,
+                                 (unsigned long long) r.t_start, (unsigned long long) r.t_waited, (unsigned long long) r.t_end,
+                                 (unsigned long long) r.t_mark[0], (unsigned long long) r.t_mark[1],
+                                 (unsigned long long) r.t_waited_last);
                 }
                 std::fclose(f);
                 std::printf("timeline: %zu CTA records -> %s\n", recs.size(), path.c_str());

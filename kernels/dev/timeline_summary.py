@@ -51,6 +51,9 @@ def launches(path):
             phases = [statistics.median((r[b] - r[a]) / 1e3 for r in grp)
                       for a, b in (("t_waited", "t_mark0"), ("t_mark0", "t_mark1"), ("t_mark1", "t_end"))]
             phases.insert(0, statistics.median((r["t_waited"] - rel) / 1e3 for r in grp))
+            # the CTA's last warp past its wait, after thread 0's (0 when the CSV predates the column)
+            phases.append(statistics.median((r["t_waited_last"] - r["t_waited"]) / 1e3 if r.get("t_waited_last") else 0.0
+                                            for r in grp))
         out.append({
             "phases": phases,
             "tag": TAGS.get(g["tag"], str(g["tag"])), "grid": g["grid"],
@@ -122,10 +125,11 @@ def main():
                 ph[(l["role"], l["grid"])].append(l["phases"])
     if ph:
         print("median CTA after release, us (skinny: staging, first item, the rest; state: update, block sum, end)")
-        print(f"{'role':10s} {'grid':>5s} {'wait skew':>10s} {'phase 1':>8s} {'phase 2':>8s} {'phase 3':>8s}")
+        print("  (last warp: how long after thread 0 the CTA's last warp got past its wait; inside phase 1)")
+        print(f"{'role':10s} {'grid':>5s} {'wait skew':>10s} {'phase 1':>8s} {'phase 2':>8s} {'phase 3':>8s} {'last warp':>10s}")
         for (role, grid), rows in sorted(ph.items(), key=lambda kv: kv[0]):
-            m = [sum(r[i] for r in rows) / len(rows) for i in range(4)]
-            print(f"{role:10s} {grid:5d} {m[0]:10.2f} {m[1]:8.2f} {m[2]:8.2f} {m[3]:8.2f}")
+            m = [sum(r[i] for r in rows) / len(rows) for i in range(5)]
+            print(f"{role:10s} {grid:5d} {m[0]:10.2f} {m[1]:8.2f} {m[2]:8.2f} {m[3]:8.2f} {m[4]:10.2f}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ struct zk_tl_record {
     uint32_t tag, grid, block, pad;
     uint64_t t_start, t_waited, t_end;  // %globaltimer, ns
     uint64_t t_mark[2];                 // kernel-specific points (0: none); skinny_gemm: input staged, first item done
+    uint64_t t_waited_last;             // the CTA's last warp past its PDL wait (each waits for its own prior loads)
 };
 struct zk_tl_buffer {
     unsigned long long count, cap;
@@ -50,17 +51,29 @@ struct zk_tl_cta {
     uint64_t t_start = 0, t_waited = 0, t_mark[2] = {0, 0};
 };
 
-// thread 0 of each CTA: at the kernel's first instruction (before its PDL trigger)
+// the latest wait return of the CTA's warps (zk_tl_waited)
+__device__ __forceinline__ unsigned long long & zk_tl_last_wait() {
+    __shared__ unsigned long long last;
+    return last;
+}
+
+// every thread of each CTA, at the kernel's first instruction (before its PDL trigger); the barrier orders the
+// reset of the last wait before any warp's update (instrumented builds only)
 __device__ __forceinline__ zk_tl_cta zk_tl_begin() {
     zk_tl_cta c;
     if (threadIdx.x == 0 && zk_tl_buf) {
         c.t_start = zk_globaltimer_ns();
         c.index = atomicAdd(&zk_tl_buf->count, 1ull);
+        zk_tl_last_wait() = 0;
     }
+    __syncthreads();
     return c;
 }
+// every thread, right after its PDL wait
 __device__ __forceinline__ void zk_tl_waited(zk_tl_cta & c) {
-    if (threadIdx.x == 0) c.t_waited = zk_globaltimer_ns();
+    const uint64_t now = zk_globaltimer_ns();
+    if (threadIdx.x == 0) c.t_waited = now;
+    if (threadIdx.x % 32 == 0) atomicMax(&zk_tl_last_wait(), (unsigned long long) now);
 }
 __device__ __forceinline__ void zk_tl_mark(zk_tl_cta & c, int i) {
     if (threadIdx.x == 0) c.t_mark[i] = zk_globaltimer_ns();
@@ -78,6 +91,7 @@ __device__ __forceinline__ void zk_tl_end(const zk_tl_cta & c, uint32_t tag) {
         r.t_end = zk_globaltimer_ns();
         r.t_mark[0] = c.t_mark[0];
         r.t_mark[1] = c.t_mark[1];
+        r.t_waited_last = zk_tl_last_wait();
     }
 }
 
