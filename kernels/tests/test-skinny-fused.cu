@@ -102,6 +102,30 @@ void test_rmsnorm(test_table & tab, test_rng & rng, fused_env & env, int M, int 
     }
 }
 
+// y [M, N] += gated_norm(g) . W^T: out_proj's arguments (g [M, K] fp32, gsq [M, ld_gsq] chunk sums, norm weight nw [K],
+// W [N, K]), PDL on; the caller sets the staging variant.
+skinny_gemm_args gated_args(const float * g, const float * gsq, int ld_gsq, const bf16 * nw, const bf16 * w, float * y, int M,
+                            int N, int K, int group, int chunk) {
+    skinny_gemm_args a{};
+    a.x_mode = SKINNY_X_GATED_NORM;
+    a.x = g;
+    a.ld_x = K;
+    a.K = K;
+    a.M = M;
+    a.y_f32 = true;
+    a.accumulate = true;
+    a.norm.w = nw;
+    a.norm.eps = 1e-5f;
+    a.norm.gsq = gsq;
+    a.norm.chunk = chunk;
+    a.norm.group = group;
+    a.norm.ld_gsq = ld_gsq;
+    a.seg[0] = {w, nullptr, nullptr, y, N, N};
+    a.n_seg = 1;
+    a.pdl = true;
+    return a;
+}
+
 // x += gated_norm(g) . W^T with group scales from chunk sums of g^2 (what mamba2_state_step_gated writes).
 void test_gated(test_table & tab, test_rng & rng, fused_env & env, int M, int N, int K, int groups, int chunk) {
     const int group = K / groups, n_chunks = K / chunk, ld_gsq = n_chunks + 3;
@@ -119,23 +143,7 @@ void test_gated(test_table & tab, test_rng & rng, fused_env & env, int M, int N,
     dev_buf<float> dg(g.size()), dgsq(gsq.size()), dy(y0.size());
     dev_buf<bf16> dnw(nw.size()), dw(w.size());
     dg.upload(g); dgsq.upload(gsq); dy.upload(y0); dnw.upload(nw); dw.upload(w);
-    skinny_gemm_args a{};
-    a.x_mode = SKINNY_X_GATED_NORM;
-    a.x = dg.ptr;
-    a.ld_x = K;
-    a.K = K;
-    a.M = M;
-    a.y_f32 = true;
-    a.accumulate = true;
-    a.norm.w = dnw.ptr;
-    a.norm.eps = 1e-5f;
-    a.norm.gsq = dgsq.ptr;
-    a.norm.chunk = chunk;
-    a.norm.group = group;
-    a.norm.ld_gsq = ld_gsq;
-    a.seg[0] = {dw.ptr, nullptr, nullptr, dy.ptr, N, N};
-    a.n_seg = 1;
-    a.pdl = true;
+    skinny_gemm_args a = gated_args(dg.ptr, dgsq.ptr, ld_gsq, dnw.ptr, dw.ptr, dy.ptr, M, N, K, group, chunk);
     a.no_stage = g_no_stage;
     a.ring = g_ring;
     env.attach(a);
@@ -329,22 +337,7 @@ void test_state_out_proj_pdl(test_table & tab, test_rng & rng, fused_env & env) 
             float * pool = dst.ptr + (size_t) layer * 2 * nh * P * N;  // [2 slots, nh, P, N] per layer
             ok = ok && mamba2_state_step_gated(dy.ptr, dgsq.ptr, dz.ptr, d, pool, dx.ptr, ld, ddt.ptr, nh, db.ptr, da.ptr, dd.ptr,
                                                dcu.ptr, dslot.ptr, S, nh, P, G, N, env.stream);
-            skinny_gemm_args a{};
-            a.x_mode = SKINNY_X_GATED_NORM;
-            a.x = dy.ptr;
-            a.ld_x = d;
-            a.K = d;
-            a.M = S;
-            a.y_f32 = true;
-            a.accumulate = true;
-            a.norm.w = dnw.ptr;
-            a.norm.eps = 1e-5f;
-            a.norm.gsq = dgsq.ptr;
-            a.norm.chunk = chunk;
-            a.norm.group = d;
-            a.norm.ld_gsq = d / chunk;
-            a.seg[0] = {dw.ptr, nullptr, nullptr, dres.ptr, H, H};
-            a.n_seg = 1;
+            skinny_gemm_args a = gated_args(dy.ptr, dgsq.ptr, d / chunk, dnw.ptr, dw.ptr, dres.ptr, S, H, d, d, chunk);
             a.pdl = run == 1;
             env.attach(a);
             ok = ok && skinny_gemm(a, env.stream);
