@@ -295,8 +295,8 @@ static __device__ __forceinline__ void skinny_conv_prefetch(const skinny_gemm_ar
 }
 
 // The conv epilogue's operands of one item in shared memory, copied (cp.async) when the item starts, so its finish
-// needs no round trip (it took two: the sequence's slot, then the state). slot: the rows' state slots, stored by
-// the CTA before its PDL wait (the step's input, written before its first kernel).
+// needs no round trip (it took two: the sequence's slot, then the state). slot: the rows' state slots (the step's
+// input), loaded with the CTA's staging loads and stored before its first item.
 struct skinny_conv_stage {
     float state[ZK_SKINNY_NORM_MAX_M][3][16];  // [m][tap][channel c0 + j]
     uint2 w[16];                                // [channel][4 taps] bf16
