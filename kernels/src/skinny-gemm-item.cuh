@@ -24,6 +24,12 @@ struct skinny_launch {
 // Output features per tile.
 static __host__ __device__ __forceinline__ int skinny_tile_rows(int half_k) { return half_k ? 8 : 16; }
 // HALF: the kernel instantiation that may run half tiles (the others compile as if half_k were 0).
+// The step's L2 prefetcher follows the launches (l2-prefetch.cu): CTA 0 marks this one as started. Not memory any
+// kernel of the chain reads, so it may be written before the PDL wait.
+static __device__ __forceinline__ void skinny_mark_progress(const skinny_gemm_args & a) {
+    if (a.progress && blockIdx.x == 0 && threadIdx.x == 0) atomicMax(a.progress, (unsigned) a.progress_mark);
+}
+
 template <bool HALF> static __device__ __forceinline__ int skinny_half(const skinny_launch & L) { return HALF ? L.half_k : 0; }
 
 struct skinny_item_pos {

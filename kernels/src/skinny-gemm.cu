@@ -125,6 +125,7 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
     __shared__ typename std::conditional<CONV, skinny_conv_stage, int>::type conv_stage;
     ZK_TL_BEGIN();
     zk_pdl_trigger();  // a GEMV often follows a GEMV (LoRA, then the main weights): let it prefetch
+    skinny_mark_progress(L.a);
     const int n_items = L.tiles * L.KS;
     const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE;
     if (L.prefetch_ahead >= 0 && warp == 0) {
@@ -255,7 +256,7 @@ static void skinny_launch_kernel(skinny_launch & L, cudaStream_t stream) {
     // persistent: items for about half the resident CTAs (out_proj 2048x4096 M=1: 2 slices 9.8 us,
     // 4 slices 11.9, 8 slices 15.6). The ring kernel runs one CTA per SM.
     const int per_sm = ring ? 1 : (a.ctas_per_sm == 1 ? 1 : ZK_SKINNY_BLOCKS_PER_SM);
-    const int resident = zk_sm_count() * per_sm;
+    const int resident = std::max(1, zk_sm_count() * per_sm - std::max(0, a.reserve_ctas));
     const int round = ZK_SKINNY_WARPS * U;
     const int want = persistent ? resident / 2 : 2 * resident;
     auto auto_split = [&](int n_steps) {
