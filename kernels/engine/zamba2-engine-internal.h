@@ -93,10 +93,13 @@ struct zamba2_l2_prefetch {
     int lead = 1;            // ZAMBA2_L2_PREFETCH_LEAD: 1 starts at the next launch, 0 at the running one
     int method = 0;          // ZAMBA2_L2_PREFETCH_METHOD: 0 loads, 1 copy-engine prefetches
     int depth = 8;           // ZAMBA2_L2_PREFETCH_DEPTH: blocks in flight per warp (4, 8, 16)
-    bool recording = false;  // this step's launches mark their progress
+    int next_kb = 0;         // ZAMBA2_NEXT_PREFETCH_KB: a launch asks for the next one's first KB into L2 after its wait
+    int next_max_mb = 17;    // ZAMBA2_NEXT_PREFETCH_MAX_MB: ... when its own weights are at most this many MB
+    bool recording = false;  // this step's launches record their weights (and mark their progress: ctas > 0)
     std::vector<uint64_t> addr, bytes;      // the step's weight ranges, in reading order
     std::vector<uint32_t> launch_range;     // per launch: its first range
     std::vector<uint64_t> dev_plan;         // what plan_dev holds (the words uploaded)
+    std::vector<uint64_t> last_addr, last_bytes;  // per launch of the last recorded step: its first weight range
     unsigned * progress = nullptr;          // device: the launches' marks
     uint64_t * plan_dev = nullptr;          // device plan: addr | bytes | range_first | launch_first
     uint64_t * plan_host = nullptr;         // pinned staging of the same

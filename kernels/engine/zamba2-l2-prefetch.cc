@@ -50,11 +50,12 @@ void zamba2_l2_prefetch_free(zamba2_engine * e) {
 
 std::string l2_prefetch_begin(zamba2_engine * e, bool fused) {
     zamba2_l2_prefetch & p = e->l2pf;
-    p.recording = fused && p.ctas > 0 && p.progress;
+    p.recording = fused && ((p.ctas > 0 && p.progress) || p.next_kb > 0);
     if (!p.recording) return "";
     p.addr.clear();
     p.bytes.clear();
     p.launch_range.clear();
+    if (p.ctas <= 0) return "";
     ZL_CUDA(cudaMemsetAsync(p.progress, 0, sizeof(unsigned), e->stream));  // before every launch that marks
     ZL_CUDA(cudaEventRecord(p.fork, e->stream));
     return "";
@@ -65,10 +66,20 @@ void l2_prefetch_record(zamba2_engine * e, skinny_gemm_args & a) {
     if (!p.recording || p.launch_range.size() >= ZL_PLAN_MAX_LAUNCHES || p.addr.size() + 2 * a.n_seg > ZL_PLAN_MAX_RANGES) {
         return;
     }
+    const size_t launch = p.launch_range.size();
     p.launch_range.push_back((uint32_t) p.addr.size());
-    a.progress = p.progress;
-    a.progress_mark = (int) p.launch_range.size();  // launch index + 1
-    a.reserve_ctas = p.ctas;
+    if (p.ctas > 0) {
+        a.progress = p.progress;
+        a.progress_mark = (int) launch + 1;
+        a.reserve_ctas = p.ctas;
+    }
+    uint64_t own_bytes = 0;
+    for (int s = 0; s < a.n_seg; ++s) own_bytes += (uint64_t) a.seg[s].n * a.K * sizeof(bf16);
+    // the next launch of the last recorded step (the same weights in the same order every fused decode step)
+    if (p.next_kb > 0 && launch + 1 < p.last_addr.size() && own_bytes <= (uint64_t) p.next_max_mb << 20) {
+        a.next_w = reinterpret_cast<const uint8_t *>(p.last_addr[launch + 1]);
+        a.next_bytes = std::min<uint64_t>(p.last_bytes[launch + 1], (uint64_t) p.next_kb << 10) / 16 * 16;
+    }
     for (int s = 0; s < a.n_seg; ++s) {
         const skinny_segment & sg = a.seg[s];
         p.addr.push_back((uint64_t) (uintptr_t) sg.w);
@@ -108,6 +119,13 @@ std::string l2_prefetch_end(zamba2_engine * e) {
     if (!p.recording) return "";
     p.recording = false;
     if (p.launch_range.empty()) return "";
+    p.last_addr.clear();
+    p.last_bytes.clear();
+    for (uint32_t r : p.launch_range) {
+        p.last_addr.push_back(p.addr[r]);
+        p.last_bytes.push_back(p.bytes[r]);
+    }
+    if (p.ctas <= 0) return "";
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
     ZL_CUDA(cudaStreamIsCapturing(e->stream, &capture));
     const bool capturing = capture != cudaStreamCaptureStatusNone;

@@ -339,6 +339,10 @@ struct skinny_gemm_args {
     unsigned * progress;
     int progress_mark;
     int reserve_ctas;
+    // The next launch's first next_bytes of weights (a multiple of 16) asked into L2 after the PDL wait, each CTA its
+    // share (copy-engine prefetches): for launches whose own weights all arrive before the wait (nullptr: none).
+    const uint8_t * next_w;
+    uint64_t next_bytes;
 };
 bool skinny_gemm(const skinny_gemm_args & a, cudaStream_t stream);
 
@@ -348,7 +352,8 @@ bool skinny_gemm(const skinny_gemm_args & a, cudaStream_t stream);
 // [n_ranges + 1] their first block (cumulative); launch_first [n_launches + 1] the first block of each GEMV launch.
 // The launches mark *progress (launch index + 1); the kernel reads [launch_first[c + lead], + window_blocks) for the
 // launch c under way. method 0: 16-byte loads with the L2::256B hint, depth (4, 8, 16) blocks in flight per warp;
-// 1: copy-engine L2 prefetches. issued (optional): the blocks read (tests).
+// 1: copy-engine L2 prefetches; 2: none (it only exits: measures the reserved slots). issued (optional): the blocks
+// read (tests).
 struct zk_l2_prefetch_args {
     const uint64_t * range_addr;
     const uint64_t * range_bytes;

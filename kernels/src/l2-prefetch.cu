@@ -21,6 +21,7 @@
 // (cp.async.bulk.prefetch.L2, one per block, nothing to wait for: only the window bounds it).
 #include <algorithm>
 
+#include "zamba2-common.cuh"
 #include "zamba2-kernels.h"
 
 #define ZK_L2_BLOCK_BYTES 8192
@@ -49,17 +50,9 @@ static __device__ __forceinline__ uint4 zk_l2_touch(uint64_t a) {
     return v;
 }
 
-static __device__ __forceinline__ void zk_l2_bulk_prefetch(uint64_t a, unsigned bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(a), "r"(bytes) : "memory");
-#else
-    (void) a;
-    (void) bytes;
-#endif
-}
-
 template <int DEPTH>
 static __global__ void __launch_bounds__(ZK_L2_THREADS) l2_prefetch_kernel(const zk_l2_prefetch_args a) {
+    if (a.method == 2) return;
     const int lane = threadIdx.x % 32;
     const uint32_t warps = gridDim.x * (blockDim.x / 32);
     const uint32_t total = a.range_first[a.n_ranges];
@@ -96,7 +89,7 @@ static __global__ void __launch_bounds__(ZK_L2_THREADS) l2_prefetch_kernel(const
                 if (a.method == 1) {
                     if (lane == 0) {
                         const uint64_t len = std::min<uint64_t>(ZK_L2_BLOCK_BYTES, bytes - off);
-                        zk_l2_bulk_prefetch(a.range_addr[r] + off, (unsigned) (len + 15) / 16 * 16);
+                        zk_prefetch_l2_bulk((const void *) (a.range_addr[r] + off), (uint32_t) (len + 15) / 16 * 16);
                     }
                 } else if (off + (uint64_t) lane * ZK_L2_CHUNK_BYTES < bytes) {
                     v[d] = zk_l2_touch(a.range_addr[r] + off + (uint64_t) lane * ZK_L2_CHUNK_BYTES);
@@ -115,7 +108,7 @@ static __global__ void __launch_bounds__(ZK_L2_THREADS) l2_prefetch_kernel(const
 
 bool l2_weight_prefetch(const zk_l2_prefetch_args & a, int ctas, cudaStream_t stream) {
     if (!a.progress || !a.range_addr || !a.range_bytes || !a.range_first || !a.launch_first) return false;
-    if (a.n_ranges < 1 || a.n_launches < 1 || ctas < 1 || a.window_blocks < 1 || a.method < 0 || a.method > 1) return false;
+    if (a.n_ranges < 1 || a.n_launches < 1 || ctas < 1 || a.window_blocks < 1 || a.method < 0 || a.method > 2) return false;
     const dim3 grid((unsigned) ctas), block(ZK_L2_THREADS);
     // a plain launch on its own stream: it runs beside the step's chain, never inside its PDL edges
     switch (a.depth) {

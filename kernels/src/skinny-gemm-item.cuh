@@ -30,6 +30,16 @@ static __device__ __forceinline__ void skinny_mark_progress(const skinny_gemm_ar
     if (a.progress && blockIdx.x == 0 && threadIdx.x == 0) atomicMax(a.progress, (unsigned) a.progress_mark);
 }
 
+// The next launch's first weights into L2 (args.next_w): CTA b asks the copy engine for its share, in 16 KB pieces.
+static __device__ __forceinline__ void skinny_prefetch_next(const skinny_gemm_args & a) {
+    if (!a.next_w || threadIdx.x != 0) return;
+    const uint64_t share = (a.next_bytes / gridDim.x + 15) / 16 * 16;
+    const uint64_t begin = share * blockIdx.x, end = min(a.next_bytes, begin + share);
+    for (uint64_t at = begin; at < end; at += 16384) {
+        zk_prefetch_l2_bulk(a.next_w + at, (uint32_t) min((uint64_t) 16384, end - at));
+    }
+}
+
 template <bool HALF> static __device__ __forceinline__ int skinny_half(const skinny_launch & L) { return HALF ? L.half_k : 0; }
 
 struct skinny_item_pos {

@@ -161,6 +161,7 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
     }
     zk_pdl_wait();
     ZK_TL_WAITED();
+    skinny_prefetch_next(L.a);
     // the rows' conv state slots: loaded with the staging's loads, stored once the staging is done (storing at
     // once would hold warp 0's staging loads back by one round trip)
     const bool conv_rows = CONV && L.a.conv.out && (int) threadIdx.x < L.a.M;

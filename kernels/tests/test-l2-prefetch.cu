@@ -1,6 +1,7 @@
 // The decode step's L2 prefetcher (kernels/src/l2-prefetch.cu): which blocks it reads for a given mark, that it
 // ends when the last launch has started or the marks stop (its guard), that it follows marks raised while it runs,
-// and skinny_gemm's side of it: the mark (atomicMax) and a grid left smaller by reserve_ctas, results unchanged.
+// and skinny_gemm's side of it: the mark (atomicMax), a grid left smaller by reserve_ctas and the next launch's
+// weights asked into L2, results unchanged.
 // Its reads past a range's end would show in the compute-sanitizer run (device-run.sh sanitize).
 #include "test-harness.h"
 
@@ -127,7 +128,8 @@ void test_prefetch_plan(test_table & tab) {
     tab.compare("l2 prefetch: refuses an empty plan", {l2_weight_prefetch(zk_l2_prefetch_args{}, 1, 0) ? 1.0 : 0.0}, {0.0}, 0.0);
 }
 
-// skinny_gemm with a mark and SM slots reserved: the mark is raised (never lowered) and y is what it is without.
+// skinny_gemm with a mark, SM slots reserved and a next launch to prefetch: the mark is raised (never lowered) and
+// y is what it is without.
 void test_skinny_mark(test_table & tab, test_rng & rng) {
     const int M = 1, N = 4100, K = 512;
     const vec x = rng.bf16_values((size_t) M * K, -1, 1), w = rng.bf16_values((size_t) N * K, -0.5, 0.5);
@@ -147,6 +149,8 @@ void test_skinny_mark(test_table & tab, test_rng & rng) {
     a.y_f32 = true;
     a.progress = progress.ptr;
     a.reserve_ctas = 7;
+    a.next_w = reinterpret_cast<const uint8_t *>(dx.ptr);  // the next launch's weights: here x (prefetch only)
+    a.next_bytes = (uint64_t) K * sizeof(bf16);
     for (unsigned start : {0u, 9u}) {
         ZK_CHECK(cudaMemcpy(progress.ptr, &start, 4, cudaMemcpyHostToDevice));
         a.progress_mark = 5;
