@@ -177,6 +177,7 @@ struct zamba2_engine {
     int skinny_ring_stages = 0, skinny_ring_chunk_steps = 0, skinny_ctas_per_sm = 0;
     bool skinny_no_half_tiles = false;  // ZAMBA2_SKINNY_HALF=0: split-K 16-feature tiles instead of half tiles
     bool skinny_no_conv_stage = false;  // ZAMBA2_SKINNY_CONV_STAGE=0: the conv epilogue loads its operands at the end
+    int skinny_deep_steps = 0;          // ZAMBA2_SKINNY_DEEP=n: k steps per warp preloaded into shared memory (skinny_deep)
     zamba2_l2_prefetch l2pf;
     // ZAMBA2_SSD=1: steps with prefill chunks run the chunked SSD scan (mamba2_ssd_varlen)
     bool use_ssd = false;

@@ -30,6 +30,7 @@ skinny_gemm_args skinny_args(zamba2_engine * e, skinny_x_mode mode, const void *
     a.ctas_per_sm = e->skinny_ctas_per_sm;
     a.no_half_tiles = e->skinny_no_half_tiles;
     a.no_conv_stage = e->skinny_no_conv_stage;
+    a.deep_steps = e->skinny_deep_steps;
     return a;
 }
 

@@ -19,6 +19,9 @@ struct skinny_launch {
     // n0 + g over the first and the second half of K, its B columns 2m and 2m + 1 input row m over the same
     // halves (M <= 4), so c0 + c3 is the whole dot product: no split-K partials for the shapes that needed them.
     int half_k;
+    // The deep preload (STAGED kernels at NT = 1; 0: off): slots per warp, and where they start in dynamic shared
+    // memory (bytes, after the staged input)
+    int deep_steps, deep_offset;
 };
 
 // Output features per tile.
@@ -113,6 +116,32 @@ static __device__ __forceinline__ skinny_item_rows skinny_rows(const skinny_laun
     r.s_begin = p.ks * L.steps_per_slice;
     r.s_end = min((r.kw + 31) / 32, r.s_begin + L.steps_per_slice);
     return r;
+}
+
+// The deep preload of this warp (skinny_deep), issued before the PDL wait: its steps of the CTA's items in the
+// order it will consume them, from the first item's step `pre` on (the register preload holds the first ones), up to
+// L.deep_steps slots from `slots` (this lane's first). G1 = the first item's slots, G2 = the rest.
+template <bool HALF>
+static __device__ __forceinline__ skinny_deep skinny_deep_issue(const skinny_launch & L, uint4 * slots, int pre) {
+    const int warp = threadIdx.x / ZK_WARP_SIZE, t = threadIdx.x % 4;
+    skinny_deep d = {slots, 0, 0, 1, false, false};
+    const int n_items = L.tiles * L.KS;
+    int j = 0;
+    for (int it = blockIdx.x; it < n_items && j < L.deep_steps; it += gridDim.x) {
+        const bool first = it == (int) blockIdx.x;
+        const skinny_item_rows r = skinny_rows<HALF>(L, skinny_locate<HALF>(L, it));
+        for (int s = r.s_begin + warp + (first ? pre * ZK_SKINNY_WARPS : 0); s < r.s_end && j < L.deep_steps;
+             s += ZK_SKINNY_WARPS, ++j) {
+            zk_skinny_copy_step(slots + 2 * j * ZK_WARP_SIZE, r.w_a, r.w_b, r.ok_a, r.ok_b, r.kw, s, t);
+        }
+        if (first) {
+            asm volatile("cp.async.commit_group;" ::: "memory");  // G1
+            d.g1_left = j;
+        }
+    }
+    asm volatile("cp.async.commit_group;" ::: "memory");  // G2 (may be empty)
+    d.left = j;
+    return d;
 }
 
 // Where output entry e of an item lands: feature n, input row m. Full tiles: e = c * 32 + lane of the C fragment

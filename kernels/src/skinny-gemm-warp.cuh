@@ -134,3 +134,72 @@ static __device__ __forceinline__ void zk_skinny_accumulate(float (&acc)[NT][4],
     }
 }
 
+
+// ---- the deep preload: a warp's weights beyond its register preload, in shared memory before the PDL wait ----
+// Slots in the order the warp consumes its steps (the first item's steps after the register-preloaded ones, then the
+// next items'); slot j of this lane at p + 2j * 32 (row n0+g) and (2j + 1) * 32 (row n0+g+8), each lane reading only
+// its own copies (no barrier). Two cp.async groups: G1 = the first item's slots, G2 = the rest.
+struct skinny_deep {
+    const uint4 * p;  // this lane's next slot
+    int left;         // slots not consumed yet
+    int g1_left;      // of them, in G1
+    int after_g1;     // cp.async groups committed after G1 (G2, the conv stage's), pending or not
+    bool g1_ready, all_ready;
+};
+
+static __device__ __forceinline__ void zk_cp_async_wait_upto(int pending) {
+    if (pending <= 0) asm volatile("cp.async.wait_group 0;" ::: "memory");
+    else if (pending == 1) asm volatile("cp.async.wait_group 1;" ::: "memory");
+    else if (pending == 2) asm volatile("cp.async.wait_group 2;" ::: "memory");
+    else asm volatile("cp.async.wait_group 3;" ::: "memory");
+}
+
+// One step of W copied into this lane's slot (zero-filled outside W, as zk_skinny_copy_w).
+static __device__ __forceinline__ void zk_skinny_copy_step(uint4 * slot, const bf16 * w_a, const bf16 * w_b, bool ok_a,
+                                                           bool ok_b, int K, int s, int t) {
+    const int k = s * 32 + 8 * t;
+    const bool ia = ok_a && k < K, ib = ok_b && k < K;
+    const uint32_t da = (uint32_t) __cvta_generic_to_shared(slot);
+    const uint32_t db = (uint32_t) __cvta_generic_to_shared(slot + ZK_WARP_SIZE);
+    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;" ::"r"(da), "l"(w_a + (ia ? k : 0)), "r"(ia ? 16 : 0) : "memory");
+    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;" ::"r"(db), "l"(w_b + (ib ? k : 0)), "r"(ib ? 16 : 0) : "memory");
+}
+
+// A group of U steps from s0: the first nd from the deep slots, the others loaded (issued first, so the wait for the
+// slots overlaps them). nd = min(slots left, steps of the group): warp-uniform.
+template <int U>
+static __device__ __forceinline__ void zk_skinny_load_w_deep(uint4 (&wa)[U], uint4 (&wb)[U], skinny_deep & d, const bf16 * w_a,
+                                                             const bf16 * w_b, bool ok_a, bool ok_b, int K, int n_steps,
+                                                             int s0, int t) {
+    const uint4 zero = make_uint4(0, 0, 0, 0);
+    int n_in = 0;
+#pragma unroll
+    for (int u = 0; u < U; ++u) n_in += s0 + u * ZK_SKINNY_WARPS < n_steps ? 1 : 0;
+    const int nd = min(d.left, n_in);
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        const int k = (s0 + u * ZK_SKINNY_WARPS) * 32 + 8 * t;
+        const bool in = u >= nd && s0 + u * ZK_SKINNY_WARPS < n_steps && k < K;
+        wa[u] = ok_a && in ? zk_ld_stream(w_a + k) : zero;
+        wb[u] = ok_b && in ? zk_ld_stream(w_b + k) : zero;
+    }
+    if (nd <= 0) return;
+    if (d.g1_left > 0 && !d.g1_ready) {
+        zk_cp_async_wait_upto(d.after_g1);  // G1 done; what was committed after it may still be in flight
+        d.g1_ready = true;
+    }
+    if (nd > d.g1_left && !d.all_ready) {
+        zk_cp_async_wait_upto(0);
+        d.all_ready = true;
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        if (u < nd) {
+            wa[u] = d.p[(2 * u) * ZK_WARP_SIZE];
+            wb[u] = d.p[(2 * u + 1) * ZK_WARP_SIZE];
+        }
+    }
+    d.p += 2 * nd * ZK_WARP_SIZE;
+    d.left -= nd;
+    d.g1_left = max(0, d.g1_left - nd);
+}
