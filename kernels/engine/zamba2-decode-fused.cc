@@ -61,7 +61,7 @@ std::string fused_block_mlp(zamba2_engine * e, const step_view & v, const zamba2
         dn.seg[0] = {bw.down, nullptr, nullptr, s.m, H, H};                                     // m: [T, H] bf16
     }
     dn.n_seg = 1;
-    if (!engine_skinny(e, dn, e->stream)) return "fused decode: skinny_gemm refused down";
+    if (!skinny_gemm(dn, e->stream)) return "fused decode: skinny_gemm refused down";
     return "";
 }
 
@@ -80,7 +80,7 @@ std::string mamba_layer_fused(zamba2_engine * e, const step_view & v, int L, boo
     in.seg[0] = {lw.in_proj, nullptr, nullptr, s.zx, ipo, ipo};
     in.n_seg = 1;
     in.conv = {s.xbc, conv_state, lw.conv_w, lw.conv_b, v.seq_slot, d, cd};
-    if (!engine_skinny(e, in, st)) return "fused decode: skinny_gemm refused in_proj";
+    if (!skinny_gemm(in, st)) return "fused decode: skinny_gemm refused in_proj";
     zamba2_prof_mark(e, PROF_GEMM);
 
     // y [T, d] = (C.S + D x) * silu(z), gsq [T, d / chunk]
@@ -101,7 +101,7 @@ std::string mamba_layer_fused(zamba2_engine * e, const step_view & v, int L, boo
     out.norm.ld_gsq = d / chunk;
     out.seg[0] = {lw.out_proj, nullptr, nullptr, s.x, H, H};                                // x: [T, H]
     out.n_seg = 1;
-    if (!engine_skinny(e, out, st)) return "fused decode: skinny_gemm refused out_proj";
+    if (!skinny_gemm(out, st)) return "fused decode: skinny_gemm refused out_proj";
     zamba2_prof_mark(e, PROF_GEMM);
     return "";
 }

@@ -85,30 +85,6 @@ struct zamba2_sampling_state {
     int32_t * h_out = nullptr;  // pinned, same size
 };
 
-// The decode step's L2 prefetcher (zamba2-l2-prefetch.cc, src/l2-prefetch.cu): its switches, the plan the fused
-// decode path's GEMV launches record, the copy of it on the GPU and the side stream it runs on.
-struct zamba2_l2_prefetch {
-    int ctas = 0;            // ZAMBA2_L2_PREFETCH=n: n CTAs on fused decode steps (0: off)
-    int window_mb = 24;      // ZAMBA2_L2_PREFETCH_MB: how far ahead of the next launch's start
-    int lead = 1;            // ZAMBA2_L2_PREFETCH_LEAD: 1 starts at the next launch, 0 at the running one
-    int method = 0;          // ZAMBA2_L2_PREFETCH_METHOD: 0 loads, 1 copy-engine prefetches
-    int depth = 8;           // ZAMBA2_L2_PREFETCH_DEPTH: blocks in flight per warp (4, 8, 16)
-    int next_kb = 0;         // ZAMBA2_NEXT_PREFETCH_KB: a launch asks for the next one's first KB into L2 after its wait
-    int next_max_mb = 17;    // ZAMBA2_NEXT_PREFETCH_MAX_MB: ... when its own weights are at most this many MB
-    bool recording = false;  // this step's launches record their weights (and mark their progress: ctas > 0)
-    std::vector<uint64_t> addr, bytes;      // the step's weight ranges, in reading order
-    std::vector<uint32_t> launch_range;     // per launch: its first range
-    std::vector<uint64_t> dev_plan;         // what plan_dev holds (the words uploaded)
-    std::vector<uint64_t> last_addr, last_bytes;  // per launch of the last recorded step: its first weight range
-    unsigned * progress = nullptr;          // device: the launches' marks
-    uint64_t * plan_dev = nullptr;          // device plan: addr | bytes | range_first | launch_first
-    uint64_t * plan_host = nullptr;         // pinned staging of the same
-    size_t plan_cap_words = 0;
-    cudaStream_t side = nullptr;
-    cudaEvent_t fork = nullptr, join = nullptr;
-    uint64_t skipped = 0;                   // steps whose plan changed inside a capture (ran without it)
-};
-
 struct zamba2_engine {
     zamba2_config cfg;
     int device = 0;  // CUDA device of every allocation and launch (cfg.device_index)
@@ -177,8 +153,6 @@ struct zamba2_engine {
     int skinny_ring_stages = 0, skinny_ring_chunk_steps = 0, skinny_ctas_per_sm = 0;
     bool skinny_no_half_tiles = false;  // ZAMBA2_SKINNY_HALF=0: split-K 16-feature tiles instead of half tiles
     bool skinny_no_conv_stage = false;  // ZAMBA2_SKINNY_CONV_STAGE=0: the conv epilogue loads its operands at the end
-    int skinny_deep_steps = 0;          // ZAMBA2_SKINNY_DEEP=n: k steps per warp preloaded into shared memory (skinny_deep)
-    zamba2_l2_prefetch l2pf;
     // ZAMBA2_SSD=1: steps with prefill chunks run the chunked SSD scan (mamba2_ssd_varlen)
     bool use_ssd = false;
     int ssd_max_chunks = 0;
@@ -233,11 +207,6 @@ struct zamba2_free_memory {
     size_t free_bytes = 0, reserve_bytes = 0;
 };
 bool zamba2_query_free_memory(zamba2_free_memory & m);
-
-// ---- zamba2-l2-prefetch.cc ----
-// init / free: the prefetcher's buffers, stream and events (nothing when ZAMBA2_L2_PREFETCH is off).
-std::string zamba2_l2_prefetch_init(zamba2_engine * e);
-void zamba2_l2_prefetch_free(zamba2_engine * e);
 
 // ---- zamba2-fp8-copies.cc ----
 // Weights multiplied by split inputs: they get an FP8 copy (zamba2_tensor::fp8) when lo_fp8 is on.

@@ -169,7 +169,6 @@ zamba2_engine * zamba2_engine_create(const zamba2_config & cfg, std::string * er
     }
     if (err.empty()) err = alloc_scratch(e);
     if (err.empty()) err = zamba2_sampling_init(e);
-    if (err.empty()) err = zamba2_l2_prefetch_init(e);
     if (err.empty() && cudaStreamCreateWithFlags(&e->stream, cudaStreamNonBlocking) != cudaSuccess) err = "cudaStreamCreate failed";
     if (err.empty()) { cudaEventCreate(&e->ev_start); cudaEventCreate(&e->ev_stop); }
     if (err.empty() && e->use_ssd) {
@@ -206,7 +205,6 @@ void zamba2_engine_destroy(zamba2_engine * e) {
     zamba2_engine_use_device(e);
     if (e->stream) cudaStreamSynchronize(e->stream);
     zamba2_sampling_free(e);
-    zamba2_l2_prefetch_free(e);
     zamba2_free_decode_weights(e);
     for (auto & kv : e->weights) {
         cudaFree(kv.second.ptr);

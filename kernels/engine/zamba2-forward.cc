@@ -76,8 +76,6 @@ static std::string enqueue_forward(zamba2_engine * e, const step_view & v) {
         embedding_gather(s.x, e->embed, v.tokens, T, H, st);                              // x: [T, H] fp32
         zamba2_prof_mark(e, PROF_ELEM);
         const bool fused = fused_decode_step(e, v);
-        err = l2_prefetch_begin(e, fused);  // the step's L2 prefetcher follows its GEMVs (ZAMBA2_L2_PREFETCH)
-        if (!err.empty()) return err;
         size_t h = 0;
         for (int L = 0; L < c.n_layers; ++L) {
             const zamba2_layer_ptrs & lw = e->layers[L];
@@ -99,7 +97,7 @@ static std::string enqueue_forward(zamba2_engine * e, const step_view & v) {
         logits_argmax_lse(s.argmax, s.max_logit, s.lse, s.logits, O, c.vocab, st);
         zamba2_prof_mark(e, PROF_LOGITS);
     }
-    return l2_prefetch_end(e);
+    return "";
 }
 
 // Decode-only steps (one token per sequence) replay a CUDA graph per (S, O) after the first

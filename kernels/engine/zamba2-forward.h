@@ -83,13 +83,3 @@ std::string fused_block_mlp(zamba2_engine * e, const step_view & v, const zamba2
                             const zamba2_decode_weights * dw);
 // The Mamba2 layer L in three kernels: in_proj (norm in, conv out), the gated state step, out_proj (gated norm in).
 std::string mamba_layer_fused(zamba2_engine * e, const step_view & v, int L, bool hybrid);
-
-// ---- zamba2-l2-prefetch.cc (the decode step's L2 prefetcher, ZAMBA2_L2_PREFETCH) ---------------------------
-
-// At the start of a step's forward: on a fused decode step with the prefetcher on, zeroes the launches' marks and
-// records where the step starts; its skinny_gemm launches then record their weights (engine_skinny).
-std::string l2_prefetch_begin(zamba2_engine * e, bool fused);
-// After the step's last GEMV: the prefetcher on the side stream over the recorded plan, joined into the stream.
-std::string l2_prefetch_end(zamba2_engine * e);
-// skinny_gemm for the engine: a launch of a recording step marks its progress and adds its weights to the plan.
-bool engine_skinny(zamba2_engine * e, skinny_gemm_args a, cudaStream_t st);

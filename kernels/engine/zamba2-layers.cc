@@ -60,7 +60,7 @@ std::string shared_block(zamba2_engine * e, const step_view & v, int h, const za
     skinny_gemm_args ao = skinny_args(e, SKINNY_X_F32, s.attf, nullptr, H2, H2, T, false);  // split in registers
     ao.seg[0] = {bw.o, nullptr, nullptr, s.a, H, H};                                       // a: [T, H] = attf . o^T
     ao.n_seg = 1;
-    if (!(e->split_inputs && skinny_step(e, T) && engine_skinny(e, ao, st))) {
+    if (!(e->split_inputs && skinny_step(e, T) && skinny_gemm(ao, st))) {
         split_rows_bf16(s.att, s.attf, T, H2, st, produced_lo8(e, T));                     // att: [2T, 2H] (or hi + lo8)
         ZF_SPLIT(s.a, H, s.att, bw.o, T, H, H2, false);                                    // a: [T, H]
     }

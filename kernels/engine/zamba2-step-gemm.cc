@@ -30,7 +30,6 @@ skinny_gemm_args skinny_args(zamba2_engine * e, skinny_x_mode mode, const void *
     a.ctas_per_sm = e->skinny_ctas_per_sm;
     a.no_half_tiles = e->skinny_no_half_tiles;
     a.no_conv_stage = e->skinny_no_conv_stage;
-    a.deep_steps = e->skinny_deep_steps;
     return a;
 }
 
@@ -41,7 +40,7 @@ int engine_gemm(zamba2_engine * e, void * y, gemm_out_type y_type, int ld_y, con
         a.y_f32 = y_type == GEMM_OUT_F32;
         a.seg[0] = {w, nullptr, nullptr, y, N, ld_y};
         a.n_seg = 1;
-        if (engine_skinny(e, a, st)) return 0;
+        if (skinny_gemm(a, st)) return 0;
     }
     return gemm_bf16(e->gemm, y, y_type, ld_y, x, ld_x, w, M, N, K, beta, st);
 }
@@ -72,7 +71,7 @@ static skinny_lora_outcome skinny_lora_launch(zamba2_engine * e, const skinny_ge
         a0.accumulate = false;
         a0.seg[0] = {w0, nullptr, nullptr, e->s.lora3, r, r};  // lora3: [M, r]
         a0.n_seg = 1;
-        if (!engine_skinny(e, a0, e->stream)) return SKINNY_LORA_REFUSED;
+        if (!skinny_gemm(a0, e->stream)) return SKINNY_LORA_REFUSED;
     }
     skinny_gemm_args a = xs;
     a.accumulate = accumulate;
@@ -80,7 +79,7 @@ static skinny_lora_outcome skinny_lora_launch(zamba2_engine * e, const skinny_ge
     a.n_seg = 1;
     a.ld_x2 = r;
     a.K2 = r;
-    if (engine_skinny(e, a, e->stream)) return SKINNY_LORA_DONE;
+    if (skinny_gemm(a, e->stream)) return SKINNY_LORA_DONE;
     return w0 ? SKINNY_LORA_REFUSED_AFTER_LORA : SKINNY_LORA_REFUSED;
 }
 
@@ -176,9 +175,9 @@ bool skinny_qkv(zamba2_engine * e, const skinny_gemm_args & xs, float * const ou
         a0.n_seg = 3;
         for (int i = 0; i < 3; ++i) a0.seg[i] = {w0[i], nullptr, nullptr, s.lora3 + i * r, r, 3 * r};  // lora3: [T, 3r]
         if (r % 8 != 0) return false;  // the second launch's rank rule (K2 = r), checked before enqueuing the first
-        if (!engine_skinny(e, a0, e->stream)) return false;
+        if (!skinny_gemm(a0, e->stream)) return false;
     }
-    return engine_skinny(e, a, e->stream);
+    return skinny_gemm(a, e->stream);
 }
 
 // y [M, N] fp32 (+)= x . w^T (+ (x . w0^T) . w1^T) through skinny_gemm only, x as xs describes it; LoRA in

@@ -54,18 +54,9 @@ void zamba2_read_switches(zamba2_engine * e) {
     e->skinny_ctas_per_sm = env_int("ZAMBA2_SKINNY_CTAS", 0);
     e->skinny_no_half_tiles = env_starts("ZAMBA2_SKINNY_HALF", '0');
     e->skinny_no_conv_stage = env_starts("ZAMBA2_SKINNY_CONV_STAGE", '0');
-    e->skinny_deep_steps = std::max(0, std::min(64, env_int("ZAMBA2_SKINNY_DEEP", 0)));
     // the gated state step lets out_proj's CTAs launch before its own wait (run 47: b1 1.630 -> 1.594 ms);
     // ZAMBA2_STATE_TRIGGER=late: after it, as every other kernel that waits first
     zk_state_step_early_trigger() = !env_starts("ZAMBA2_STATE_TRIGGER", 'l');
-    // the decode step's L2 prefetcher (zamba2-l2-prefetch.cc): its CTAs, window, start, method, loads in flight
-    e->l2pf.ctas = std::max(0, std::min(64, env_int("ZAMBA2_L2_PREFETCH", 0)));
-    e->l2pf.window_mb = std::max(1, env_int("ZAMBA2_L2_PREFETCH_MB", e->l2pf.window_mb));
-    e->l2pf.lead = env_int("ZAMBA2_L2_PREFETCH_LEAD", e->l2pf.lead) == 0 ? 0 : 1;
-    e->l2pf.method = std::max(0, std::min(2, env_int("ZAMBA2_L2_PREFETCH_METHOD", e->l2pf.method)));
-    e->l2pf.depth = env_int("ZAMBA2_L2_PREFETCH_DEPTH", e->l2pf.depth);
-    e->l2pf.next_kb = std::max(0, env_int("ZAMBA2_NEXT_PREFETCH_KB", 0));
-    e->l2pf.next_max_mb = std::max(0, env_int("ZAMBA2_NEXT_PREFETCH_MAX_MB", e->l2pf.next_max_mb));
     e->split_inputs = !env_starts("ZAMBA2_SPLIT_GEMM", '0');
     e->split_z = !env_starts("ZAMBA2_SPLIT_Z", '0');
     // steps with prefill chunks run the tensor-core chunked SSD (default since run 6: prefill 2048 87 -> 39 ms,

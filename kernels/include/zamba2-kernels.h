@@ -326,8 +326,6 @@ struct skinny_gemm_args {
     bool no_half_tiles;    // M <= 4, staged: keep 16-feature tiles with split-K where they need it (8-feature half
                            // tiles over both K halves otherwise: no partials, no counters; skinny-gemm-item.cuh)
     bool no_conv_stage;    // the conv epilogue loads its operands at the item's end (else copied when it starts)
-    int deep_steps;        // M <= 8, staged: at most this many more 32-wide k steps per warp copied into shared memory
-                           // before the PDL wait, beyond its register preload (0: none; skinny_deep)
     skinny_x_norm norm;          // SKINNY_X_RMSNORM / SKINNY_X_GATED_NORM
     skinny_conv_epilogue conv;   // optional (conv.out); needs y_f32, !accumulate, x modes with M <= 8
     // Programmatic dependent launch (sm_90+, ignored below; the engine sets it from zk_pdl_enabled()): the
@@ -336,38 +334,8 @@ struct skinny_gemm_args {
     // workspace and counters (only weights are read before). Valid inside stream capture. The kernel lets
     // its own dependent start at once (zk_pdl_trigger first: a GEMV often follows a GEMV, LoRA then main).
     bool pdl;
-    // The step's L2 prefetcher (l2-prefetch.cu): CTA 0 raises *progress to progress_mark (atomicMax) when it
-    // starts; reserve_ctas SM slots are left to the prefetcher's CTAs (the persistent grid is that much smaller).
-    unsigned * progress;
-    int progress_mark;
-    int reserve_ctas;
-    // The next launch's first next_bytes of weights (a multiple of 16) asked into L2 after the PDL wait, each CTA its
-    // share (copy-engine prefetches): for launches whose own weights all arrive before the wait (nullptr: none).
-    const uint8_t * next_w;
-    uint64_t next_bytes;
 };
 bool skinny_gemm(const skinny_gemm_args & a, cudaStream_t stream);
-
-// ---- l2-prefetch.cu ----------------------------------------------------------------------------
-// A side kernel that reads a decode step's weights into L2 ahead of the GEMVs (see the file's header). The plan,
-// in the step's reading order: n_ranges weight ranges (range_addr, range_bytes) cut into 8 KB blocks, range_first
-// [n_ranges + 1] their first block (cumulative); launch_first [n_launches + 1] the first block of each GEMV launch.
-// The launches mark *progress (launch index + 1); the kernel reads [launch_first[c + lead], + window_blocks) for the
-// launch c under way. method 0: 16-byte loads with the L2::256B hint, depth (4, 8, 16) blocks in flight per warp;
-// 1: copy-engine L2 prefetches; 2: none (it only exits: measures the reserved slots). issued (optional): the blocks
-// read (tests).
-struct zk_l2_prefetch_args {
-    const uint64_t * range_addr;
-    const uint64_t * range_bytes;
-    const uint32_t * range_first;
-    const uint32_t * launch_first;
-    int n_ranges, n_launches;
-    const unsigned * progress;
-    uint32_t window_blocks;
-    int lead, method, depth;
-    unsigned * issued;
-};
-bool l2_weight_prefetch(const zk_l2_prefetch_args & a, int ctas, cudaStream_t stream);
 
 // ---- weight-merge.cu ---------------------------------------------------------------------------
 // out[N, K] = bf16(base[N, K] + P[N, J] . Q[J, K]) (base may be nullptr; fp32 accumulation), all row-major bf16:

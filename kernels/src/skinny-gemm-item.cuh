@@ -19,30 +19,11 @@ struct skinny_launch {
     // n0 + g over the first and the second half of K, its B columns 2m and 2m + 1 input row m over the same
     // halves (M <= 4), so c0 + c3 is the whole dot product: no split-K partials for the shapes that needed them.
     int half_k;
-    // The deep preload (STAGED kernels at NT = 1; 0: off): slots per warp, and where they start in dynamic shared
-    // memory (bytes, after the staged input)
-    int deep_steps, deep_offset;
 };
 
 // Output features per tile.
 static __host__ __device__ __forceinline__ int skinny_tile_rows(int half_k) { return half_k ? 8 : 16; }
 // HALF: the kernel instantiation that may run half tiles (the others compile as if half_k were 0).
-// The step's L2 prefetcher follows the launches (l2-prefetch.cu): CTA 0 marks this one as started. Not memory any
-// kernel of the chain reads, so it may be written before the PDL wait.
-static __device__ __forceinline__ void skinny_mark_progress(const skinny_gemm_args & a) {
-    if (a.progress && blockIdx.x == 0 && threadIdx.x == 0) atomicMax(a.progress, (unsigned) a.progress_mark);
-}
-
-// The next launch's first weights into L2 (args.next_w): CTA b asks the copy engine for its share, in 16 KB pieces.
-static __device__ __forceinline__ void skinny_prefetch_next(const skinny_gemm_args & a) {
-    if (!a.next_w || threadIdx.x != 0) return;
-    const uint64_t share = (a.next_bytes / gridDim.x + 15) / 16 * 16;
-    const uint64_t begin = share * blockIdx.x, end = min(a.next_bytes, begin + share);
-    for (uint64_t at = begin; at < end; at += 16384) {
-        zk_prefetch_l2_bulk(a.next_w + at, (uint32_t) min((uint64_t) 16384, end - at));
-    }
-}
-
 template <bool HALF> static __device__ __forceinline__ int skinny_half(const skinny_launch & L) { return HALF ? L.half_k : 0; }
 
 struct skinny_item_pos {
@@ -116,32 +97,6 @@ static __device__ __forceinline__ skinny_item_rows skinny_rows(const skinny_laun
     r.s_begin = p.ks * L.steps_per_slice;
     r.s_end = min((r.kw + 31) / 32, r.s_begin + L.steps_per_slice);
     return r;
-}
-
-// The deep preload of this warp (skinny_deep), issued before the PDL wait: its steps of the CTA's items in the
-// order it will consume them, from the first item's step `pre` on (the register preload holds the first ones), up to
-// L.deep_steps slots from `slots` (this lane's first). G1 = the first item's slots, G2 = the rest.
-template <bool HALF>
-static __device__ __forceinline__ skinny_deep skinny_deep_issue(const skinny_launch & L, uint4 * slots, int pre) {
-    const int warp = threadIdx.x / ZK_WARP_SIZE, t = threadIdx.x % 4;
-    skinny_deep d = {slots, 0, 0, 1, false, false};
-    const int n_items = L.tiles * L.KS;
-    int j = 0;
-    for (int it = blockIdx.x; it < n_items && j < L.deep_steps; it += gridDim.x) {
-        const bool first = it == (int) blockIdx.x;
-        const skinny_item_rows r = skinny_rows<HALF>(L, skinny_locate<HALF>(L, it));
-        for (int s = r.s_begin + warp + (first ? pre * ZK_SKINNY_WARPS : 0); s < r.s_end && j < L.deep_steps;
-             s += ZK_SKINNY_WARPS, ++j) {
-            zk_skinny_copy_step(slots + 2 * j * ZK_WARP_SIZE, r.w_a, r.w_b, r.ok_a, r.ok_b, r.kw, s, t);
-        }
-        if (first) {
-            asm volatile("cp.async.commit_group;" ::: "memory");  // G1
-            d.g1_left = j;
-        }
-    }
-    asm volatile("cp.async.commit_group;" ::: "memory");  // G2 (may be empty)
-    d.left = j;
-    return d;
 }
 
 // Where output entry e of an item lands: feature n, input row m. Full tiles: e = c * 32 + lane of the C fragment

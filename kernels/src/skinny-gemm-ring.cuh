@@ -128,7 +128,6 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, 2)
     __shared__ float part[ZK_SKINNY_WARPS][ZK_SKINNY_NORM_MAX_M];  // the norm modes' per-warp row sums
     __shared__ __align__(8) uint64_t full[ZK_RING_MAX_STAGES], empty[ZK_RING_MAX_STAGES];
     zk_pdl_trigger();  // the next kernel may place its CTAs beside these and start its own weight loads
-    skinny_mark_progress(L.a);
     const int n_items = L.tiles * L.KS;
     const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE;
     skinny_ring R = {smem + L.ring_offset, full, empty, L.ring_stages, 0, L.ring_chunk_steps,

@@ -66,7 +66,7 @@ static __device__ __forceinline__ void skinny_item(const skinny_launch & L, int 
                                                    float (&red)[ZK_SKINNY_WARPS][NT * 4][ZK_WARP_SIZE],
                                                    bool & last_block, bool use_pre, const uint4 (&pre_a)[PRE],
                                                    const uint4 (&pre_b)[PRE], const uint4 * slots, bool have_pre, float y_pre,
-                                                   skinny_conv_stage * cs, skinny_deep & deep) {
+                                                   skinny_conv_stage * cs) {
     const skinny_item_pos p = skinny_locate<HALF>(L, item);
     const skinny_item_rows r = skinny_rows<HALF>(L, p);
     const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE, g = lane / 4, t = lane % 4;
@@ -76,16 +76,15 @@ static __device__ __forceinline__ void skinny_item(const skinny_launch & L, int 
     // the conv epilogue's operands into shared memory while the item's weights stream (cs: RMSNORM, fp32 y only)
     const bool conv_staged = cs && L.a.conv.out && !L.a.no_conv_stage && skinny_conv_stage_issue(L.a, p.seg, p.n0, *cs);
     if (!conv_staged && XMODE == SKINNY_X_RMSNORM && L.a.conv.out) skinny_conv_prefetch(L.a, p.seg, p.n0);
-    if (conv_staged) ++deep.after_g1;  // one more cp.async group after G1
     int s_first = r.s_begin + warp;
     if (use_pre && s_first < r.s_end) {
         uint4 wa[U], wb[U];
 #pragma unroll
         for (int u = 0; u < PRE; ++u) { wa[u] = pre_a[u]; wb[u] = pre_b[u]; }
-        if constexpr (PRE < U) {  // the rest of the group: the deep slots, or issued now
+        if constexpr (PRE < U) {  // the rest of the group, issued now
             constexpr int REST = PRE < U ? U - PRE : 1;
             uint4 ra[REST], rb[REST];
-            zk_skinny_load_w_deep<REST>(ra, rb, deep, r.w_a, r.w_b, r.ok_a, r.ok_b, r.kw, r.s_end, s_first + PRE * ZK_SKINNY_WARPS, t);
+            zk_skinny_load_w<REST>(ra, rb, r.w_a, r.w_b, r.ok_a, r.ok_b, r.kw, r.s_end, s_first + PRE * ZK_SKINNY_WARPS, t);
 #pragma unroll
             for (int u = PRE; u < U; ++u) { wa[u] = ra[u - PRE]; wb[u] = rb[u - PRE]; }
         }
@@ -102,11 +101,6 @@ static __device__ __forceinline__ void skinny_item(const skinny_launch & L, int 
             zk_skinny_group<NT, XMODE, U, STAGED>(acc, wa, wb, X, L.a.M, r.s_end, s_first, g, t);
             s_first += ZK_SKINNY_WARPS * U;
         }
-    }
-    for (; deep.left > 0 && s_first < r.s_end; s_first += ZK_SKINNY_WARPS * U) {  // groups with deep slots
-        uint4 wa[U], wb[U];
-        zk_skinny_load_w_deep<U>(wa, wb, deep, r.w_a, r.w_b, r.ok_a, r.ok_b, r.kw, r.s_end, s_first, t);
-        zk_skinny_group<NT, XMODE, U, STAGED>(acc, wa, wb, X, L.a.M, r.s_end, s_first, g, t);
     }
     zk_skinny_accumulate<NT, XMODE, STAGED>(acc, r.w_a, r.w_b, r.ok_a, r.ok_b, X, L.a.M, s_first, r.s_end, g, t);
     skinny_item_w2<NT>(L, p, acc);
@@ -131,7 +125,6 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
     __shared__ typename std::conditional<CONV, skinny_conv_stage, int>::type conv_stage;
     ZK_TL_BEGIN();
     zk_pdl_trigger();  // a GEMV often follows a GEMV (LoRA, then the main weights): let it prefetch
-    skinny_mark_progress(L.a);
     const int n_items = L.tiles * L.KS;
     const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE;
     if (L.prefetch_ahead >= 0 && warp == 0) {
@@ -160,14 +153,6 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
             slots = mine;
         }
     }
-    // the deep preload: this warp's next steps into shared memory too (STAGED, NT = 1: the launcher sizes it)
-    skinny_deep deep = {nullptr, 0, 0, 1, true, true};
-    if constexpr (STAGED && NT == 1) {
-        if (preload && L.deep_steps > 0) {
-            uint4 * mine = reinterpret_cast<uint4 *>(stage + L.deep_offset) + warp * L.deep_steps * 2 * ZK_WARP_SIZE + lane;
-            deep = skinny_deep_issue<HALF>(L, mine, PRE);
-        }
-    }
     if (NORM) {  // the norm weight is a constant: into L1 before the wait (the staging reads it right after)
         for (int line = threadIdx.x; line * 64 < L.a.K; line += blockDim.x) {
             asm volatile("prefetch.global.L1 [%0];" ::"l"(L.a.norm.w + line * 64));
@@ -175,7 +160,6 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
     }
     zk_pdl_wait();
     ZK_TL_WAITED();
-    skinny_prefetch_next(L.a);
     // the rows' conv state slots: loaded with the staging's loads, stored once the staging is done (storing at
     // once would hold warp 0's staging loads back by one round trip)
     const bool conv_rows = CONV && L.a.conv.out && (int) threadIdx.x < L.a.M;
@@ -207,8 +191,7 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
         const bool first = preload && it == (int) blockIdx.x;
         if (it != (int) blockIdx.x) have_pre = skinny_y_preread<NT, OUT_F32, HALF>(L, it, y_pre);
         skinny_item<NT, XMODE, OUT_F32, U, STAGED, PRE, HALF>(L, it, X, red, last_block, first, pre_a, pre_b, first ? slots : nullptr,
-                                                        have_pre, y_pre, CONV ? (skinny_conv_stage *) &conv_stage : nullptr,
-                                                        deep);
+                                                        have_pre, y_pre, CONV ? (skinny_conv_stage *) &conv_stage : nullptr);
         __syncthreads();  // red and last_block are reused by the next item
         if (it == (int) blockIdx.x) ZK_TL_MARK(1);
     }
@@ -236,9 +219,6 @@ constexpr int ZK_SKINNY_DEFAULT_PREFETCH_KB = -1;
 constexpr int ZK_SKINNY_MAX_PREFETCH_AHEAD = 64;  // items
 // With the 32 KB of weight slots and 4 KB of partial tiles, two CTAs per SM still fit (2 x 108.5 KB of 227).
 constexpr size_t ZK_SKINNY_STAGE_MAX_BYTES = 72 * 1024;
-// The staged kernels' dynamic shared memory with the deep preload: the staged input plus the slots, at most this
-// (the launcher checks that two CTAs still fit per SM).
-constexpr size_t ZK_SKINNY_DYN_MAX_BYTES = 112 * 1024;
 
 // Once per kernel instantiation (a host-side attribute: fine during stream capture): dynamic shared memory may
 // pass 48 KB.
@@ -275,7 +255,7 @@ static void skinny_launch_kernel(skinny_launch & L, cudaStream_t stream) {
     // persistent: items for about half the resident CTAs (out_proj 2048x4096 M=1: 2 slices 9.8 us,
     // 4 slices 11.9, 8 slices 15.6). The ring kernel runs one CTA per SM.
     const int per_sm = ring ? 1 : (a.ctas_per_sm == 1 ? 1 : ZK_SKINNY_BLOCKS_PER_SM);
-    const int resident = std::max(1, zk_sm_count() * per_sm - std::max(0, a.reserve_ctas));
+    const int resident = zk_sm_count() * per_sm;
     const int round = ZK_SKINNY_WARPS * U;
     const int want = persistent ? resident / 2 : 2 * resident;
     auto auto_split = [&](int n_steps) {
@@ -330,34 +310,9 @@ static void skinny_launch_kernel(skinny_launch & L, cudaStream_t stream) {
                   : staged ? skinny_gemm_kernel<NT, XMODE, OUT_F32, NT == 1> : skinny_gemm_kernel<NT, XMODE, OUT_F32, false>;
     if (staged) {
         static bool opted_in[2] = {false, false};  // per kernel: full and half tiles
-        skinny_allow_smem(kernel, ZK_SKINNY_DYN_MAX_BYTES, opted_in[L.half_k ? 1 : 0]);
+        skinny_allow_smem(kernel, ZK_SKINNY_STAGE_MAX_BYTES, opted_in[L.half_k ? 1 : 0]);
     }
-    // the deep preload (a.deep_steps slots per warp at most): the CTA's steps beyond the register preload, as many as
-    // it has and as fit beside a second CTA on the SM
-    size_t dyn_bytes = staged ? stage_bytes : 0;
-    L.deep_steps = 0;
-    L.deep_offset = (int) ((stage_bytes + 15) / 16 * 16);
-    if (NT == 1 && staged && a.deep_steps > 0 && !a.late_weights && grid > 0) {
-        constexpr int PRE_STEPS = std::min(4, skinny_group_steps<NT, true>::value);  // the kernel's register preload
-        const int per_warp_item = (L.steps_per_slice + ZK_SKINNY_WARPS - 1) / ZK_SKINNY_WARPS;
-        const int want = (n_items + grid - 1) / grid * per_warp_item - PRE_STEPS;
-        int deep = std::min(a.deep_steps, want);
-        const size_t per_step = (size_t) ZK_SKINNY_WARPS * 2 * ZK_WARP_SIZE * sizeof(uint4);  // 8 KB per CTA
-        for (; deep > 0; --deep) {
-            const size_t bytes = (size_t) L.deep_offset + deep * per_step;
-            int fit = 0;
-            if (bytes <= ZK_SKINNY_DYN_MAX_BYTES &&
-                cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kernel, (int) block.x, bytes) == cudaSuccess &&
-                fit >= ZK_SKINNY_BLOCKS_PER_SM) {
-                break;
-            }
-        }
-        if (deep > 0) {
-            L.deep_steps = deep;
-            dyn_bytes = (size_t) L.deep_offset + deep * per_step;
-        }
-    }
-    zk_launch_pdl(a.pdl, kernel, dim3((unsigned) grid), block, dyn_bytes, stream, L);
+    zk_launch_pdl(a.pdl, kernel, dim3((unsigned) grid), block, staged ? stage_bytes : 0, stream, L);
 }
 
 template <int NT, int XMODE>

@@ -11,8 +11,7 @@ namespace {
 // Each case runs with the input staged in shared memory (the default), staged with the weights through the
 // bulk-copy ring, and unstaged.
 bool g_no_stage = false, g_ring = false;
-int g_deep = 0;  // the deep preload's slots per warp (skinny_deep)
-const char * stage_tag() { return g_no_stage ? " unstaged" : (g_ring ? " ring" : (g_deep ? " deep" : "")); }
+const char * stage_tag() { return g_no_stage ? " unstaged" : (g_ring ? " ring" : ""); }
 
 struct fused_env {
     cudaStream_t stream = nullptr;  // a real stream: PDL launches need one
@@ -84,7 +83,6 @@ void test_rmsnorm(test_table & tab, test_rng & rng, fused_env & env, int M, int 
     a.pdl = pdl;
     a.no_stage = g_no_stage;
     a.ring = g_ring;
-    a.deep_steps = g_deep;
     env.attach(a);
     const bool ok = skinny_gemm(a, env.stream);
     ZK_LAUNCHED();
@@ -148,7 +146,6 @@ void test_gated(test_table & tab, test_rng & rng, fused_env & env, int M, int N,
     skinny_gemm_args a = gated_args(dg.ptr, dgsq.ptr, ld_gsq, dnw.ptr, dw.ptr, dy.ptr, M, N, K, group, chunk);
     a.no_stage = g_no_stage;
     a.ring = g_ring;
-    a.deep_steps = g_deep;
     env.attach(a);
     const bool ok = skinny_gemm(a, env.stream);
     ZK_LAUNCHED();
@@ -184,7 +181,6 @@ void test_gelu(test_table & tab, test_rng & rng, fused_env & env, int M, int N, 
     a.pdl = true;
     a.no_stage = g_no_stage;
     a.ring = g_ring;
-    a.deep_steps = g_deep;
     env.attach(a);
     const bool ok = skinny_gemm(a, env.stream);
     ZK_LAUNCHED();
@@ -196,17 +192,16 @@ void test_gelu(test_table & tab, test_rng & rng, fused_env & env, int M, int N, 
     tab.compare(name, out_f32 ? dyf.download() : dyb.download(), ref, out_f32 ? 1e-4 : TOL_BF16);
 }
 
-// Neither the preload of the first weights before the PDL wait (registers, or the deep preload into shared memory),
-// nor the staging, nor the kernel (bulk-copy ring or register streaming) changes a bit of y for the same K slicing.
+// Neither the preload of the first weights before the PDL wait, nor the staging, nor the kernel (bulk-copy ring or
+// register streaming) changes a bit of y for the same K slicing.
 void test_preload_bitwise(test_table & tab, test_rng & rng, fused_env & env, skinny_x_mode mode, int M, int N, int K) {
     const vec x = rng.f32_values((size_t) M * K, -2, 2), w = rng.bf16_values((size_t) N * K, -0.5, 0.5);
     const vec nw = rng.bf16_values((size_t) K, 0.5, 1.5);
     dev_buf<float> dx(x.size()), dy((size_t) M * N);
     dev_buf<bf16> dw(w.size()), dnw(nw.size());
     dx.upload(x); dw.upload(w); dnw.upload(nw);
-    vec got[8];
-    for (int run = 0; run < 8; ++run) {  // default, late weights, unstaged, no second group, ring, ring 32-step slots,
-                                         // deep preload of everything, of 3 steps per warp (groups part slots, part loads)
+    vec got[6];
+    for (int run = 0; run < 6; ++run) {  // default, late weights, unstaged, no second group, ring, ring 32-step slots
         skinny_gemm_args a{};
         a.x_mode = mode;
         a.x = dx.ptr;
@@ -226,7 +221,6 @@ void test_preload_bitwise(test_table & tab, test_rng & rng, fused_env & env, ski
         a.no_second_group = run == 3;
         a.ring = run >= 4;
         a.ring_chunk_steps = run == 5 ? 32 : 0;
-        a.deep_steps = run == 6 ? 64 : (run == 7 ? 3 : 0);
         dy.poison();
         env.attach(a);
         const bool ok = skinny_gemm(a, env.stream);
@@ -240,8 +234,6 @@ void test_preload_bitwise(test_table & tab, test_rng & rng, fused_env & env, ski
     tab.compare("second group = none, bitwise, " + tag, got[0], got[3], 0.0);
     tab.compare("ring = register kernel, bitwise, " + tag, got[4], got[0], 0.0);
     tab.compare("ring 32-step slots = register kernel, bitwise, " + tag, got[5], got[0], 0.0);
-    tab.compare("deep preload = none, bitwise, " + tag, got[6], got[0], 0.0);
-    tab.compare("deep preload of 3 steps = none, bitwise, " + tag, got[7], got[0], 0.0);
 }
 
 void test_refusals(test_table & tab, fused_env & env) {
@@ -362,11 +354,10 @@ void test_state_out_proj_pdl(test_table & tab, test_rng & rng, fused_env & env) 
 
 void test_skinny_fused(test_table & tab, test_rng & rng) {
     fused_env env;
-    for (int variant = 0; variant < 4; ++variant)
+    for (int variant = 0; variant < 3; ++variant)
     for (int M : {1, 3, 8}) {
         g_no_stage = variant == 2;
         g_ring = variant == 1;
-        g_deep = variant == 3 ? 64 : 0;
         test_rmsnorm(tab, rng, env, M, 40, 264, 136, false, 0, 0, false);    // norm(x | tail)
         test_rmsnorm(tab, rng, env, M, 333, 1024, 1024, true, 0, 0, true);  // norm(x + add), split-K
         test_rmsnorm(tab, rng, env, M, 88, 256, 256, true, 24, 45, true);    // with the conv epilogue
@@ -376,12 +367,8 @@ void test_skinny_fused(test_table & tab, test_rng & rng) {
         test_gelu(tab, rng, env, M, 130, 1024, true);
     }
     g_no_stage = g_ring = false;
-    for (int deep : {0, 12}) {
-        g_deep = deep;
-        test_rmsnorm(tab, rng, env, 1, 8512, 2048, 2048, true, 4096, 4352, true);  // 1.2B in_proj at b1
-        test_gated(tab, rng, env, 1, 2048, 4096, 1, 32);                           // 1.2B out_proj at b1
-    }
-    g_deep = 0;
+    test_rmsnorm(tab, rng, env, 1, 8512, 2048, 2048, true, 4096, 4352, true);  // 1.2B in_proj at b1
+    test_gated(tab, rng, env, 1, 2048, 4096, 1, 32);                           // 1.2B out_proj at b1
     test_preload_bitwise(tab, rng, env, SKINNY_X_F32, 1, 2048, 4096);
     test_preload_bitwise(tab, rng, env, SKINNY_X_RMSNORM, 4, 700, 2048);
     test_refusals(tab, env);

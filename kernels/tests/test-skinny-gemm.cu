@@ -35,9 +35,7 @@ struct skinny_variant {
     int prefetch_kb, split_k;
     bool pdl, no_stage;
     bool ring = false;  // M <= 8 staged: the bulk-copy weight ring instead of the register-streaming kernel
-    int deep = 0;       // M <= 8 staged: the deep preload's slots per warp
     void apply(skinny_gemm_args & a) const {
-        a.deep_steps = deep;
         a.schedule = schedule;
         a.prefetch_kb = prefetch_kb;
         a.split_k = split_k;
@@ -53,7 +51,6 @@ const skinny_variant k_variants[] = {
     {"pers pf64+pdl", SKINNY_SCHEDULE_PERSISTENT, 64, 0, true, false},
     {"pers+pdl unstaged", SKINNY_SCHEDULE_PERSISTENT, -1, 0, true, true},  // M <= 8: x from global memory
     {"pers+pdl ring", SKINNY_SCHEDULE_PERSISTENT, -1, 0, true, false, true},  // M <= 8: the weight ring
-    {"pers+pdl deep", SKINNY_SCHEDULE_PERSISTENT, -1, 0, true, false, false, 64},  // M <= 8: the deep preload
 };
 const skinny_variant * g_variant = &k_variants[0];
 
