@@ -5,8 +5,7 @@
 //   in_proj:  skinny_gemm SKINNY_X_RMSNORM (each CTA reduces the <= 8 rows of x (+ Tr) itself, then normalizes
 //             while it loads) with the conv epilogue (the depthwise conv of the xBC columns and the conv-state
 //             update, per output channel: no other thread touches that channel);
-//   state:    mamba2_state_step_gated: y * silu(z) and the chunk sums of its squares; dt = norm(x (+ Tr)) . W_dt^T
-//             computed there too (in_proj's last nh rows), so in_proj's tiles fill its grid in whole rounds;
+//   state:    mamba2_state_step_gated: y * silu(z) and the chunk sums of its squares;
 //   out_proj: skinny_gemm SKINNY_X_GATED_NORM (group scales from the chunk sums), accumulated into s.x.
 // The shared block's input norm rides in its q/k/v GEMVs (norm(X | E)), the pre-FF norm in gate_up, and
 // GELU(g) * u in down. Every fused input is the same fp32 value the separate kernels produce, split into
@@ -77,13 +76,8 @@ std::string mamba_layer_fused(zamba2_engine * e, const step_view & v, int L, boo
 
     // zx [T, ipo] = norm(x (+ Tr)) . in_proj^T; xbc [T, cd] = silu(conv(zx[:, d : d + cd])), conv_state updated
     // NOTE: Tr enters only the mixer input, never the residual stream (spec §3 step 11)
-    // dt [T, nh] (in_proj's last rows) computed by the state step from the same normalized input instead, when it
-    // can: in_proj then has 528 tiles = 2 per CTA of its grid instead of 532 (1.2B), no third item for four CTAs
-    const int nh = c.n_mamba_heads;
-    const zk_state_dt_proj dt_proj = {s.x, hybrid ? s.tr : nullptr, lw.input_norm, lw.in_proj + (size_t) (ipo - nh) * H, H, c.eps};
-    const bool dt_in_step = e->state_dt && mamba2_state_step_dt_ok(dt_proj, c.mamba_head_dim, c.d_state);
     skinny_gemm_args in = rms_input(e, s.x, hybrid ? s.tr : nullptr, nullptr, H, H, lw.input_norm, T);
-    in.seg[0] = {lw.in_proj, nullptr, nullptr, s.zx, dt_in_step ? ipo - nh : ipo, ipo};       // zx: [T, ipo]
+    in.seg[0] = {lw.in_proj, nullptr, nullptr, s.zx, ipo, ipo};
     in.n_seg = 1;
     in.conv = {s.xbc, conv_state, lw.conv_w, lw.conv_b, v.seq_slot, d, cd};
     if (!skinny_gemm(in, st)) return "fused decode: skinny_gemm refused in_proj";
@@ -91,8 +85,7 @@ std::string mamba_layer_fused(zamba2_engine * e, const step_view & v, int L, boo
 
     // y [T, d] = (C.S + D x) * silu(z), gsq [T, d / chunk]
     if (!mamba2_state_step_gated(s.y, s.gsq, s.zx, ipo, ssm_state, s.xbc, cd, s.zx + d + cd, ipo, lw.dt_bias, lw.a_log, lw.d,
-                                 v.cu_seqlens, v.seq_slot, v.S, c.n_mamba_heads, c.mamba_head_dim, c.ngroups, c.d_state, st,
-                                 dt_in_step ? &dt_proj : nullptr)) {
+                                 v.cu_seqlens, v.seq_slot, v.S, c.n_mamba_heads, c.mamba_head_dim, c.ngroups, c.d_state, st)) {
         return "fused decode: mamba2_state_step_gated refused the dims";
     }
     zamba2_prof_mark(e, PROF_SCAN);

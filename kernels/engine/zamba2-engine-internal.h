@@ -153,8 +153,6 @@ struct zamba2_engine {
     int skinny_ring_stages = 0, skinny_ring_chunk_steps = 0, skinny_ctas_per_sm = 0;
     bool skinny_no_half_tiles = false;  // ZAMBA2_SKINNY_HALF=0: split-K 16-feature tiles instead of half tiles
     bool skinny_no_conv_stage = false;  // ZAMBA2_SKINNY_CONV_STAGE=0: the conv epilogue loads its operands at the end
-    // the fused decode path's state step computes dt itself instead of in_proj (ZAMBA2_STATE_DT=0: in_proj does)
-    bool state_dt = true;
     // ZAMBA2_SSD=1: steps with prefill chunks run the chunked SSD scan (mamba2_ssd_varlen)
     bool use_ssd = false;
     int ssd_max_chunks = 0;

@@ -54,7 +54,6 @@ void zamba2_read_switches(zamba2_engine * e) {
     e->skinny_ctas_per_sm = env_int("ZAMBA2_SKINNY_CTAS", 0);
     e->skinny_no_half_tiles = env_starts("ZAMBA2_SKINNY_HALF", '0');
     e->skinny_no_conv_stage = env_starts("ZAMBA2_SKINNY_CONV_STAGE", '0');
-    e->state_dt = !env_starts("ZAMBA2_STATE_DT", '0');
     // the gated state step lets out_proj's CTAs launch before its own wait (run 47: b1 1.630 -> 1.594 ms);
     // ZAMBA2_STATE_TRIGGER=late: after it, as every other kernel that waits first
     zk_state_step_early_trigger() = !env_starts("ZAMBA2_STATE_TRIGGER", 'l');

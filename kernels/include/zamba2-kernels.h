@@ -114,23 +114,10 @@ int mamba2_state_step_chunk(int head_dim, int d_state);
 // Process-wide (set by the engine's switches; default off here): the gated step lets its dependent (out_proj) launch
 // before its PDL wait instead of after it, so out_proj's CTAs take the slots in_proj's CTAs free and preload earlier.
 bool & zk_state_step_early_trigger();
-// proj (optional, proj->w set): the step computes dt_raw itself from the residual stream (dt_raw is then not read):
-// dt_raw[t, h] = rmsnorm(x[t] + add[t]) . w[h]^T with x, add [T, H] fp32 (add optional), norm_w [H], w [nh, H] bf16
-// (in_proj's dt rows), so in_proj need not compute them. Needs mamba2_state_step_dt_ok.
-struct zk_state_dt_proj {
-    const float * x;
-    const float * add;
-    const bf16 * norm_w;
-    const bf16 * w;
-    int H;
-    float eps;
-};
-bool mamba2_state_step_dt_ok(const zk_state_dt_proj & proj, int head_dim, int d_state);
 bool mamba2_state_step_gated(float * y, float * gsq, const float * z, int ld_z, float * ssm_state, const float * xbc,
                              int ld_xbc, const float * dt_raw, int ld_dt, const float * dt_bias, const float * a_log,
                              const float * d_skip, const int32_t * cu_seqlens, const int32_t * seq_slot, int n_seqs,
-                             int n_heads, int head_dim, int n_groups, int d_state, cudaStream_t stream,
-                             const zk_state_dt_proj * proj = nullptr);
+                             int n_heads, int head_dim, int n_groups, int d_state, cudaStream_t stream);
 
 // ---- mamba2-ssd.cu ----------------------------------------------------------------------------
 // Chunked (SSD) form of mamba2_scan_varlen for prefill, on tensor cores (bf16 mma with fp32 operands split

@@ -108,49 +108,6 @@ static __device__ __forceinline__ float4 zk_load4(const float * p) { return *rei
 // independent (in flight together) and share one B/C load and one dt/dA computation.
 // GATED (decode steps feeding out_proj's SKINNY_X_GATED_NORM): y = (C.S + D x) * silu(z), and each block
 // (whole rows of the chunk = (256 / GW) RP consecutive channels of one token) writes its sum of y^2 to gsq.
-// dt_raw of the block's head (every block lies in one head of one token: the launcher checks) from the residual stream:
-// rmsnorm(x + add) . w_h^T = (sum_i v_i nw_i w_hi) / sqrt(mean(v^2) + eps), both sums over the block in a fixed order.
-static __device__ __forceinline__ float zk_state_dt(const zk_state_dt_proj & proj, int64_t t, const uint4 (&pw)[2],
-                                                    const uint4 (&pn)[2]) {
-    float ss = 0.0f, dot = 0.0f;
-#pragma unroll
-    for (int c = 0; c < 2; ++c) {
-        const int i = (threadIdx.x + c * blockDim.x) * 8;
-        if (i >= proj.H) break;
-        float v[8];
-        const float4 x0 = *reinterpret_cast<const float4 *>(proj.x + t * proj.H + i);  // x: [T, H]
-        const float4 x1 = *reinterpret_cast<const float4 *>(proj.x + t * proj.H + i + 4);
-        v[0] = x0.x; v[1] = x0.y; v[2] = x0.z; v[3] = x0.w; v[4] = x1.x; v[5] = x1.y; v[6] = x1.z; v[7] = x1.w;
-        if (proj.add) {  // add: [T, H]
-            const float4 a0 = *reinterpret_cast<const float4 *>(proj.add + t * proj.H + i);
-            const float4 a1 = *reinterpret_cast<const float4 *>(proj.add + t * proj.H + i + 4);
-            v[0] += a0.x; v[1] += a0.y; v[2] += a0.z; v[3] += a0.w; v[4] += a1.x; v[5] += a1.y; v[6] += a1.z; v[7] += a1.w;
-        }
-        const bf16 * wv = reinterpret_cast<const bf16 *>(&pw[c]);
-        const bf16 * nv = reinterpret_cast<const bf16 *>(&pn[c]);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-            ss += v[j] * v[j];
-            dot += v[j] * __bfloat162float(nv[j]) * __bfloat162float(wv[j]);
-        }
-    }
-    __shared__ float part[2][32];
-    ss = zk_warp_sum(ss);
-    dot = zk_warp_sum(dot);
-    const int warp = threadIdx.x / ZK_WARP_SIZE, n_warps = blockDim.x / ZK_WARP_SIZE;
-    if (threadIdx.x % ZK_WARP_SIZE == 0) {
-        part[0][warp] = ss;
-        part[1][warp] = dot;
-    }
-    __syncthreads();
-    ss = dot = 0.0f;
-    for (int w = 0; w < n_warps; ++w) {
-        ss += part[0][w];
-        dot += part[1][w];
-    }
-    return dot * rsqrtf(ss / (float) proj.H + proj.eps);
-}
-
 template <int GW, int RP, typename TX, bool GATED>  // threads per row = N / 4, a power of two <= 32; RP divides head_dim
 static __global__ void mamba2_state_step_kernel(float * __restrict__ y, float * __restrict__ gsq,
                                                 const float * __restrict__ z, int ld_z, float * __restrict__ ssm_state,
@@ -162,7 +119,7 @@ static __global__ void mamba2_state_step_kernel(float * __restrict__ y, float * 
                                                 const int32_t * __restrict__ cu_seqlens,
                                                 const int32_t * __restrict__ seq_slot, int n_seqs,
                                                 int n_heads, int head_dim, int n_groups, int d_state, bool state_early,
-                                                bool trigger_early, const zk_state_dt_proj proj) {
+                                                bool trigger_early) {
     // NOTE: state_early loads the state before the PDL wait: only this layer's state step (or scan / SSD) writes
     // its pool, once per step (steps are ordered by the host), so they overlap in_proj's tail. seq_slot and
     // cu_seqlens are the step's input, copied before the first kernel. Only for small batches: at b64-b256 the
@@ -193,19 +150,6 @@ static __global__ void mamba2_state_step_kernel(float * __restrict__ y, float * 
     // the per-head parameters are constants: loaded before the wait, so the step's only round trip after it is
     // the one for in_proj's outputs (z included)
     const float bias_h = dt_bias[h], neg_a_h = -expf(a_log[h]), d_h = d_skip[h];
-    // the dt projection (proj.w: dt_raw = rmsnorm(x + add) . w^T, computed here instead of by in_proj): the block's
-    // head's weights and the norm weight are constants, loaded before the wait (H <= 2 * 8 * blockDim)
-    const bool dt_proj = GATED && proj.w;
-    uint4 pw[2], pn[2];
-#pragma unroll
-    for (int c = 0; c < 2; ++c) {
-        const int i = (threadIdx.x + c * blockDim.x) * 8;
-        pw[c] = pn[c] = make_uint4(0, 0, 0, 0);
-        if (dt_proj && i < proj.H) {
-            pw[c] = *reinterpret_cast<const uint4 *>(proj.w + (int64_t) h * proj.H + i);  // w: [nh, H]
-            pn[c] = *reinterpret_cast<const uint4 *>(proj.norm_w + i);
-        }
-    }
     if (trigger_early) {  // out_proj's CTAs may take the slots in_proj's CTAs free before in_proj completes
         zk_pdl_trigger();
         zk_pdl_wait();
@@ -217,7 +161,7 @@ static __global__ void mamba2_state_step_kernel(float * __restrict__ y, float * 
 #pragma unroll
         for (int r = 0; r < RP; ++r) if (valid) S[r] = __ldcs(st + (int64_t) r * (d_state / 4));
     }
-    const float dt_in = dt_proj ? zk_state_dt(proj, t, pw, pn) : zk_to_f32(dt_raw[t * ld_dt + h]);  // dt_raw: [T, nh]
+    const float dt_in = zk_to_f32(dt_raw[t * ld_dt + h]);  // dt_raw: [T, nh]
     const float4 b = zk_load4(xrow + d_inner + g * d_state + n0);
     const float4 cc = zk_load4(xrow + d_inner + n_groups * d_state + g * d_state + n0);
     float acc[RP], xv[RP], zv[RP];
@@ -306,8 +250,7 @@ template <typename TX, bool GATED>
 static bool state_step_launch(float * y, float * gsq, const float * z, int ld_z, float * ssm_state, const TX * xbc,
                               int ld_xbc, const TX * dt_raw, int ld_dt, const float * dt_bias, const float * a_log,
                               const float * d_skip, const int32_t * cu_seqlens, const int32_t * seq_slot, int n_seqs,
-                              int n_heads, int head_dim, int n_groups, int d_state, cudaStream_t stream,
-                              const zk_state_dt_proj * proj = nullptr) {
+                              int n_heads, int head_dim, int n_groups, int d_state, cudaStream_t stream) {
     const int gw = d_state / 4;
     // 4-wide B/C loads need 4-aligned columns: ld_xbc and d_inner multiples of 4, 16-byte state rows
     if (d_state % 4 != 0 || gw > 32 || (gw & (gw - 1)) != 0 || ld_xbc % 4 != 0 || (n_heads * head_dim) % 4 != 0) return false;
@@ -316,15 +259,12 @@ static bool state_step_launch(float * y, float * gsq, const float * z, int ld_z,
         const int chunk = mamba2_state_step_chunk(head_dim, d_state);
         if (chunk <= 0 || (n_heads * head_dim) % chunk != 0 || !gsq || !z) return false;
     }
-    if (proj && proj->w && !mamba2_state_step_dt_ok(*proj, head_dim, d_state)) return false;
-    const zk_state_dt_proj no_proj{};
     if (n_seqs <= 0) return true;
     const int64_t threads = (int64_t) n_seqs * n_heads * (head_dim / rp) * gw;
     const unsigned blocks = (unsigned) ((threads + ZK_STEP_BLOCK - 1) / ZK_STEP_BLOCK);
     const bool state_early = n_seqs <= ZK_STEP_EARLY_MAX_SEQS;
 #define ZK_STEP_ARGS y, gsq, z, ld_z, ssm_state, xbc, ld_xbc, dt_raw, ld_dt, dt_bias, a_log, d_skip, cu_seqlens, seq_slot, \
-                     n_seqs, n_heads, head_dim, n_groups, d_state, state_early, GATED && zk_state_step_early_trigger(), \
-                     GATED && proj ? *proj : no_proj
+                     n_seqs, n_heads, head_dim, n_groups, d_state, state_early, GATED && zk_state_step_early_trigger()
 #define ZK_STEP_LAUNCH(GW)                                                                                           \
     if (rp == 4) zk_launch(mamba2_state_step_kernel<GW, 4, TX, GATED>, blocks, ZK_STEP_BLOCK, 0, stream, ZK_STEP_ARGS); \
     else zk_launch(mamba2_state_step_kernel<GW, 1, TX, GATED>, blocks, ZK_STEP_BLOCK, 0, stream, ZK_STEP_ARGS)
@@ -374,19 +314,7 @@ bool mamba2_state_step(ZK_SCAN_PARAMS(float)) {
 bool mamba2_state_step_gated(float * y, float * gsq, const float * z, int ld_z, float * ssm_state, const float * xbc,
                              int ld_xbc, const float * dt_raw, int ld_dt, const float * dt_bias, const float * a_log,
                              const float * d_skip, const int32_t * cu_seqlens, const int32_t * seq_slot, int n_seqs,
-                             int n_heads, int head_dim, int n_groups, int d_state, cudaStream_t stream,
-                             const zk_state_dt_proj * proj) {
+                             int n_heads, int head_dim, int n_groups, int d_state, cudaStream_t stream) {
     return state_step_launch<float, true>(y, gsq, z, ld_z, ssm_state, xbc, ld_xbc, dt_raw, ld_dt, dt_bias, a_log, d_skip,
-                                          cu_seqlens, seq_slot, n_seqs, n_heads, head_dim, n_groups, d_state, stream, proj);
-}
-
-bool mamba2_state_step_dt_ok(const zk_state_dt_proj & proj, int head_dim, int d_state) {
-    const int gw = d_state / 4, rp = head_dim % 4 == 0 ? 4 : 1;
-    if (gw < 1 || ZK_STEP_BLOCK % gw != 0) return false;
-    // every block within one head of one token: a head's rows fill whole blocks
-    const int rows_per_block = ZK_STEP_BLOCK / gw;
-    if ((head_dim / rp) % rows_per_block != 0) return false;
-    return proj.x && proj.norm_w && proj.w && proj.H > 0 && proj.H % 8 == 0 && proj.H <= 2 * 8 * ZK_STEP_BLOCK &&
-           (uintptr_t) proj.x % 16 == 0 && (!proj.add || (uintptr_t) proj.add % 16 == 0) &&
-           (uintptr_t) proj.norm_w % 16 == 0 && (uintptr_t) proj.w % 16 == 0;
+                                          cu_seqlens, seq_slot, n_seqs, n_heads, head_dim, n_groups, d_state, stream);
 }
