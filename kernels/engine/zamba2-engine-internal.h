@@ -146,11 +146,6 @@ struct zamba2_engine {
     bool skinny_no_second_group = false;
     // K slices per skinny_gemm tile (ZAMBA2_SKINNY_SPLIT_K; 0: chosen per shape)
     int skinny_split_k = 0;
-    // skinny_gemm at M <= 8 through the bulk-copy weight ring (ZAMBA2_SKINNY_RING=n: at most n slots, 1: as many
-    // as fit), its slot size (ZAMBA2_SKINNY_RING_CHUNK=32: 32 k steps), the register kernel's CTAs per SM
-    // (ZAMBA2_SKINNY_CTAS=1)
-    bool skinny_ring = false;
-    int skinny_ring_stages = 0, skinny_ring_chunk_steps = 0, skinny_ctas_per_sm = 0;
     bool skinny_no_half_tiles = false;  // ZAMBA2_SKINNY_HALF=0: split-K 16-feature tiles instead of half tiles
     bool skinny_no_conv_stage = false;  // ZAMBA2_SKINNY_CONV_STAGE=0: the conv epilogue loads its operands at the end
     // ZAMBA2_SSD=1: steps with prefill chunks run the chunked SSD scan (mamba2_ssd_varlen)

@@ -24,10 +24,6 @@ skinny_gemm_args skinny_args(zamba2_engine * e, skinny_x_mode mode, const void *
     a.no_stage = e->skinny_no_stage;
     a.no_second_group = e->skinny_no_second_group;
     a.split_k = e->skinny_split_k;
-    a.ring = e->skinny_ring;
-    a.ring_stages = e->skinny_ring_stages;
-    a.ring_chunk_steps = e->skinny_ring_chunk_steps;
-    a.ctas_per_sm = e->skinny_ctas_per_sm;
     a.no_half_tiles = e->skinny_no_half_tiles;
     a.no_conv_stage = e->skinny_no_conv_stage;
     return a;

@@ -47,11 +47,6 @@ void zamba2_read_switches(zamba2_engine * e) {
     e->skinny_no_second_group = env_starts("ZAMBA2_SKINNY_GROUP2", '0');
     e->skinny_split_k = std::max(0, env_int("ZAMBA2_SKINNY_SPLIT_K", 0));  // K slices per tile; unset or 0: per shape
     e->merge_decode = !env_starts("ZAMBA2_DECODE_MERGE", '0');  // 0: decode keeps the block weights and adapters
-    const int ring_n = std::max(0, env_int("ZAMBA2_SKINNY_RING", 0));
-    e->skinny_ring = ring_n > 0;
-    e->skinny_ring_stages = ring_n > 1 ? ring_n : 0;
-    e->skinny_ring_chunk_steps = env_int("ZAMBA2_SKINNY_RING_CHUNK", 0);
-    e->skinny_ctas_per_sm = env_int("ZAMBA2_SKINNY_CTAS", 0);
     e->skinny_no_half_tiles = env_starts("ZAMBA2_SKINNY_HALF", '0');
     e->skinny_no_conv_stage = env_starts("ZAMBA2_SKINNY_CONV_STAGE", '0');
     // the gated state step lets out_proj's CTAs launch before its own wait (run 47: b1 1.630 -> 1.594 ms);

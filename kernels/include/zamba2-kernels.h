@@ -313,16 +313,10 @@ struct skinny_gemm_args {
     // Weight streaming; zero-initialized = the measured defaults (the others serve benchmarks and tests;
     // none changes the summation order, so results are bitwise the same for the same K slicing).
     skinny_schedule schedule;
-    int prefetch_kb;  // L2 prefetch window per CTA beyond its current work item, KB, rounded down to whole
-                      // items (1: the current item only); 0: default (none: measured slower); < 0: none
     int split_k;      // K slices per tile: 0 = chosen per shape; else at most this many (workspace allowing)
     bool late_weights;  // issue no W load before the PDL wait (the path before the preload; benchmarks)
     bool no_stage;      // M <= 8: load x from global memory in the main loop instead of staging it in shared memory
     bool no_second_group;  // M <= 8: preload only one group of weights before the PDL wait (not a second via cp.async)
-    bool ring;             // M <= 8, staged: weights through a shared-memory ring of bulk copies (skinny-gemm-ring.cuh)
-    int ring_stages;       // the ring's slots: 0 = as many as fit beside a second CTA per SM
-    int ring_chunk_steps;  // 32-wide k steps per ring slot: 16 (default) or 32
-    int ctas_per_sm;       // the register kernel's persistent grid: CTAs per SM (0: 2)
     bool no_half_tiles;    // M <= 4, staged: keep 16-feature tiles with split-K where they need it (8-feature half
                            // tiles over both K halves otherwise: no partials, no counters; skinny-gemm-item.cuh)
     bool no_conv_stage;    // the conv epilogue loads its operands at the item's end (else copied when it starts)

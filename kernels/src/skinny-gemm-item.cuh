@@ -1,4 +1,4 @@
-// skinny_gemm's work items (kernels/src/skinny-gemm.cu includes this once; both its kernels use it): the launch
+// skinny_gemm's work items (kernels/src/skinny-gemm.cu includes this once): the launch
 // parameters, where an item (16 output features x one K slice) lies, its LoRA term, and how the 8 warps' partial
 // tiles of an item are summed and written (split-K partials summed in a fixed order by the last slice).
 #pragma once
@@ -11,10 +11,7 @@ struct skinny_launch {
     int tiles;                             // over all segments
     int KS;                                // K slices per tile; work item = ks * tiles + tile
     int steps_per_slice;                   // 32-wide k steps of one slice
-    int prefetch_ahead;                    // items prefetched beyond the current one; -1: no prefetch
     int stage_stride;                      // staged input row stride, bytes (the STAGED kernels)
-    int ring_stages, ring_offset;          // the ring kernel: slots, and their offset in dynamic shared memory
-    int ring_chunk_steps;                  // the ring kernel: 32-wide k steps per slot
     // Half tiles (0: off; else K / 2): a tile is 8 output features and the mma's A rows g and g + 8 hold feature
     // n0 + g over the first and the second half of K, its B columns 2m and 2m + 1 input row m over the same
     // halves (M <= 4), so c0 + c3 is the whole dot product: no split-K partials for the shapes that needed them.
@@ -40,21 +37,6 @@ static __device__ __forceinline__ skinny_item_pos skinny_locate(const skinny_lau
     p.seg = s;
     p.n0 = (p.tile - (s > 0 ? L.tile_end[s - 1] : 0)) * skinny_tile_rows(skinny_half<HALF>(L));
     return p;
-}
-
-// One warp asks the copy engine to bring an item's weights into L2: lanes 0-15 one W row slice each,
-// lanes 16-31 the w2 rows (LoRA, slice 0 only). The warps' own loads then hit L2 or an in-flight miss.
-static __device__ __forceinline__ void skinny_prefetch_item(const skinny_launch & L, int item, int lane) {
-    const skinny_item_pos p = skinny_locate(L, item);
-    const skinny_segment & sg = L.a.seg[p.seg];
-    const int n = p.n0 + (lane & 15);
-    if (n >= sg.n) return;
-    if (lane < 16) {
-        const int k0 = p.ks * L.steps_per_slice * 32, k1 = min(L.a.K, k0 + L.steps_per_slice * 32);
-        if (k1 > k0) zk_prefetch_l2_bulk(sg.w + (int64_t) n * L.a.K + k0, (uint32_t) (k1 - k0) * sizeof(bf16));
-    } else if (sg.w2 && p.ks == 0) {
-        zk_prefetch_l2_bulk(sg.w2 + (int64_t) n * L.a.K2, (uint32_t) L.a.K2 * sizeof(bf16));
-    }
 }
 
 // The LoRA term of an item (slice 0 only): acc += x2 . w2^T over K2, register loads.

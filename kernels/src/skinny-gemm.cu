@@ -35,18 +35,18 @@
 // mode; the computed ones are otherwise recomputed per item), so the main loop reads x from shared memory and a
 // warp holds 8 steps of weight loads (256 B per lane); before its PDL wait it already issues its first 4 steps
 // (registers) and, when the item has more, a second group through cp.async (shared slots, U = 4 only).
-// Measured slower: the copy engine's L2 prefetch of the next items (kept as an option for the benchmark:
-// prefetch_kb; in_proj M = 1 13.5 -> 16.6-17.7 us), a cp.async ring of 4-6 stages per warp across items (in_proj
-// 13.5 -> 16.2 us; removed) and a persistent grid sized to fill its rounds evenly (b1 1.980 -> 2.011 ms).
-// Items are summed exactly as before, whichever CTA takes them: for a given K slicing the results do not
-// depend on the schedule, the prefetch, PDL, the staging or the preload (bitwise, tested).
+// Measured slower and removed (kernels/NOTES.md run log): the copy engine's L2 prefetch of the next items (in_proj
+// M = 1 13.5 -> 16.6-17.7 us) or of the next launch's weights (runs 44, 50-55), a cp.async ring of 4-6 stages per
+// warp across items (in_proj 13.5 -> 16.2 us), a shared-memory ring of bulk copies (runs 28-29), one CTA per SM, a
+// persistent grid sized to fill its rounds evenly (b1 1.980 -> 2.011 ms), more weights in shared memory before the
+// wait (run 52). Items are summed exactly as before, whichever CTA takes them: for a given K slicing the results do
+// not depend on the schedule, PDL, the staging or the preload (bitwise, tested).
 #include <algorithm>
 #include <type_traits>
 
 #define ZK_SKINNY_WARPS 8
 
 #include "skinny-gemm-item.cuh"
-#include "skinny-gemm-ring.cuh"
 #include "zamba2-launch.cuh"
 #include "zamba2-timeline.cuh"
 
@@ -107,9 +107,9 @@ static __device__ __forceinline__ void skinny_item(const skinny_launch & L, int 
     skinny_item_finish<NT, XMODE, OUT_F32, HALF>(L, p, acc, red, last_block, have_pre, y_pre, conv_staged ? cs : nullptr);
 }
 
-// CTA b takes items b, b + gridDim.x, ... (GRID schedule: exactly one). Weights are constant, so the first
-// group of W loads of the CTA's first item (and the optional L2 prefetch) are issued before zk_pdl_wait: under
-// PDL they overlap the previous kernel; everything that reads activations or writes comes after.
+// CTA b takes items b, b + gridDim.x, ... (GRID schedule: exactly one). Weights are constant, so the first group
+// of W loads of the CTA's first item is issued before zk_pdl_wait: under PDL they overlap the previous kernel;
+// everything that reads activations or writes comes after.
 template <int NT, int XMODE, bool OUT_F32, bool STAGED, bool HALF = false>
 static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKINNY_BLOCKS_PER_SM)
     skinny_gemm_kernel(const __grid_constant__ skinny_launch L) {
@@ -127,13 +127,6 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
     zk_pdl_trigger();  // a GEMV often follows a GEMV (LoRA, then the main weights): let it prefetch
     const int n_items = L.tiles * L.KS;
     const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE;
-    if (L.prefetch_ahead >= 0 && warp == 0) {
-        for (int d = 0; d <= L.prefetch_ahead; ++d) {
-            const int64_t it = blockIdx.x + (int64_t) d * gridDim.x;
-            if (it >= n_items) break;
-            skinny_prefetch_item(L, (int) it, lane);
-        }
-    }
     // NT = 1 only (decode steps of <= 8 rows, where one round trip is a large share of the kernel): held across
     // the wait, the preloaded group makes the wider tiles spill (ptxas -v)
     // and the second group goes to shared memory through cp.async: two groups (8 KB per warp) in flight across
@@ -184,10 +177,6 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
     }
     ZK_TL_MARK(0);
     for (int it = blockIdx.x; it < n_items; it += gridDim.x) {
-        if (it != (int) blockIdx.x && L.prefetch_ahead >= 0 && warp == 0) {  // keep the window full
-            const int64_t next = it + (int64_t) L.prefetch_ahead * gridDim.x;
-            if (next < n_items) skinny_prefetch_item(L, (int) next, lane);
-        }
         const bool first = preload && it == (int) blockIdx.x;
         if (it != (int) blockIdx.x) have_pre = skinny_y_preread<NT, OUT_F32, HALF>(L, it, y_pre);
         skinny_item<NT, XMODE, OUT_F32, U, STAGED, PRE, HALF>(L, it, X, red, last_block, first, pre_a, pre_b, first ? slots : nullptr,
@@ -213,10 +202,8 @@ static int skinny_count_tiles(const skinny_gemm_args & a, int (&tile_end)[ZK_SKI
 }
 
 // Measured defaults (H200, 1.2B decode shapes at M = 1 and 8: ZK_BENCH_SKINNY=1, tests/test-skinny-gemm-bench.cu):
-// PERSISTENT without L2 prefetch (the prefetch measured slower on every shape).
+// PERSISTENT.
 constexpr skinny_schedule ZK_SKINNY_DEFAULT_SCHEDULE = SKINNY_SCHEDULE_PERSISTENT;
-constexpr int ZK_SKINNY_DEFAULT_PREFETCH_KB = -1;
-constexpr int ZK_SKINNY_MAX_PREFETCH_AHEAD = 64;  // items
 // With the 32 KB of weight slots and 4 KB of partial tiles, two CTAs per SM still fit (2 x 108.5 KB of 227).
 constexpr size_t ZK_SKINNY_STAGE_MAX_BYTES = 72 * 1024;
 
@@ -242,20 +229,11 @@ static void skinny_launch_kernel(skinny_launch & L, cudaStream_t stream) {
     L.stage_stride = 2 * a.K + 64;
     const size_t stage_bytes = (size_t) a.M * L.stage_stride * (skinny_x_split<XMODE>::value ? 2 : 1);
     const bool staged = NT == 1 && !a.no_stage && stage_bytes <= ZK_SKINNY_STAGE_MAX_BYTES;
-    // the ring kernel (skinny-gemm-ring.cuh): staged, persistent, bulk copies (sm_90+), enough slots beside the input
-    L.ring_offset = (int) ((stage_bytes + 127) / 128 * 128);
-    L.ring_chunk_steps = a.ring_chunk_steps == 32 ? 32 : ZK_RING_CHUNK_STEPS;
-    const int ring_stage_bytes = zk_ring_stage_bytes(L.ring_chunk_steps);
-    const int ring_fit = (int) (((size_t) ZK_RING_DYN_SMEM_BYTES - std::min<size_t>(L.ring_offset, ZK_RING_DYN_SMEM_BYTES)) /
-                                ring_stage_bytes);
-    L.ring_stages = std::min(ZK_RING_MAX_STAGES, a.ring_stages > 0 ? std::min(a.ring_stages, ring_fit) : ring_fit);
-    const bool ring = staged && persistent && a.ring && zk_device().major >= 9 && L.ring_stages >= ZK_RING_MIN_STAGES;
 
     // K slices: one round of loads per warp per slice at least. GRID: enough blocks for ~2 waves;
     // persistent: items for about half the resident CTAs (out_proj 2048x4096 M=1: 2 slices 9.8 us,
-    // 4 slices 11.9, 8 slices 15.6). The ring kernel runs one CTA per SM.
-    const int per_sm = ring ? 1 : (a.ctas_per_sm == 1 ? 1 : ZK_SKINNY_BLOCKS_PER_SM);
-    const int resident = zk_sm_count() * per_sm;
+    // 4 slices 11.9, 8 slices 15.6).
+    const int resident = zk_sm_count() * ZK_SKINNY_BLOCKS_PER_SM;
     const int round = ZK_SKINNY_WARPS * U;
     const int want = persistent ? resident / 2 : 2 * resident;
     auto auto_split = [&](int n_steps) {
@@ -269,8 +247,8 @@ static void skinny_launch_kernel(skinny_launch & L, cudaStream_t stream) {
     L.half_k = 0;
     bool w2 = false;
     for (int s = 0; s < a.n_seg; ++s) w2 = w2 || a.seg[s].w2;
-    if (NT == 1 && staged && !ring && a.M <= 4 && a.K % 64 == 0 && a.split_k == 0 && !a.no_half_tiles && !a.conv.out &&
-        !w2 && a.prefetch_kb <= 0 && auto_split((a.K + 31) / 32) > 1) {
+    if (NT == 1 && staged && a.M <= 4 && a.K % 64 == 0 && a.split_k == 0 && !a.no_half_tiles && !a.conv.out && !w2 &&
+        auto_split((a.K + 31) / 32) > 1) {
         L.half_k = a.K / 2;
         L.tiles = skinny_count_tiles(a, L.tile_end, skinny_tile_rows(L.half_k));
     }
@@ -288,23 +266,6 @@ static void skinny_launch_kernel(skinny_launch & L, cudaStream_t stream) {
     const int grid = persistent ? std::min(n_items, resident) : n_items;
     const dim3 block(ZK_SKINNY_WARPS * ZK_WARP_SIZE);
     // launch errors surface at the caller's check (cudaGetLastError / stream capture)
-    if constexpr (NT == 1) {
-        if (ring) {
-            L.prefetch_ahead = -1;
-            const size_t smem = (size_t) L.ring_offset + (size_t) L.ring_stages * ring_stage_bytes;
-            static bool opted_in = false;
-            skinny_allow_smem(skinny_ring_kernel<XMODE, OUT_F32>, ZK_RING_DYN_SMEM_BYTES, opted_in);
-            zk_launch_pdl(a.pdl, skinny_ring_kernel<XMODE, OUT_F32>, dim3((unsigned) grid), block, smem, stream, L);
-            return;
-        }
-    }
-    // L2 prefetch window: whole items within prefetch_kb beyond the current one (GRID: the current item)
-    const int prefetch_kb = a.prefetch_kb == 0 ? ZK_SKINNY_DEFAULT_PREFETCH_KB : a.prefetch_kb;
-    const int64_t item_bytes = (int64_t) 16 * std::min(a.K, L.steps_per_slice * 32) * (int64_t) sizeof(bf16);
-    L.prefetch_ahead = prefetch_kb < 0 ? -1
-                                       : (int) std::min<int64_t>(ZK_SKINNY_MAX_PREFETCH_AHEAD,
-                                                                 (int64_t) prefetch_kb * 1024 / item_bytes);
-    if (schedule == SKINNY_SCHEDULE_GRID && L.prefetch_ahead > 0) L.prefetch_ahead = 0;
     // half tiles: their own instantiation (staged, NT = 1), so the others keep their register allocation
     auto kernel = L.half_k ? skinny_gemm_kernel<NT, XMODE, OUT_F32, NT == 1, NT == 1>
                   : staged ? skinny_gemm_kernel<NT, XMODE, OUT_F32, NT == 1> : skinny_gemm_kernel<NT, XMODE, OUT_F32, false>;

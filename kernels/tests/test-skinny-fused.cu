@@ -1,17 +1,16 @@
 // The fused decode path against float64 references: skinny_gemm's computed-input modes (SKINNY_X_RMSNORM with
 // an added stream and a bf16 tail, SKINNY_X_GATED_NORM from chunk sums, SKINNY_X_GELU_MUL), its conv epilogue
 // (outputs and conv state against ref_causal_conv1d on the GEMM's own output), the weight preload before the
-// PDL wait and the bulk-copy ring (bitwise the same y as without them), the refusals, and mamba2_state_step_gated against the plain
-// step (same state, y * silu(z), chunk sums of squares).
+// PDL wait (bitwise the same y as without it), the refusals, and mamba2_state_step_gated against the plain step (same
+// state, y * silu(z), chunk sums of squares).
 #include "test-harness.h"
 #include "zamba2-common.cuh"
 
 namespace {
 
-// Each case runs with the input staged in shared memory (the default), staged with the weights through the
-// bulk-copy ring, and unstaged.
-bool g_no_stage = false, g_ring = false;
-const char * stage_tag() { return g_no_stage ? " unstaged" : (g_ring ? " ring" : ""); }
+// Each case runs with the input staged in shared memory (the default) and unstaged.
+bool g_no_stage = false;
+const char * stage_tag() { return g_no_stage ? " unstaged" : ""; }
 
 struct fused_env {
     cudaStream_t stream = nullptr;  // a real stream: PDL launches need one
@@ -82,7 +81,6 @@ void test_rmsnorm(test_table & tab, test_rng & rng, fused_env & env, int M, int 
     if (n_conv > 0) a.conv = {dconv.ptr, dstate.ptr, dcw.ptr, dcb.ptr, dslot.ptr, col0, n_conv};
     a.pdl = pdl;
     a.no_stage = g_no_stage;
-    a.ring = g_ring;
     env.attach(a);
     const bool ok = skinny_gemm(a, env.stream);
     ZK_LAUNCHED();
@@ -145,7 +143,6 @@ void test_gated(test_table & tab, test_rng & rng, fused_env & env, int M, int N,
     dg.upload(g); dgsq.upload(gsq); dy.upload(y0); dnw.upload(nw); dw.upload(w);
     skinny_gemm_args a = gated_args(dg.ptr, dgsq.ptr, ld_gsq, dnw.ptr, dw.ptr, dy.ptr, M, N, K, group, chunk);
     a.no_stage = g_no_stage;
-    a.ring = g_ring;
     env.attach(a);
     const bool ok = skinny_gemm(a, env.stream);
     ZK_LAUNCHED();
@@ -180,7 +177,6 @@ void test_gelu(test_table & tab, test_rng & rng, fused_env & env, int M, int N, 
     a.n_seg = 1;
     a.pdl = true;
     a.no_stage = g_no_stage;
-    a.ring = g_ring;
     env.attach(a);
     const bool ok = skinny_gemm(a, env.stream);
     ZK_LAUNCHED();
@@ -192,16 +188,16 @@ void test_gelu(test_table & tab, test_rng & rng, fused_env & env, int M, int N, 
     tab.compare(name, out_f32 ? dyf.download() : dyb.download(), ref, out_f32 ? 1e-4 : TOL_BF16);
 }
 
-// Neither the preload of the first weights before the PDL wait, nor the staging, nor the kernel (bulk-copy ring or
-// register streaming) changes a bit of y for the same K slicing.
+// Neither the preload of the first weights before the PDL wait nor the staging changes a bit of y for the same K
+// slicing.
 void test_preload_bitwise(test_table & tab, test_rng & rng, fused_env & env, skinny_x_mode mode, int M, int N, int K) {
     const vec x = rng.f32_values((size_t) M * K, -2, 2), w = rng.bf16_values((size_t) N * K, -0.5, 0.5);
     const vec nw = rng.bf16_values((size_t) K, 0.5, 1.5);
     dev_buf<float> dx(x.size()), dy((size_t) M * N);
     dev_buf<bf16> dw(w.size()), dnw(nw.size());
     dx.upload(x); dw.upload(w); dnw.upload(nw);
-    vec got[6];
-    for (int run = 0; run < 6; ++run) {  // default, late weights, unstaged, no second group, ring, ring 32-step slots
+    vec got[4];
+    for (int run = 0; run < 4; ++run) {  // default, late weights, unstaged, no second group
         skinny_gemm_args a{};
         a.x_mode = mode;
         a.x = dx.ptr;
@@ -217,10 +213,8 @@ void test_preload_bitwise(test_table & tab, test_rng & rng, fused_env & env, ski
         a.pdl = true;
         a.late_weights = run == 1;
         a.no_stage = run == 2;
-        a.split_k = 2;  // the same K slicing for every kernel (the ring's own default may differ)
+        a.split_k = 2;  // the same K slicing for every run
         a.no_second_group = run == 3;
-        a.ring = run >= 4;
-        a.ring_chunk_steps = run == 5 ? 32 : 0;
         dy.poison();
         env.attach(a);
         const bool ok = skinny_gemm(a, env.stream);
@@ -232,8 +226,6 @@ void test_preload_bitwise(test_table & tab, test_rng & rng, fused_env & env, ski
     tab.compare("preload = late weights, bitwise, " + tag, got[0], got[1], 0.0);
     tab.compare("staged = unstaged, bitwise, " + tag, got[0], got[2], 0.0);
     tab.compare("second group = none, bitwise, " + tag, got[0], got[3], 0.0);
-    tab.compare("ring = register kernel, bitwise, " + tag, got[4], got[0], 0.0);
-    tab.compare("ring 32-step slots = register kernel, bitwise, " + tag, got[5], got[0], 0.0);
 }
 
 void test_refusals(test_table & tab, fused_env & env) {
@@ -354,10 +346,9 @@ void test_state_out_proj_pdl(test_table & tab, test_rng & rng, fused_env & env) 
 
 void test_skinny_fused(test_table & tab, test_rng & rng) {
     fused_env env;
-    for (int variant = 0; variant < 3; ++variant)
+    for (int variant = 0; variant < 2; ++variant)
     for (int M : {1, 3, 8}) {
-        g_no_stage = variant == 2;
-        g_ring = variant == 1;
+        g_no_stage = variant == 1;
         test_rmsnorm(tab, rng, env, M, 40, 264, 136, false, 0, 0, false);    // norm(x | tail)
         test_rmsnorm(tab, rng, env, M, 333, 1024, 1024, true, 0, 0, true);  // norm(x + add), split-K
         test_rmsnorm(tab, rng, env, M, 88, 256, 256, true, 24, 45, true);    // with the conv epilogue
@@ -366,7 +357,7 @@ void test_skinny_fused(test_table & tab, test_rng & rng) {
         test_gelu(tab, rng, env, M, 48, 328, false);
         test_gelu(tab, rng, env, M, 130, 1024, true);
     }
-    g_no_stage = g_ring = false;
+    g_no_stage = false;
     test_rmsnorm(tab, rng, env, 1, 8512, 2048, 2048, true, 4096, 4352, true);  // 1.2B in_proj at b1
     test_gated(tab, rng, env, 1, 2048, 4096, 1, 32);                           // 1.2B out_proj at b1
     test_preload_bitwise(tab, rng, env, SKINNY_X_F32, 1, 2048, 4096);

@@ -24,30 +24,20 @@ namespace {
 struct bench_variant {
     const char * name;
     skinny_schedule schedule;
-    int prefetch_kb, split_k;
+    int split_k;
     bool pdl;
-    bool ring = false;  // M <= 8: the bulk-copy weight ring instead of the register-streaming kernel
-    int chunk_steps = 0, ctas_per_sm = 0;
 };
 const bench_variant k_bench_variants[] = {
-    {"old grid", SKINNY_SCHEDULE_GRID, -1, 0, false},
-    {"old grid pdl", SKINNY_SCHEDULE_GRID, -1, 0, true},
-    {"grid+pf", SKINNY_SCHEDULE_GRID, 1, 0, false},
-    {"pers nopf", SKINNY_SCHEDULE_PERSISTENT, -1, 0, false},
-    {"pers nopf pdl", SKINNY_SCHEDULE_PERSISTENT, -1, 0, true},
-    {"pers pf0", SKINNY_SCHEDULE_PERSISTENT, 1, 0, false},
-    {"pers pf64", SKINNY_SCHEDULE_PERSISTENT, 64, 0, false},
-    {"pers pf256", SKINNY_SCHEDULE_PERSISTENT, 256, 0, false},
-    {"pers pf64 pdl", SKINNY_SCHEDULE_PERSISTENT, 64, 0, true},
-    {"pers ks1", SKINNY_SCHEDULE_PERSISTENT, -1, 1, false},
-    {"pers ks2", SKINNY_SCHEDULE_PERSISTENT, -1, 2, false},
-    {"pers ks4", SKINNY_SCHEDULE_PERSISTENT, -1, 4, false},
-    {"pers ks8", SKINNY_SCHEDULE_PERSISTENT, -1, 8, false},
-    {"default", SKINNY_SCHEDULE_DEFAULT, 0, 0, false},
-    {"default pdl", SKINNY_SCHEDULE_DEFAULT, 0, 0, true},
-    {"ring pdl", SKINNY_SCHEDULE_DEFAULT, 0, 0, true, true},
-    {"ring32 pdl", SKINNY_SCHEDULE_DEFAULT, 0, 0, true, true, 32},
-    {"1 cta/sm pdl", SKINNY_SCHEDULE_DEFAULT, 0, 0, true, false, 0, 1},
+    {"old grid", SKINNY_SCHEDULE_GRID, 0, false},
+    {"old grid pdl", SKINNY_SCHEDULE_GRID, 0, true},
+    {"pers", SKINNY_SCHEDULE_PERSISTENT, 0, false},
+    {"pers pdl", SKINNY_SCHEDULE_PERSISTENT, 0, true},
+    {"pers ks1", SKINNY_SCHEDULE_PERSISTENT, 1, false},
+    {"pers ks2", SKINNY_SCHEDULE_PERSISTENT, 2, false},
+    {"pers ks4", SKINNY_SCHEDULE_PERSISTENT, 4, false},
+    {"pers ks8", SKINNY_SCHEDULE_PERSISTENT, 8, false},
+    {"default", SKINNY_SCHEDULE_DEFAULT, 0, false},
+    {"default pdl", SKINNY_SCHEDULE_DEFAULT, 0, true},
 };
 
 struct bench_shape {
@@ -138,12 +128,8 @@ void bench_shapes(bench_scratch & scratch, cudaStream_t st) {
                 a.y_f32 = true;
                 scratch.attach(a);
                 a.schedule = v.schedule;
-                a.prefetch_kb = v.prefetch_kb;
                 a.split_k = v.split_k;
                 a.pdl = v.pdl;
-                a.ring = v.ring;
-                a.ring_chunk_steps = v.chunk_steps;
-                a.ctas_per_sm = v.ctas_per_sm;
                 const double ms = time_graph_ms(st, [&] {
                     bool ok = true;
                     for (int l = 0; l < launches; ++l) {
@@ -202,21 +188,14 @@ void bench_chain(bench_scratch & scratch, cudaStream_t st) {
     struct chain_variant {
         const char * name;
         skinny_schedule schedule;
-        int prefetch_kb;
         bool pdl, gemv;
-        bool ring = false;
-        int chunk_steps = 0, ctas_per_sm = 0;
     };
     const chain_variant variants[] = {
-        {"norms only", SKINNY_SCHEDULE_DEFAULT, 0, false, false},
-        {"old grid", SKINNY_SCHEDULE_GRID, -1, false, true},
-        {"old grid pdl", SKINNY_SCHEDULE_GRID, -1, true, true},
-        {"pers pf64 pdl", SKINNY_SCHEDULE_PERSISTENT, 64, true, true},
-        {"default", SKINNY_SCHEDULE_DEFAULT, 0, false, true},
-        {"default pdl", SKINNY_SCHEDULE_DEFAULT, 0, true, true},
-        {"ring pdl", SKINNY_SCHEDULE_DEFAULT, 0, true, true, true},
-        {"ring32 pdl", SKINNY_SCHEDULE_DEFAULT, 0, true, true, true, 32},
-        {"1 cta/sm pdl", SKINNY_SCHEDULE_DEFAULT, 0, true, true, false, 0, 1},
+        {"norms only", SKINNY_SCHEDULE_DEFAULT, false, false},
+        {"old grid", SKINNY_SCHEDULE_GRID, false, true},
+        {"old grid pdl", SKINNY_SCHEDULE_GRID, true, true},
+        {"default", SKINNY_SCHEDULE_DEFAULT, false, true},
+        {"default pdl", SKINNY_SCHEDULE_DEFAULT, true, true},
     };
     std::printf("skinny layer chain: [norm -> in_proj 8512x2048 -> norm -> out_proj 2048x4096] x %d, %.1f MB weights "
                 "per layer, us per layer (median of 25 graph replays)\n", LAYERS, layer_bytes / 1e6);
@@ -241,11 +220,7 @@ void bench_chain(bench_scratch & scratch, cudaStream_t st) {
             scratch.attach(aout);
             for (skinny_gemm_args * a : {&ain, &aout}) {
                 a->schedule = v.schedule;
-                a->prefetch_kb = v.prefetch_kb;
                 a->pdl = v.pdl;
-                a->ring = v.ring;
-                a->ring_chunk_steps = v.chunk_steps;
-                a->ctas_per_sm = v.ctas_per_sm;
             }
             const double ms = time_graph_ms(st, [&] {
                 bool ok = true;

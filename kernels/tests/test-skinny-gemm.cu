@@ -2,8 +2,8 @@
 // class (M 1..64 in NT = 1/2/4/8 tiles, M not a multiple of 8), N not a multiple of 16, K not a
 // multiple of 32, x rows wider than K, accumulate and overwrite, bf16 and fp32 outputs, and the
 // 3-segment LoRA form (second fp32 operand summed into the same outputs), each under the GRID schedule
-// (the earlier path), the default (PERSISTENT), PERSISTENT + PDL, and PERSISTENT + L2 prefetch + PDL.
-// Then: every schedule / prefetch window gives bitwise the same y for the same K slicing (many work items per CTA, split-K); PDL launches after a
+// (the earlier path), the default (PERSISTENT), PERSISTENT + PDL, and unstaged.
+// Then: every schedule gives bitwise the same y for the same K slicing (many work items per CTA, split-K); PDL launches after a
 // slow kernel that writes x (eager, and captured into a graph replayed with new inputs, a LoRA GEMV
 // feeding the main one through split-K counters). The benchmark is test-skinny-gemm-bench.cu.
 #include "test-harness.h"
@@ -32,25 +32,20 @@ cudaStream_t g_stream = nullptr;  // a blocking stream (ordered after the upload
 struct skinny_variant {
     const char * tag;
     skinny_schedule schedule;
-    int prefetch_kb, split_k;
+    int split_k;
     bool pdl, no_stage;
-    bool ring = false;  // M <= 8 staged: the bulk-copy weight ring instead of the register-streaming kernel
     void apply(skinny_gemm_args & a) const {
         a.schedule = schedule;
-        a.prefetch_kb = prefetch_kb;
         a.split_k = split_k;
         a.pdl = pdl;
         a.no_stage = no_stage;
-        a.ring = ring;
     }
 };
 const skinny_variant k_variants[] = {
-    {"grid", SKINNY_SCHEDULE_GRID, -1, 0, false, false},  // the path before the streaming work
-    {"default", SKINNY_SCHEDULE_DEFAULT, 0, 0, false, false},
-    {"pers+pdl", SKINNY_SCHEDULE_PERSISTENT, -1, 0, true, false},
-    {"pers pf64+pdl", SKINNY_SCHEDULE_PERSISTENT, 64, 0, true, false},
-    {"pers+pdl unstaged", SKINNY_SCHEDULE_PERSISTENT, -1, 0, true, true},  // M <= 8: x from global memory
-    {"pers+pdl ring", SKINNY_SCHEDULE_PERSISTENT, -1, 0, true, false, true},  // M <= 8: the weight ring
+    {"grid", SKINNY_SCHEDULE_GRID, 0, false, false},  // the path before the streaming work
+    {"default", SKINNY_SCHEDULE_DEFAULT, 0, false, false},
+    {"pers+pdl", SKINNY_SCHEDULE_PERSISTENT, 0, true, false},
+    {"pers+pdl unstaged", SKINNY_SCHEDULE_PERSISTENT, 0, true, true},  // M <= 8: x from global memory
 };
 const skinny_variant * g_variant = &k_variants[0];
 
@@ -207,7 +202,7 @@ void run_reference_checks(test_table & tab, test_rng & rng) {
     for (int M : {1, 10, 64}) test_segments(tab, rng, M);
 }
 
-// Every schedule and prefetch window with the same K slicing gives bitwise the y of the GRID path.
+// Every schedule with the same K slicing gives bitwise the y of the GRID path.
 void test_schedules_agree(test_table & tab, test_rng & rng, skinny_x_mode mode, int M, int N, int K, int split_k) {
     const vec xf = rng.f32_values((size_t) M * K, -2, 2);
     const host_split sp = split_values(xf);
@@ -231,7 +226,7 @@ void test_schedules_agree(test_table & tab, test_rng & rng, skinny_x_mode mode, 
     g_scratch->attach(a);
     const std::string shape = "M=" + std::to_string(M) + " [" + std::to_string(N) + "," + std::to_string(K) + "] ks " +
                               std::to_string(split_k);
-    const skinny_variant grid{"grid", SKINNY_SCHEDULE_GRID, -1, split_k, false};
+    const skinny_variant grid{"grid", SKINNY_SCHEDULE_GRID, split_k, false};
     grid.apply(a);
     dy.poison();
     const bool ok = skinny_gemm(a, g_stream);
@@ -241,12 +236,9 @@ void test_schedules_agree(test_table & tab, test_rng & rng, skinny_x_mode mode, 
     tab.compare("skinny grid vs ref " + shape, ok ? y_grid : vec(), ref_matmul_nt(xref, w, vec(y_grid.size(), 0.0), M, N, K, 0.0),
                 3e-5);
     const skinny_variant others[] = {
-        {"grid+pf", SKINNY_SCHEDULE_GRID, 1, split_k, false},
-        {"pers nopf", SKINNY_SCHEDULE_PERSISTENT, -1, split_k, false},
-        {"pers pf1", SKINNY_SCHEDULE_PERSISTENT, 1, split_k, false},
-        {"pers pf4096+pdl", SKINNY_SCHEDULE_PERSISTENT, 4096, split_k, true},
-        {"default+pdl", SKINNY_SCHEDULE_DEFAULT, 0, split_k, true},
-        {"default+pdl ring", SKINNY_SCHEDULE_DEFAULT, 0, split_k, true, false, true},
+        {"pers", SKINNY_SCHEDULE_PERSISTENT, split_k, false},
+        {"pers+pdl", SKINNY_SCHEDULE_PERSISTENT, split_k, true},
+        {"default+pdl", SKINNY_SCHEDULE_DEFAULT, split_k, true},
     };
     for (const skinny_variant & v : others) {
         v.apply(a);
