@@ -295,41 +295,39 @@ struct skinny_segment {
     int n, ld_y;
 };
 struct skinny_gemm_args {
-    // The fields a CTA reads before its PDL wait come first (M, K, n_seg, the switches, then the segments): the kernel
-    // parameters are read through the constant cache, and every cold line there is a stall before the weight preload
-    // is issued (kernels/NOTES.md run 56).
-    int M, K, n_seg;
-    skinny_x_mode x_mode;
-    // Weight streaming; zero-initialized = the measured defaults (the others serve benchmarks and tests;
-    // none changes the summation order, so results are bitwise the same for the same K slicing).
-    bool late_weights;  // issue no W load before the PDL wait (the path before the preload; benchmarks)
-    bool no_second_group;  // M <= 8: preload only one group of weights before the PDL wait (not a second via cp.async)
-    bool no_stage;      // M <= 8: load x from global memory in the main loop instead of staging it in shared memory
-    bool no_half_tiles;    // M <= 4, staged: keep 16-feature tiles with split-K where they need it (8-feature half
-                           // tiles over both K halves otherwise: no partials, no counters; skinny-gemm-item.cuh)
-    bool no_conv_stage;    // the conv epilogue loads its operands at the item's end (else copied when it starts)
-    bool y_f32, accumulate;  // accumulate: y += result (else y = result)
-    // Programmatic dependent launch (sm_90+, ignored below; the engine sets it from zk_pdl_enabled()): the
-    // CTAs may be scheduled while the previous kernel in the stream still runs (once its CTAs have called
-    // zk_pdl_trigger / zk_pdl_prologue) and wait for it to complete before they read x, x_lo, x2, y or touch
-    // workspace and counters (only weights are read before). Valid inside stream capture. The kernel lets
-    // its own dependent start at once (zk_pdl_trigger first: a GEMV often follows a GEMV, LoRA then main).
-    bool pdl;
     skinny_segment seg[ZK_SKINNY_MAX_SEGMENTS];
+    int n_seg;
+    skinny_x_mode x_mode;
     const void * x;
     const bf16 * x_lo;
-    int ld_x;
+    int ld_x, K;
     int ld_x2, K2;
+    int M;
+    bool y_f32, accumulate;  // accumulate: y += result (else y = result)
     // Optional split-K scratch (nullptr: one block per 16-feature tile): workspace_floats floats and
     // counter_count int counters, zeroed once at allocation (each launch leaves them zero again).
     float * workspace;
     int * counters;
     int64_t workspace_floats;
     int counter_count;
+    // Weight streaming; zero-initialized = the measured defaults (the others serve benchmarks and tests;
+    // none changes the summation order, so results are bitwise the same for the same K slicing).
     skinny_schedule schedule;
     int split_k;      // K slices per tile: 0 = chosen per shape; else at most this many (workspace allowing)
+    bool late_weights;  // issue no W load before the PDL wait (the path before the preload; benchmarks)
+    bool no_stage;      // M <= 8: load x from global memory in the main loop instead of staging it in shared memory
+    bool no_second_group;  // M <= 8: preload only one group of weights before the PDL wait (not a second via cp.async)
+    bool no_half_tiles;    // M <= 4, staged: keep 16-feature tiles with split-K where they need it (8-feature half
+                           // tiles over both K halves otherwise: no partials, no counters; skinny-gemm-item.cuh)
+    bool no_conv_stage;    // the conv epilogue loads its operands at the item's end (else copied when it starts)
     skinny_x_norm norm;          // SKINNY_X_RMSNORM / SKINNY_X_GATED_NORM
     skinny_conv_epilogue conv;   // optional (conv.out); needs y_f32, !accumulate, x modes with M <= 8
+    // Programmatic dependent launch (sm_90+, ignored below; the engine sets it from zk_pdl_enabled()): the
+    // CTAs may be scheduled while the previous kernel in the stream still runs (once its CTAs have called
+    // zk_pdl_trigger / zk_pdl_prologue) and wait for it to complete before they read x, x_lo, x2, y or touch
+    // workspace and counters (only weights are read before). Valid inside stream capture. The kernel lets
+    // its own dependent start at once (zk_pdl_trigger first: a GEMV often follows a GEMV, LoRA then main).
+    bool pdl;
 };
 bool skinny_gemm(const skinny_gemm_args & a, cudaStream_t stream);
 

@@ -5,19 +5,17 @@
 
 #include "skinny-gemm-warp.cuh"
 
-// The launch's own fields first, then the arguments (whose first fields are also read before the PDL wait): the
-// preload's inputs share the parameters' first constant-cache lines (skinny_gemm_args).
 struct skinny_launch {
+    skinny_gemm_args a;
+    int tile_end[ZK_SKINNY_MAX_SEGMENTS];  // cumulative 16-feature tiles per segment
     int tiles;                             // over all segments
     int KS;                                // K slices per tile; work item = ks * tiles + tile
     int steps_per_slice;                   // 32-wide k steps of one slice
+    int stage_stride;                      // staged input row stride, bytes (the STAGED kernels)
     // Half tiles (0: off; else K / 2): a tile is 8 output features and the mma's A rows g and g + 8 hold feature
     // n0 + g over the first and the second half of K, its B columns 2m and 2m + 1 input row m over the same
     // halves (M <= 4), so c0 + c3 is the whole dot product: no split-K partials for the shapes that needed them.
     int half_k;
-    int tile_end[ZK_SKINNY_MAX_SEGMENTS];  // cumulative 16-feature tiles per segment
-    int stage_stride;                      // staged input row stride, bytes (the STAGED kernels)
-    skinny_gemm_args a;
 };
 
 // Output features per tile.
