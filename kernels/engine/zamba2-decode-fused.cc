@@ -65,15 +65,6 @@ std::string fused_block_mlp(zamba2_engine * e, const step_view & v, const zamba2
     return "";
 }
 
-bool fused_logits(zamba2_engine * e, const step_view & v) {
-    const zamba2_config & c = e->cfg;
-    if (!v.all_rows_out || v.O != v.T) return false;
-    skinny_gemm_args a = rms_input(e, e->s.x, nullptr, nullptr, c.hidden, c.hidden, e->final_norm, v.T);  // norm(x): [T, H]
-    a.seg[0] = {e->lm_head, nullptr, nullptr, e->s.logits, c.vocab, c.vocab};                         // logits: [T, V]
-    a.n_seg = 1;
-    return skinny_gemm(a, e->stream);
-}
-
 std::string mamba_layer_fused(zamba2_engine * e, const step_view & v, int L, bool hybrid) {
     const zamba2_config & c = e->cfg;
     zamba2_scratch & s = e->s;

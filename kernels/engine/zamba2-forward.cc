@@ -71,12 +71,11 @@ static std::string enqueue_forward(zamba2_engine * e, const step_view & v) {
     std::string err;
     zamba2_prof_mark(e, -1);
     const int T = v.T, H = c.hidden;
-    bool fused = false;
     if (T > 0) {
         embedding_gather(s.e, e->embed, v.tokens, T, H, st);                              // e: [T, H] bf16 (exact)
         embedding_gather(s.x, e->embed, v.tokens, T, H, st);                              // x: [T, H] fp32
         zamba2_prof_mark(e, PROF_ELEM);
-        fused = fused_decode_step(e, v);
+        const bool fused = fused_decode_step(e, v);
         size_t h = 0;
         for (int L = 0; L < c.n_layers; ++L) {
             const zamba2_layer_ptrs & lw = e->layers[L];
@@ -92,11 +91,9 @@ static std::string enqueue_forward(zamba2_engine * e, const step_view & v) {
     }
     const int O = v.O;
     if (O > 0) {
-        if (!(fused && fused_logits(e, v))) {  // fused decode steps outputting every row: the norm inside lm_head
-            gather_rows(s.hl, s.x, v.out_rows, O, H, st);                                       // hl: [O, H]
-            rms_norm_f32(s.hn, nullptr, s.hl, nullptr, nullptr, e->final_norm, O, H, 0, c.eps, st);  // hn: [O, H]
-            ZF_GEMM(s.logits, GEMM_OUT_F32, c.vocab, s.hn, H, e->lm_head, O, c.vocab, H, 0.0f, st);  // logits: [O, V]
-        }
+        gather_rows(s.hl, s.x, v.out_rows, O, H, st);                                       // hl: [O, H]
+        rms_norm_f32(s.hn, nullptr, s.hl, nullptr, nullptr, e->final_norm, O, H, 0, c.eps, st);  // hn: [O, H]
+        ZF_GEMM(s.logits, GEMM_OUT_F32, c.vocab, s.hn, H, e->lm_head, O, c.vocab, H, 0.0f, st);  // logits: [O, V]
         logits_argmax_lse(s.argmax, s.max_logit, s.lse, s.logits, O, c.vocab, st);
         zamba2_prof_mark(e, PROF_LOGITS);
     }
@@ -109,7 +106,7 @@ static std::string enqueue_forward(zamba2_engine * e, const step_view & v) {
 static std::string run_forward(zamba2_engine * e, const step_view & v) {
     const bool decode_only = v.T > 0 && v.T == v.S && e->graphs_enabled;
     if (!decode_only) return enqueue_forward(e, v);
-    const uint64_t key = ((uint64_t) v.all_rows_out << 63) | ((uint64_t) v.S << 32) | (uint32_t) v.O;
+    const uint64_t key = ((uint64_t) v.S << 32) | (uint32_t) v.O;
     auto it = e->graphs.find(key);
     if (it == e->graphs.end()) {
         if (e->graph_seen[key]++ == 0) return enqueue_forward(e, v);  // first sighting: warms GEMM plans
@@ -161,11 +158,8 @@ std::string zamba2_engine_step(zamba2_engine * e, const int32_t * packed, size_t
     } else {
         std::memcpy(hp, packed, need * sizeof(int32_t));
     }
-    step_view hv = make_view(hp, hp, off);
-    step_view v = make_view(s.packed, hp, off);  // device pointers, host-read counts
-    hv.all_rows_out = hv.O == hv.T;
-    for (int i = 0; i < hv.O && hv.all_rows_out; ++i) hv.all_rows_out = hv.out_rows[i] == i;
-    v.all_rows_out = hv.all_rows_out;
+    const step_view hv = make_view(hp, hp, off);
+    const step_view v = make_view(s.packed, hp, off);  // device pointers, host-read counts
 
     ZF_CUDA(cudaEventRecord(e->ev_start, st));
     // SSD chunk lists for steps that carry prefill chunks (ZAMBA2_SSD=1); decode-only steps keep the scan

@@ -11,7 +11,6 @@ struct step_view {
     int S, T, O, R, want_logits, W;
     const int32_t *tokens, *positions, *token_seq, *kv_index, *cu_seqlens, *seq_slot, *block_tables, *out_rows,
         *reset_slots;
-    bool all_rows_out = false;  // out_rows is 0, 1, ..., T - 1 (read on the host; part of a decode graph's key)
 };
 
 // ---- zamba2-step-gemm.cc ----------------------------------------------------------------------
@@ -84,6 +83,3 @@ std::string fused_block_mlp(zamba2_engine * e, const step_view & v, const zamba2
                             const zamba2_decode_weights * dw);
 // The Mamba2 layer L in three kernels: in_proj (norm in, conv out), the gated state step, out_proj (gated norm in).
 std::string mamba_layer_fused(zamba2_engine * e, const step_view & v, int L, bool hybrid);
-// logits [T, V] = final_norm(x) . lm_head^T with the norm computed by the GEMV as it loads, for a fused step whose
-// output rows are all its rows in order (no gather, no norm kernel); false: not taken (nothing enqueued).
-bool fused_logits(zamba2_engine * e, const step_view & v);
