@@ -26,6 +26,7 @@ skinny_gemm_args skinny_args(zamba2_engine * e, skinny_x_mode mode, const void *
     a.split_k = e->skinny_split_k;
     a.no_half_tiles = e->skinny_no_half_tiles;
     a.no_conv_stage = e->skinny_no_conv_stage;
+    a.no_cross_preload = e->skinny_no_cross_preload;
     return a;
 }
 

@@ -49,6 +49,8 @@ void zamba2_read_switches(zamba2_engine * e) {
     e->merge_decode = !env_starts("ZAMBA2_DECODE_MERGE", '0');  // 0: decode keeps the block weights and adapters
     e->skinny_no_half_tiles = env_starts("ZAMBA2_SKINNY_HALF", '0');
     e->skinny_no_conv_stage = env_starts("ZAMBA2_SKINNY_CONV_STAGE", '0');
+    // each item issues its CTA's next item's first weights before its finish (run 62: b1 -35 us); =0: not
+    e->skinny_no_cross_preload = env_starts("ZAMBA2_SKINNY_CROSS", '0');
     // the gated state step lets out_proj's CTAs launch before its own wait (run 47: b1 1.630 -> 1.594 ms);
     // ZAMBA2_STATE_TRIGGER=late: after it, as every other kernel that waits first
     zk_state_step_early_trigger() = !env_starts("ZAMBA2_STATE_TRIGGER", 'l');

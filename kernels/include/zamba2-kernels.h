@@ -320,6 +320,7 @@ struct skinny_gemm_args {
     bool no_half_tiles;    // M <= 4, staged: keep 16-feature tiles with split-K where they need it (8-feature half
                            // tiles over both K halves otherwise: no partials, no counters; skinny-gemm-item.cuh)
     bool no_conv_stage;    // the conv epilogue loads its operands at the item's end (else copied when it starts)
+    bool no_cross_preload;  // M <= 8: an item does not issue the CTA's next item's first weights before its finish
     skinny_x_norm norm;          // SKINNY_X_RMSNORM / SKINNY_X_GATED_NORM
     skinny_conv_epilogue conv;   // optional (conv.out); needs y_f32, !accumulate, x modes with M <= 8
     // Programmatic dependent launch (sm_90+, ignored below; the engine sets it from zk_pdl_enabled()): the

@@ -26,18 +26,30 @@ static __device__ __forceinline__ uint4 zk_ld_stream(const bf16 * p) {
     return r;
 }
 
+// The same load into r where pred holds, r left as it is elsewhere, the predicate inside the asm and r tied to it.
+// Written as `pred ? load : zero`, the compiler loaded into temporaries and moved them into r under the predicate,
+// and each move waited for its load: the 16-feature tiles' preload then held its CTA until the weights arrived,
+// before its PDL wait (SASS: LDG, MOV / STL of the loaded registers, ACQBULK). The half tiles still get such moves
+// (their MMA fragments interleave two loads' registers; kernels/NOTES.md run 62).
+static __device__ __forceinline__ void zk_ld_stream_if(uint4 & r, const bf16 * p, bool pred) {
+    asm("{\n\t.reg .pred q;\n\tsetp.ne.b32 q, %4, 0;\n\t"
+        "@q ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%5];\n\t}"
+        : "+r"(r.x), "+r"(r.y), "+r"(r.z), "+r"(r.w) : "r"((int) pred), "l"(p));
+}
+
 // One group of U 32-wide k steps of a warp: its W loads (rows n0+g and n0+g+8, 16 bytes each per step), issued
 // together. Split from the MMAs so a CTA can issue its first group before its PDL wait (weights are constant).
 template <int U>
 static __device__ __forceinline__ void zk_skinny_load_w(uint4 (&wa)[U], uint4 (&wb)[U], const bf16 * w_a, const bf16 * w_b,
                                                         bool ok_a, bool ok_b, int K, int n_steps, int s0, int t) {
-    const uint4 zero = make_uint4(0, 0, 0, 0);
 #pragma unroll
     for (int u = 0; u < U; ++u) {
         const int k = (s0 + u * ZK_SKINNY_WARPS) * 32 + 8 * t;  // K % 8 == 0: 8 elements all in or all out
         const bool in = s0 + u * ZK_SKINNY_WARPS < n_steps && k < K;
-        wa[u] = ok_a && in ? zk_ld_stream(w_a + k) : zero;  // W row n0+g
-        wb[u] = ok_b && in ? zk_ld_stream(w_b + k) : zero;  // W row n0+g+8
+        wa[u] = make_uint4(0, 0, 0, 0);
+        wb[u] = make_uint4(0, 0, 0, 0);
+        zk_ld_stream_if(wa[u], w_a + k, ok_a && in);  // W row n0+g
+        zk_ld_stream_if(wb[u], w_b + k, ok_b && in);  // W row n0+g+8
     }
 }
 

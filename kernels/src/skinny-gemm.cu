@@ -59,14 +59,15 @@ constexpr int ZK_SKINNY_BLOCKS_PER_SM = 2;
 
 
 // use_pre: the first PRE steps of the warp's first group of W loads for this item are already in pre_a /
-// pre_b (issued before the PDL wait), and its second group in the shared slots (cp.async, when slots is not
-// null).
+// pre_b (issued before the PDL wait, or by the CTA's previous item), and its second group in the shared slots
+// (cp.async, when slots is not null). next_item >= 0: the CTA's next item, whose first PRE steps this item issues
+// into pre_a / pre_b once its own weights are consumed, so they are in flight during its finish (returns whether).
 template <int NT, int XMODE, bool OUT_F32, int U, bool STAGED, int PRE, bool HALF>
-static __device__ __forceinline__ void skinny_item(const skinny_launch & L, int item, const skinny_x_view & X,
+static __device__ __forceinline__ bool skinny_item(const skinny_launch & L, int item, const skinny_x_view & X,
                                                    float (&red)[ZK_SKINNY_WARPS][NT * 4][ZK_WARP_SIZE],
-                                                   bool & last_block, bool use_pre, const uint4 (&pre_a)[PRE],
-                                                   const uint4 (&pre_b)[PRE], const uint4 * slots, bool have_pre, float y_pre,
-                                                   skinny_conv_stage * cs) {
+                                                   bool & last_block, bool use_pre, uint4 (&pre_a)[PRE],
+                                                   uint4 (&pre_b)[PRE], const uint4 * slots, bool have_pre, float y_pre,
+                                                   skinny_conv_stage * cs, int next_item) {
     const skinny_item_pos p = skinny_locate<HALF>(L, item);
     const skinny_item_rows r = skinny_rows<HALF>(L, p);
     const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE, g = lane / 4, t = lane % 4;
@@ -104,7 +105,13 @@ static __device__ __forceinline__ void skinny_item(const skinny_launch & L, int 
     }
     zk_skinny_accumulate<NT, XMODE, STAGED>(acc, r.w_a, r.w_b, r.ok_a, r.ok_b, X, L.a.M, s_first, r.s_end, g, t);
     skinny_item_w2<NT>(L, p, acc);
+    const bool next_pre = NT == 1 && next_item >= 0;
+    if (next_pre) {
+        const skinny_item_rows rn = skinny_rows<HALF>(L, skinny_locate<HALF>(L, next_item));
+        zk_skinny_load_w<PRE>(pre_a, pre_b, rn.w_a, rn.w_b, rn.ok_a, rn.ok_b, rn.kw, rn.s_end, rn.s_begin + warp, t);
+    }
     skinny_item_finish<NT, XMODE, OUT_F32, HALF>(L, p, acc, red, last_block, have_pre, y_pre, conv_staged ? cs : nullptr);
+    return next_pre;
 }
 
 // CTA b takes items b, b + gridDim.x, ... (GRID schedule: exactly one). Weights are constant, so the first group
@@ -176,11 +183,17 @@ static __global__ void __launch_bounds__(ZK_SKINNY_WARPS * ZK_WARP_SIZE, ZK_SKIN
         }
     }
     ZK_TL_MARK(0);
+    // pre_a / pre_b hold the first steps of item it's first group: the preload, then each item's cross-item issue of
+    // the next (NT = 1, 16-feature tiles: the half tiles have one item per CTA where they are used, and the issue
+    // costs them spills)
+    bool pre_ready = preload;
     for (int it = blockIdx.x; it < n_items; it += gridDim.x) {
-        const bool first = preload && it == (int) blockIdx.x;
-        if (it != (int) blockIdx.x) have_pre = skinny_y_preread<NT, OUT_F32, HALF>(L, it, y_pre);
-        skinny_item<NT, XMODE, OUT_F32, U, STAGED, PRE, HALF>(L, it, X, red, last_block, first, pre_a, pre_b, first ? slots : nullptr,
-                                                        have_pre, y_pre, CONV ? (skinny_conv_stage *) &conv_stage : nullptr);
+        const bool first = it == (int) blockIdx.x;
+        const int next = NT == 1 && !HALF && !L.a.no_cross_preload && it + (int) gridDim.x < n_items ? it + (int) gridDim.x : -1;
+        if (!first) have_pre = skinny_y_preread<NT, OUT_F32, HALF>(L, it, y_pre);
+        pre_ready = skinny_item<NT, XMODE, OUT_F32, U, STAGED, PRE, HALF>(
+            L, it, X, red, last_block, pre_ready, pre_a, pre_b, first ? slots : nullptr, have_pre, y_pre,
+            CONV ? (skinny_conv_stage *) &conv_stage : nullptr, next);
         __syncthreads();  // red and last_block are reused by the next item
         if (it == (int) blockIdx.x) ZK_TL_MARK(1);
     }

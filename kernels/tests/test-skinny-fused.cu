@@ -1,7 +1,7 @@
 // The fused decode path against float64 references: skinny_gemm's computed-input modes (SKINNY_X_RMSNORM with
 // an added stream and a bf16 tail, SKINNY_X_GATED_NORM from chunk sums, SKINNY_X_GELU_MUL), its conv epilogue
 // (outputs and conv state against ref_causal_conv1d on the GEMM's own output), the weight preload before the
-// PDL wait (bitwise the same y as without it), the refusals, and mamba2_state_step_gated against the plain step (same
+// PDL wait and the cross-item one (bitwise the same y as without them), the refusals, and mamba2_state_step_gated against the plain step (same
 // state, y * silu(z), chunk sums of squares).
 #include "test-harness.h"
 #include "zamba2-common.cuh"
@@ -196,8 +196,8 @@ void test_preload_bitwise(test_table & tab, test_rng & rng, fused_env & env, ski
     dev_buf<float> dx(x.size()), dy((size_t) M * N);
     dev_buf<bf16> dw(w.size()), dnw(nw.size());
     dx.upload(x); dw.upload(w); dnw.upload(nw);
-    vec got[4];
-    for (int run = 0; run < 4; ++run) {  // default, late weights, unstaged, no second group
+    vec got[5];
+    for (int run = 0; run < 5; ++run) {  // default, late weights, unstaged, no second group, no cross-item preload
         skinny_gemm_args a{};
         a.x_mode = mode;
         a.x = dx.ptr;
@@ -215,6 +215,7 @@ void test_preload_bitwise(test_table & tab, test_rng & rng, fused_env & env, ski
         a.no_stage = run == 2;
         a.split_k = 2;  // the same K slicing for every run
         a.no_second_group = run == 3;
+        a.no_cross_preload = run == 4;
         dy.poison();
         env.attach(a);
         const bool ok = skinny_gemm(a, env.stream);
@@ -226,6 +227,7 @@ void test_preload_bitwise(test_table & tab, test_rng & rng, fused_env & env, ski
     tab.compare("preload = late weights, bitwise, " + tag, got[0], got[1], 0.0);
     tab.compare("staged = unstaged, bitwise, " + tag, got[0], got[2], 0.0);
     tab.compare("second group = none, bitwise, " + tag, got[0], got[3], 0.0);
+    tab.compare("cross-item preload = none, bitwise, " + tag, got[0], got[4], 0.0);
 }
 
 void test_refusals(test_table & tab, fused_env & env) {
@@ -362,6 +364,9 @@ void test_skinny_fused(test_table & tab, test_rng & rng) {
     test_gated(tab, rng, env, 1, 2048, 4096, 1, 32);                           // 1.2B out_proj at b1
     test_preload_bitwise(tab, rng, env, SKINNY_X_F32, 1, 2048, 4096);
     test_preload_bitwise(tab, rng, env, SKINNY_X_RMSNORM, 4, 700, 2048);
+    test_preload_bitwise(tab, rng, env, SKINNY_X_F32, 1, 16000, 1024);     // ~8 items per CTA (split-K 2)
+    test_preload_bitwise(tab, rng, env, SKINNY_X_RMSNORM, 4, 8512, 2048);  // ~4 items per CTA (M 4: both stagings
+                                                                           // reduce in the same order)
     test_refusals(tab, env);
     test_state_step_gated(tab, rng, 8, 64, 1, 128, 3);
     test_state_step_gated(tab, rng, 6, 64, 2, 64, 2);
