@@ -34,13 +34,15 @@
 // M <= 8 (NT = 1, kernels/NOTES.md runs 18-22): each CTA stages its whole input in shared memory once (every
 // mode; the computed ones are otherwise recomputed per item), so the main loop reads x from shared memory and a
 // warp holds 8 steps of weight loads (256 B per lane); before its PDL wait it already issues its first 4 steps
-// (registers) and, when the item has more, a second group through cp.async (shared slots, U = 4 only).
+// (registers) and, when the item has more, a second group through cp.async (shared slots, U = 4 only); and each
+// item (16-feature tiles) issues the first 4 steps of the CTA's next item before its finish (run 62).
 // Measured slower and removed (kernels/NOTES.md run log): the copy engine's L2 prefetch of the next items (in_proj
 // M = 1 13.5 -> 16.6-17.7 us) or of the next launch's weights (runs 44, 50-55), a cp.async ring of 4-6 stages per
 // warp across items (in_proj 13.5 -> 16.2 us), a shared-memory ring of bulk copies (runs 28-29), one CTA per SM, a
 // persistent grid sized to fill its rounds evenly (b1 1.980 -> 2.011 ms), more weights in shared memory before the
-// wait (run 52). Items are summed exactly as before, whichever CTA takes them: for a given K slicing the results do
-// not depend on the schedule, PDL, the staging or the preload (bitwise, tested).
+// wait (run 52), the first item peeled out of the item loop (run 60: no spills, but b1 +110 us). Items are summed
+// exactly as before, whichever CTA takes them: for a given K slicing the results do not depend on the schedule, PDL,
+// the staging or the preloads (bitwise, tested).
 #include <algorithm>
 #include <type_traits>
 
