@@ -19,14 +19,7 @@ template <int NT, bool STAGED> struct skinny_group_steps {
 
 // Streamed once per step: do not allocate in L1. A warp's load covers 64 bytes of each of 8 rows and the row's next
 // 64-byte steps belong to the next warps, so the L2 fetches the whole aligned 256 bytes at the first miss.
-static __device__ __forceinline__ uint4 zk_ld_stream(const bf16 * p) {
-    uint4 r;
-    asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
-    return r;
-}
-
-// The same load into r where pred holds, r left as it is elsewhere, the predicate inside the asm and r tied to it.
+// Loaded into r where pred holds, r left as it is elsewhere: the predicate lives inside the asm and r is tied to it.
 // Written as `pred ? load : zero`, the compiler loaded into temporaries and moved them into r under the predicate,
 // and each move waited for its load: the 16-feature tiles' preload then held its CTA until the weights arrived,
 // before its PDL wait (SASS: LDG, MOV / STL of the loaded registers, ACQBULK). The half tiles still get such moves
