@@ -1,8 +1,8 @@
 // The fused decode path against float64 references: skinny_gemm's computed-input modes (SKINNY_X_RMSNORM with
 // an added stream and a bf16 tail, SKINNY_X_GATED_NORM from chunk sums, SKINNY_X_GELU_MUL), its conv epilogue
 // (outputs and conv state against ref_causal_conv1d on the GEMM's own output), the weight preload before the
-// PDL wait and the cross-item one (bitwise the same y as without them), the refusals, and mamba2_state_step_gated against the plain step (same
-// state, y * silu(z), chunk sums of squares).
+// PDL wait and the cross-item one (bitwise the same y as without them), the refusals, and mamba2_state_step_gated
+// against the plain step (same state, y * silu(z), chunk sums of squares).
 #include "test-harness.h"
 #include "zamba2-common.cuh"
 
@@ -188,8 +188,8 @@ void test_gelu(test_table & tab, test_rng & rng, fused_env & env, int M, int N, 
     tab.compare(name, out_f32 ? dyf.download() : dyb.download(), ref, out_f32 ? 1e-4 : TOL_BF16);
 }
 
-// Neither the preload of the first weights before the PDL wait nor the staging changes a bit of y for the same K
-// slicing.
+// Neither the preload of the first weights before the PDL wait, nor the cross-item preload of the next item's, nor
+// the staging changes a bit of y for the same K slicing.
 void test_preload_bitwise(test_table & tab, test_rng & rng, fused_env & env, skinny_x_mode mode, int M, int N, int K) {
     const vec x = rng.f32_values((size_t) M * K, -2, 2), w = rng.bf16_values((size_t) N * K, -0.5, 0.5);
     const vec nw = rng.bf16_values((size_t) K, 0.5, 1.5);
