@@ -148,7 +148,13 @@ struct zamba2_engine {
     int skinny_split_k = 0;
     bool skinny_no_half_tiles = false;  // ZAMBA2_SKINNY_HALF=0: split-K 16-feature tiles instead of half tiles
     bool skinny_no_cross_preload = false;  // ZAMBA2_SKINNY_CROSS=0: no item issues its CTA's next item's first weights
-    bool skinny_no_conv_stage = false;  // ZAMBA2_SKINNY_CONV_STAGE=0: the conv epilogue loads its operands at the end
+    bool skinny_no_conv_stage = false;
+    // ZAMBA2_PERSIST=1: batch-1 decode runs each stretch of Mamba2 layers between hybrid layers as one persistent
+    // launch (zamba2-decode-persistent.cc); off by default: slower than the fused per-layer kernels so far (run 66)
+    bool persist_decode = false;
+    int persist_max_runs = 1 << 20;  // ZAMBA2_PERSIST_RUNS: only the first N runs of layers (measuring)
+    mamba2_persist_layer * persist_layers = nullptr;  // device [n_layers]: weights and pools per layer
+    unsigned * persist_sync = nullptr;                // device [2 (hybrid layers + 1)]: barrier counters per run  // ZAMBA2_SKINNY_CONV_STAGE=0: the conv epilogue loads its operands at the end
     // ZAMBA2_SSD=1: steps with prefill chunks run the chunked SSD scan (mamba2_ssd_varlen)
     bool use_ssd = false;
     int ssd_max_chunks = 0;
@@ -196,6 +202,9 @@ void zamba2_prof_mark(zamba2_engine * e, int cat);
 // At weight resolution: (re)computes e->decode_w (allocated on the first call when memory allows); "" or the error.
 std::string zamba2_make_decode_weights(zamba2_engine * e);
 void zamba2_free_decode_weights(zamba2_engine * e);
+// The persistent decode's per-layer array (after the weights and the pools; "" or the error) and its release.
+std::string zamba2_make_persist(zamba2_engine * e);
+void zamba2_free_persist(zamba2_engine * e);
 
 // Free device memory and the reserve an optional allocation (FP8 copies, decode weights) must leave for scratch,
 // pools and graphs: max(2 GiB, 10% of the device). False when the driver cannot tell (the caller picks its answer).

@@ -206,6 +206,7 @@ void zamba2_engine_destroy(zamba2_engine * e) {
     if (e->stream) cudaStreamSynchronize(e->stream);
     zamba2_sampling_free(e);
     zamba2_free_decode_weights(e);
+    zamba2_free_persist(e);
     for (auto & kv : e->weights) {
         cudaFree(kv.second.ptr);
         if (kv.second.fp8) cudaFree(kv.second.fp8);

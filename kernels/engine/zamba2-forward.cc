@@ -76,17 +76,27 @@ static std::string enqueue_forward(zamba2_engine * e, const step_view & v) {
         embedding_gather(s.x, e->embed, v.tokens, T, H, st);                              // x: [T, H] fp32
         zamba2_prof_mark(e, PROF_ELEM);
         const bool fused = fused_decode_step(e, v);
+        const bool persist = persistent_decode_step(e, v, fused);
+        const std::vector<int> & hyb = c.hybrid_layer_ids;
         size_t h = 0;
-        for (int L = 0; L < c.n_layers; ++L) {
+        for (int L = 0, run = 0; L < c.n_layers;) {
             const zamba2_layer_ptrs & lw = e->layers[L];
-            const bool hybrid = h < c.hybrid_layer_ids.size() && c.hybrid_layer_ids[h] == L;
+            const bool hybrid = h < hyb.size() && hyb[h] == L;
             if (hybrid) {
                 err = shared_block(e, v, (int) h, lw, fused);
                 if (!err.empty()) return err;
                 ++h;
             }
+            if (persist) {  // layers up to the next hybrid layer in one launch
+                const int L1 = h < hyb.size() ? hyb[h] : c.n_layers;
+                if (mamba_run_persistent(e, v, L, L1, hybrid, run++)) {
+                    L = L1;
+                    continue;
+                }
+            }
             err = fused ? mamba_layer_fused(e, v, L, hybrid) : mamba_layer(e, v, L, hybrid);
             if (!err.empty()) return err;
+            ++L;
         }
     }
     const int O = v.O;
@@ -130,6 +140,10 @@ std::string zamba2_engine_step(zamba2_engine * e, const int32_t * packed, size_t
     if (!e->conv_pool) return "step before initCache";
     if (!e->resolved) {
         const std::string err = zamba2_resolve_weights(e);
+        if (!err.empty()) return err;
+    }
+    if (e->persist_decode && !e->persist_layers) {
+        const std::string err = zamba2_make_persist(e);
         if (!err.empty()) return err;
     }
     size_t off[9];

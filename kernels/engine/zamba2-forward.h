@@ -83,3 +83,12 @@ std::string fused_block_mlp(zamba2_engine * e, const step_view & v, const zamba2
                             const zamba2_decode_weights * dw);
 // The Mamba2 layer L in three kernels: in_proj (norm in, conv out), the gated state step, out_proj (gated norm in).
 std::string mamba_layer_fused(zamba2_engine * e, const step_view & v, int L, bool hybrid);
+
+// ---- zamba2-decode-persistent.cc (batch-1 decode steps) ------------------------------------------
+
+// Whether this step runs its Mamba2 layers as persistent launches: a fused decode step of one sequence with the
+// per-layer array made (ZAMBA2_PERSIST not 0).
+bool persistent_decode_step(const zamba2_engine * e, const step_view & v, bool fused);
+// Layers [L0, L1) (no hybrid layer after L0) in one launch, with the counters of launch site `run`; false when the
+// kernel does not take the device or the dims (nothing enqueued: run the layers one by one).
+bool mamba_run_persistent(zamba2_engine * e, const step_view & v, int L0, int L1, bool hybrid, int run);

@@ -53,6 +53,9 @@ void zamba2_read_switches(zamba2_engine * e) {
     e->skinny_no_cross_preload = env_starts("ZAMBA2_SKINNY_CROSS", '0');
     // the gated state step lets out_proj's CTAs launch before its own wait (run 47: b1 1.630 -> 1.594 ms);
     // ZAMBA2_STATE_TRIGGER=late: after it, as every other kernel that waits first
+    // batch-1 decode's Mamba2 layers as persistent launches: opt-in, slower so far (kernels/notes/runs-65-.md)
+    e->persist_decode = env_starts("ZAMBA2_PERSIST", '1');
+    e->persist_max_runs = std::max(0, env_int("ZAMBA2_PERSIST_RUNS", 1 << 20));
     zk_state_step_early_trigger() = !env_starts("ZAMBA2_STATE_TRIGGER", 'l');
     e->split_inputs = !env_starts("ZAMBA2_SPLIT_GEMM", '0');
     e->split_z = !env_starts("ZAMBA2_SPLIT_Z", '0');

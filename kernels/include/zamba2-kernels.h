@@ -119,6 +119,37 @@ bool mamba2_state_step_gated(float * y, float * gsq, const float * z, int ld_z, 
                              const float * d_skip, const int32_t * cu_seqlens, const int32_t * seq_slot, int n_seqs,
                              int n_heads, int head_dim, int n_groups, int d_state, cudaStream_t stream);
 
+// ---- a run of Mamba2 layers of a batch-1 decode step in one persistent launch (mamba2-decode-persistent.cu) ----
+// Per layer: in_proj on rmsnorm(x (+ tr on the first layer)), the conv (state updated), the state step with the
+// gate, out_proj on the gated norm accumulated into x; one CTA per SM streams its weight rows through shared memory.
+struct mamba2_persist_layer {
+    const bf16 *in_proj, *out_proj;        // [d + cd + nh, H], [H, d]
+    const bf16 *input_norm, *conv_w, *conv_b, *norm;  // [H], [cd, 4], [cd] (may be null), [d]
+    const float *dt_bias, *a_log, *d_skip;  // [nh]
+    float *conv_state, *ssm_state;          // this layer's pools: [slots, 3, cd], [slots, nh, P, N] fp32
+};
+struct mamba2_persist_args {
+    const mamba2_persist_layer * layers;  // device array [n_layers], in order
+    int n_layers;
+    float * x;                 // [H] the residual stream, updated in place
+    const float * tr;          // [H] added to the first layer's mixer input (a hybrid layer), or null
+    float * zx;                // [d + cd + nh] scratch: in_proj's outputs
+    float * xbc;               // [cd] scratch: the conv's outputs
+    float * y;                 // [d] scratch: the gated state step's output
+    float * gsq;               // [nh * 4] scratch: sums of y^2 per state unit
+    unsigned * sync;           // [2] grid-barrier counters of this launch site, zero between launches (the launch resets them)
+    const int32_t * seq_slot;  // [1] the sequence's state slot
+    int hidden, n_heads, head_dim, n_groups, d_state;
+    float eps, gated_eps;      // input rmsnorm, gated norm
+    // Optional phase trace (null: none): [gridDim][n_layers][PERSIST_TRACE_FIELDS] globaltimer ns (the bench)
+    unsigned long long * trace;
+};
+constexpr int PERSIST_TRACE_FIELDS = 10;  // start, C, in_proj, A, state, B, out_proj, full waits, empty waits, issued
+// Enqueues the run; false (nothing enqueued) below compute capability 9.0, or for dims it does not take.
+bool mamba2_decode_persistent(const mamba2_persist_args & a, cudaStream_t stream);
+// Why the last call returned false ("" after one that enqueued).
+const char * mamba2_decode_persistent_refusal();
+
 // ---- mamba2-ssd.cu ----------------------------------------------------------------------------
 // Chunked (SSD) form of mamba2_scan_varlen for prefill, on tensor cores (bf16 mma with fp32 operands split
 // into hi + lo: ~1e-5 relative to the float64 recurrence). The caller cuts every sequence into chunks of

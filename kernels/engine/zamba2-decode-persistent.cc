@@ -1,0 +1,72 @@
+// Batch-1 decode steps (ZAMBA2_PERSIST=1; off by default, slower so far: kernels/notes/runs-65-.md): the Mamba2
+// layers between two hybrid layers in one persistent launch (src/mamba2-decode-persistent.cu says why). The shared
+// block still runs as the fused decode path's kernels.
+#include "zamba2-forward.h"
+
+// The device array of per-layer pointers (weights and this layer's pools) and the launch sites' barrier counters,
+// made once the weights are resolved and the pools exist (outside any graph capture: the step calls it first).
+std::string zamba2_make_persist(zamba2_engine * e) {
+    if (!e->persist_decode || e->persist_layers || !e->conv_pool) return "";
+    const zamba2_config & c = e->cfg;
+    std::vector<mamba2_persist_layer> host((size_t) c.n_layers);
+    for (int L = 0; L < c.n_layers; ++L) {
+        const zamba2_layer_ptrs & lw = e->layers[L];
+        host[L] = {lw.in_proj, lw.out_proj, lw.input_norm, lw.conv_w, lw.conv_b, lw.norm, lw.dt_bias, lw.a_log, lw.d,
+                   e->conv_pool + (size_t) L * e->conv_layer_elems(), e->ssm_pool + (size_t) L * e->ssm_layer_elems()};
+    }
+    const size_t n_sync = 2 * (c.hybrid_layer_ids.size() + 1);  // one counter pair per run of layers
+    mamba2_persist_layer * layers = nullptr;
+    unsigned * sync = nullptr;
+    if (cudaMalloc(&layers, host.size() * sizeof(mamba2_persist_layer)) != cudaSuccess) return "persistent decode: out of memory";
+    if (cudaMalloc(&sync, n_sync * sizeof(unsigned)) != cudaSuccess) {
+        cudaFree(layers);
+        return "persistent decode: out of memory";
+    }
+    if (cudaMemcpy(layers, host.data(), host.size() * sizeof(mamba2_persist_layer), cudaMemcpyHostToDevice) != cudaSuccess ||
+        cudaMemset(sync, 0, n_sync * sizeof(unsigned)) != cudaSuccess) {
+        cudaFree(layers);
+        cudaFree(sync);
+        return "persistent decode: upload failed";
+    }
+    e->persist_layers = layers;
+    e->persist_sync = sync;
+    return "";
+}
+
+void zamba2_free_persist(zamba2_engine * e) {
+    if (e->persist_layers) cudaFree(e->persist_layers);
+    if (e->persist_sync) cudaFree(e->persist_sync);
+    e->persist_layers = nullptr;
+    e->persist_sync = nullptr;
+}
+
+bool persistent_decode_step(const zamba2_engine * e, const step_view & v, bool fused) {
+    return fused && v.T == 1 && e->persist_layers;
+}
+
+bool mamba_run_persistent(zamba2_engine * e, const step_view & v, int L0, int L1, bool hybrid, int run) {
+    if (run >= e->persist_max_runs) return false;
+    const zamba2_config & c = e->cfg;
+    zamba2_scratch & s = e->s;
+    mamba2_persist_args a{};
+    a.layers = e->persist_layers + L0;
+    a.n_layers = L1 - L0;
+    a.x = s.x;
+    a.tr = hybrid ? s.tr : nullptr;  // Tr enters the mixer input only (spec §3 step 11)
+    a.zx = s.zx;
+    a.xbc = s.xbc;
+    a.y = s.y;
+    a.gsq = s.gsq;
+    a.sync = e->persist_sync + 2 * run;
+    a.seq_slot = v.seq_slot;
+    a.hidden = c.hidden;
+    a.n_heads = c.n_mamba_heads;
+    a.head_dim = c.mamba_head_dim;
+    a.n_groups = c.ngroups;
+    a.d_state = c.d_state;
+    a.eps = c.eps;
+    a.gated_eps = 1e-5f;  // the gated norm's eps (as the other paths)
+    if (!mamba2_decode_persistent(a, e->stream)) return false;
+    zamba2_prof_mark(e, PROF_GEMM);
+    return true;
+}
