@@ -204,6 +204,38 @@ void bench_persist(test_rng & rng) {
     float ms = 0;
     ZK_CHECK(cudaEventElapsedTime(&ms, e0, e1));
     const double us_layer = 1000.0 * ms / reps / layers;
+    // The same launches alternating with one skinny_gemm GEMV (x [1, H] fp32 . an in_proj-sized weight), as the
+    // engine's shared-block GEMVs sit between its persistent launches: what an edge between this ~227 KB
+    // shared-memory kernel and a small-carveout kernel costs beyond the two kernels alone.
+    skinny_gemm_args g{};
+    g.n_seg = 1;
+    g.x_mode = SKINNY_X_F32;
+    g.x = x.ptr;
+    g.ld_x = H;
+    g.K = H;
+    g.M = 1;
+    g.y_f32 = true;
+    dev_buf<float> gy(ipo);
+    g.seg[0] = {dl[0]->in_proj.ptr, nullptr, nullptr, gy.ptr, ipo, ipo};
+    auto timed_us = [&](bool persist, bool gemv) {  // us per repetition
+        for (int i = 0; i < 20; ++i) {
+            if (persist) mamba2_decode_persistent(a, 0);
+            if (gemv) skinny_gemm(g, 0);
+        }
+        ZK_CHECK(cudaEventRecord(e0));
+        for (int i = 0; i < reps; ++i) {
+            if (persist) mamba2_decode_persistent(a, 0);
+            if (gemv) skinny_gemm(g, 0);
+        }
+        ZK_CHECK(cudaEventRecord(e1));
+        ZK_LAUNCHED();
+        float t = 0;
+        ZK_CHECK(cudaEventElapsedTime(&t, e0, e1));
+        return 1000.0 * t / reps;
+    };
+    const double t_p = timed_us(true, false), t_g = timed_us(false, true), t_pg = timed_us(true, true);
+    std::printf("bench persist alternating with a GEMV: persistent %.1f us, GEMV %.1f us, both %.1f us per pair "
+                "(edges %+.1f us)\n", t_p, t_g, t_pg, t_pg - t_p - t_g);
     const double bytes = (double) layers * ((double) ipo * H + (double) H * d) * 2 + (double) layers * nh * P * N * 8;
     std::printf("bench persist 1.2B dims, %d layers: %.2f us per layer, %.2f TB/s (weights + state r/w)\n", layers,
                 us_layer, bytes / (1e-3 * ms / reps) / 1e12);
