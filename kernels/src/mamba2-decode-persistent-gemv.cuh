@@ -8,6 +8,21 @@
 
 namespace {
 
+// Waits until the consumers' next slot (pos) has arrived. With the bench's trace (waited not null): the wait is
+// added to *waited, and CTA 0 gets its per-slot record ([fill][4] ns after the phase fields; the first two, the
+// wait's start and end, set here), else nullptr.
+__device__ inline unsigned long long * pk_wait_slot(const pk_ring_pos & pos, const pk_params & p, const pk_smem & s,
+                                                    unsigned long long * waited) {
+    const unsigned long long t0 = waited ? zk_globaltimer_ns() : 0;
+    pk_mbar_wait(&s.full[pos.slot], pos.phase);
+    if (waited) *waited += zk_globaltimer_ns() - t0;
+    unsigned long long * st = waited && blockIdx.x == 0 && pos.fill < PK_SLOT_TRACE
+                                  ? p.a.trace + (int64_t) gridDim.x * p.a.n_layers * PERSIST_TRACE_FIELDS + pos.fill * 4
+                                  : nullptr;
+    if (st) { st[0] = t0; st[1] = zk_globaltimer_ns(); }
+    return st;
+}
+
 // 8 bf16 weights . 8 fp32 inputs: two chains of 4 (half the dependent latency), then their sum.
 __device__ inline float pk_dot8(const uint4 & w, const float4 & x0, const float4 & x1) {
     const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&w.x));
@@ -67,13 +82,8 @@ __device__ inline void pk_consume_mma(int N, int K, pk_ring_pos & pos, const pk_
     const int offa = ma < R * S ? ra * K * 2 + (sa * seg + 8 * t) * 2 : -1;
     const int offb = mb < R * S ? rb * K * 2 + (sb * seg + 8 * t) * 2 : -1;
     for (int r = r0; r < r1; r += R, pos.advance(p.n_slots)) {
-        const int nr = min(R, r1 - r), slot = pos.slot, fill = pos.fill;
-        const unsigned long long t0 = waited ? zk_globaltimer_ns() : 0;
-        pk_mbar_wait(&s.full[slot], pos.phase);
-        if (waited) *waited += zk_globaltimer_ns() - t0;
-        unsigned long long * st = waited && blockIdx.x == 0 && fill < PK_SLOT_TRACE
-                                      ? p.a.trace + (int64_t) gridDim.x * p.a.n_layers * PERSIST_TRACE_FIELDS + fill * 4 : nullptr;
-        if (st) { st[0] = t0; st[1] = zk_globaltimer_ns(); }
+        const int nr = min(R, r1 - r), slot = pos.slot;
+        unsigned long long * st = pk_wait_slot(pos, p, s, waited);
         const unsigned char * base = s.ring + (size_t) slot * PK_SLOT_BYTES;
         const bool va = offa >= 0 && ra < nr, vb = offb >= 0 && rb < nr;
         uint4 wa[PK_MMA_MAX_STEPS], wb[PK_MMA_MAX_STEPS];
@@ -161,14 +171,8 @@ __device__ inline void pk_consume(int N, int K, pk_ring_pos & pos, const pk_para
         xr[i][1] = cix[i] >= 0 ? xs4[2 * c + 1] : make_float4(0.f, 0.f, 0.f, 0.f);
     }
     for (int r = r0; r < r1; r += R, pos.advance(p.n_slots)) {
-        const int nr = min(R, r1 - r), slot = pos.slot, fill = pos.fill;
-        const unsigned long long t0 = waited ? zk_globaltimer_ns() : 0;
-        pk_mbar_wait(&s.full[slot], pos.phase);
-        if (waited) *waited += zk_globaltimer_ns() - t0;
-        // the bench's per-slot trace of CTA 0: after the slot's trace fields, [fill][4] ns
-        unsigned long long * st = waited && blockIdx.x == 0 && fill < PK_SLOT_TRACE
-                                      ? p.a.trace + (int64_t) gridDim.x * p.a.n_layers * PERSIST_TRACE_FIELDS + fill * 4 : nullptr;
-        if (st) { st[0] = t0; st[1] = zk_globaltimer_ns(); }
+        const int nr = min(R, r1 - r), slot = pos.slot;
+        unsigned long long * st = pk_wait_slot(pos, p, s, waited);
         const unsigned char * base = s.ring + (size_t) slot * PK_SLOT_BYTES;
         float acc[PK_MAX_ROWS];
 #pragma unroll
