@@ -16,7 +16,7 @@ import csv
 import sys
 from collections import defaultdict
 
-TAGS = {1: "skinny", 2: "state", 3: "attn", 4: "argmax"}
+TAGS = {1: "skinny", 2: "state", 3: "attn", 4: "argmax", 5: "persist"}
 
 
 def launches(path):
@@ -124,7 +124,7 @@ def main():
             if l["phases"]:
                 ph[(l["role"], l["grid"])].append(l["phases"])
     if ph:
-        print("median CTA after release, us (skinny: staging, first item, the rest; state: update, block sum, end)")
+        print("median CTA after release, us (skinny: staging, first item, the rest; state: update, block sum, end; persist: layer 0, the middle layers, the last)")
         print("  (last warp: how long after thread 0 the CTA's last warp got past its wait; inside phase 1)")
         print(f"{'role':10s} {'grid':>5s} {'wait skew':>10s} {'phase 1':>8s} {'phase 2':>8s} {'phase 3':>8s} {'last warp':>10s}")
         for (role, grid), rows in sorted(ph.items(), key=lambda kv: kv[0]):

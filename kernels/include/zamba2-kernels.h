@@ -144,7 +144,8 @@ struct mamba2_persist_args {
     // Optional phase trace (null: none): [gridDim][n_layers][PERSIST_TRACE_FIELDS] globaltimer ns (the bench)
     unsigned long long * trace;
 };
-constexpr int PERSIST_TRACE_FIELDS = 10;  // start, C, in_proj, A, state, B, out_proj, full waits, empty waits, issued
+constexpr int PERSIST_TRACE_FIELDS = 11;  // start, C, in_proj, A, state, B, out_proj, full waits, empty waits, issued,
+                                          // out_proj's input staged
 // Enqueues the run; false (nothing enqueued) below compute capability 9.0, or for dims it does not take.
 bool mamba2_decode_persistent(const mamba2_persist_args & a, cudaStream_t stream);
 // Why the last call returned false ("" after one that enqueued).

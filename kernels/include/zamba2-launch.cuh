@@ -15,12 +15,34 @@
 
 #include <cuda_runtime.h>
 
+#include <mutex>
+#include <unordered_set>
 #include <utility>
 
 // Process-wide switch, set by the engine (ZAMBA2_PDL, compute capability >= 9.0). Off: plain launches.
 inline bool & zk_pdl_enabled() {
     static bool on = false;
     return on;
+}
+
+// Process-wide preferred shared-memory carveout (percent of the unified L1 / shared memory) for every kernel launched
+// through zk_launch / zk_launch_pdl; -1 (default): no preference. Set by the engine (ZAMBA2_SMEM_CARVEOUT; 50 with
+// ZAMBA2_PERSIST=1). Why it matters: an SM changes its carveout only when it has drained, and without a preference
+// a kernel runs in whatever configuration the SM already has. After the persistent decode (~227 KB of shared
+// memory) the SMs stay at the largest carveout while the PDL-overlapped GEMVs that follow never let them drain,
+// and a streaming GEMV with little L1 left runs ~20-40% slower (kernels/notes/runs-36-42.md run 38, runs-72-.md).
+inline int & zk_smem_carveout() {
+    static int percent = -1;
+    return percent;
+}
+inline void zk_apply_carveout(const void * kernel) {
+    if (zk_smem_carveout() < 0) return;
+    static std::mutex mu;
+    static std::unordered_set<const void *> done;  // the attribute is per function: set once
+    std::lock_guard<std::mutex> lock(mu);
+    if (done.insert(kernel).second) {
+        cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, zk_smem_carveout());
+    }
 }
 
 // Programmatic dependent launch (sm_90+; no-ops when compiled for older chips, and at run time when the
@@ -84,6 +106,7 @@ static inline cudaError_t zk_launch_pdl(bool pdl, void (*kernel)(KArgs...), dim3
     cfg.stream = stream;
     cfg.attrs = attr;
     cfg.numAttrs = pdl && zk_device().major >= 9 ? 1 : 0;
+    zk_apply_carveout(reinterpret_cast<const void *>(kernel));
     return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
 }
 

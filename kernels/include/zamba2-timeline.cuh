@@ -27,7 +27,7 @@ struct zk_tl_buffer {
     unsigned long long count, cap;
     zk_tl_record rec[1];  // [cap]
 };
-enum zk_tl_tag : uint32_t { ZK_TL_SKINNY = 1, ZK_TL_STATE_STEP = 2, ZK_TL_ATTN_DECODE = 3, ZK_TL_ARGMAX = 4 };
+enum zk_tl_tag : uint32_t { ZK_TL_SKINNY = 1, ZK_TL_STATE_STEP = 2, ZK_TL_ATTN_DECODE = 3, ZK_TL_ARGMAX = 4, ZK_TL_PERSIST = 5 };
 
 #ifdef ZK_TIMELINE
 #include <cuda_runtime.h>
@@ -78,9 +78,8 @@ __device__ __forceinline__ void zk_tl_waited(zk_tl_cta & c) {
 __device__ __forceinline__ void zk_tl_mark(zk_tl_cta & c, int i) {
     if (threadIdx.x == 0) c.t_mark[i] = zk_globaltimer_ns();
 }
-// every thread of the CTA: the end is when the last of them arrives
-__device__ __forceinline__ void zk_tl_end(const zk_tl_cta & c, uint32_t tag) {
-    __syncthreads();
+// thread 0, once every thread of the CTA that still runs has synchronized (a kernel whose warps leave early)
+__device__ __forceinline__ void zk_tl_end_synced(const zk_tl_cta & c, uint32_t tag) {
     if (threadIdx.x == 0 && zk_tl_buf && c.index < zk_tl_buf->cap) {
         zk_tl_record & r = zk_tl_buf->rec[c.index];
         r.tag = tag;
@@ -94,6 +93,11 @@ __device__ __forceinline__ void zk_tl_end(const zk_tl_cta & c, uint32_t tag) {
         r.t_waited_last = zk_tl_last_wait();
     }
 }
+// every thread of the CTA: the end is when the last of them arrives
+__device__ __forceinline__ void zk_tl_end(const zk_tl_cta & c, uint32_t tag) {
+    __syncthreads();
+    zk_tl_end_synced(c, tag);
+}
 
 void zk_tl_set_this_unit(zk_tl_buffer * p) { cudaMemcpyToSymbol(zk_tl_buf, &p, sizeof p); }
 const bool zk_tl_registered = (zk_tl_setters().push_back(&zk_tl_set_this_unit), true);
@@ -102,6 +106,7 @@ const bool zk_tl_registered = (zk_tl_setters().push_back(&zk_tl_set_this_unit), 
 #define ZK_TL_BEGIN() zk_tl_cta zk_tl_c = zk_tl_begin()
 #define ZK_TL_WAITED() zk_tl_waited(zk_tl_c)
 #define ZK_TL_END(tag) zk_tl_end(zk_tl_c, tag)
+#define ZK_TL_END_SYNCED(tag) zk_tl_end_synced(zk_tl_c, tag)
 #define ZK_TL_MARK(i) zk_tl_mark(zk_tl_c, i)
 #endif  // __CUDACC__
 
@@ -133,5 +138,6 @@ inline std::vector<zk_tl_record> zk_timeline_take(zk_tl_buffer * buf) {
 #define ZK_TL_BEGIN() ((void) 0)
 #define ZK_TL_WAITED() ((void) 0)
 #define ZK_TL_END(tag) ((void) 0)
+#define ZK_TL_END_SYNCED(tag) ((void) 0)
 #define ZK_TL_MARK(i) ((void) 0)
 #endif

@@ -53,23 +53,27 @@ __device__ inline void pk_split8(uint4 & hi, uint4 & lo, const float (&f)[8]) {
 // (k in [s K / S, (s + 1) K / S)), B column n is x over segment n, so D[m][s] is row r's partial dot product over
 // the step's part of segment s; the other columns are discarded. Lane (g, t) loads 8 consecutive k at 8t of the step
 // for A rows g and g + 8 (the k order inside an MMA is free as long as A and B agree, as in skinny_gemm), and x as
-// bf16 hi + lo (fp32-grade products). Warp w takes steps w, w + 8, .. of every segment: its B fragments stay in
-// registers for the phase. Partials go to red[(row S + s) 8 + warp]; the end sums them in order.
+// bf16 hi + lo (fp32-grade products). Warp w takes logical steps w, w + 8, .. of every segment; segment s reads them
+// rotated by s (memory step (i + s) % steps, for its A rows and its B column alike), so that the 8 A rows of one
+// load, 1 KB apart in the slot, fall on both halves of the banks: 4 wavefronts per load instead of 8. Its B fragments
+// stay in registers for the phase. Partials go to red[(row S + s) 8 + warp]; the end sums them in order, times
+// scale[q] for segment q where given (the gated norm folded in: pk_stage_gated).
+// A slot is released as soon as its MMAs have their operands (before their sums).
 template <typename Out>
 __device__ inline void pk_consume_mma(int N, int K, pk_ring_pos & pos, const pk_params & p, const pk_smem & s,
-                                      unsigned long long * waited, Out && out) {
+                                      unsigned long long * waited, const float * scale, Out && out) {
     int r0, r1;
     pk_rows(N, blockIdx.x, gridDim.x, r0, r1);
     const int R = pk_rows_per_slot(K), S = pk_mma_segments(K), seg = K / S, steps = seg / 32;
     const int tid = threadIdx.x, warp = tid / ZK_WARP_SIZE, lane = tid % ZK_WARP_SIZE, g = lane / 4, t = lane % 4;
     const int n_steps = (steps - warp + PK_CONSUMER_WARPS - 1) / PK_CONSUMER_WARPS;  // this warp's (uniform)
-    // B: x of segment g at this warp's steps, hi and lo (zero for columns past S)
+    // B: x of segment g at this warp's steps (rotated by g), hi and lo (zero for columns past S)
     uint4 bh[PK_MMA_MAX_STEPS], bl[PK_MMA_MAX_STEPS];
 #pragma unroll
     for (int i = 0; i < PK_MMA_MAX_STEPS; ++i) {
         bh[i] = bl[i] = make_uint4(0, 0, 0, 0);
         if (i < n_steps && g < S) {
-            const float * xp = s.xs + g * seg + (warp + PK_CONSUMER_WARPS * i) * 32 + 8 * t;
+            const float * xp = s.xs + g * seg + ((warp + PK_CONSUMER_WARPS * i + g) % steps) * 32 + 8 * t;
             float f[8];
 #pragma unroll
             for (int e = 0; e < 8; ++e) f[e] = xp[e];
@@ -81,6 +85,12 @@ __device__ inline void pk_consume_mma(int N, int K, pk_ring_pos & pos, const pk_
     const int ra = ma / S, sa = ma % S, rb = mb / S, sb = mb % S;
     const int offa = ma < R * S ? ra * K * 2 + (sa * seg + 8 * t) * 2 : -1;
     const int offb = mb < R * S ? rb * K * 2 + (sb * seg + 8 * t) * 2 : -1;
+    int step_a[PK_MMA_MAX_STEPS], step_b[PK_MMA_MAX_STEPS];  // + the rotated steps' byte offsets, the same every slot
+#pragma unroll
+    for (int i = 0; i < PK_MMA_MAX_STEPS; ++i) {
+        step_a[i] = offa + ((warp + PK_CONSUMER_WARPS * i + sa) % steps) * 64;
+        step_b[i] = offb + ((warp + PK_CONSUMER_WARPS * i + sb) % steps) * 64;
+    }
     for (int r = r0; r < r1; r += R, pos.advance(p.n_slots)) {
         const int nr = min(R, r1 - r), slot = pos.slot;
         unsigned long long * st = pk_wait_slot(pos, p, s, waited);
@@ -91,9 +101,8 @@ __device__ inline void pk_consume_mma(int N, int K, pk_ring_pos & pos, const pk_
         for (int i = 0; i < PK_MMA_MAX_STEPS; ++i) {  // the slot's loads first, then the MMAs
             wa[i] = wb[i] = make_uint4(0, 0, 0, 0);
             if (i >= n_steps) break;
-            const int kb = (warp + PK_CONSUMER_WARPS * i) * 64;  // step's byte offset within a segment
-            if (va) wa[i] = *reinterpret_cast<const uint4 *>(base + offa + kb);
-            if (vb) wb[i] = *reinterpret_cast<const uint4 *>(base + offb + kb);
+            if (va) wa[i] = *reinterpret_cast<const uint4 *>(base + step_a[i]);
+            if (vb) wb[i] = *reinterpret_cast<const uint4 *>(base + step_b[i]);
         }
         // four accumulators (step parity x hi / lo): chains of <= 2 dependent MMAs, summed in a fixed order
         float ch[2][4] = {}, cl[2][4] = {};
@@ -107,11 +116,12 @@ __device__ inline void pk_consume_mma(int N, int K, pk_ring_pos & pos, const pk_
             zk_mma_bf16(cl[i & 1], a47, bl[i].z, bl[i].w);
             zk_mma_bf16(ch[i & 1], a47, bh[i].z, bh[i].w);
         }
+        // the MMAs were issued, so every lane's loads of the slot have landed in registers: release it
+        __syncwarp();
+        if (lane == 0) pk_mbar_arrive(&s.empty[slot]);
         float c[4];
 #pragma unroll
         for (int e = 0; e < 4; ++e) c[e] = (cl[0][e] + cl[1][e]) + (ch[0][e] + ch[1][e]);
-        __syncwarp();
-        if (lane == 0) pk_mbar_arrive(&s.empty[slot]);  // this warp is done reading the slot
         // D[m][s(m)]: row g's column sa is c0 (2t) or c1 (2t + 1) of lane t = sa / 2; row g + 8's likewise
         if (va && sa / 2 == t) s.red[(((r - r0) + ra) * S + sa) * PK_CONSUMER_WARPS + warp] = sa & 1 ? c[1] : c[0];
         if (vb && sb / 2 == t) s.red[(((r - r0) + rb) * S + sb) * PK_CONSUMER_WARPS + warp] = sb & 1 ? c[3] : c[2];
@@ -121,11 +131,13 @@ __device__ inline void pk_consume_mma(int N, int K, pk_ring_pos & pos, const pk_
     for (int j = tid; j < r1 - r0; j += PK_CONSUMERS) {
         float v = 0.0f;
         for (int q = 0; q < S; ++q) {
+            float u = 0.0f;
 #pragma unroll
             for (int w = 0; w < PK_CONSUMER_WARPS; ++w) {
                 // warps without a step of this segment wrote nothing: only warps < steps
-                if (w < steps) v += s.red[(j * S + q) * PK_CONSUMER_WARPS + w];
+                if (w < steps) u += s.red[(j * S + q) * PK_CONSUMER_WARPS + w];
             }
+            v += scale ? scale[q] * u : u;
         }
         out(r0 + j, j, v);
     }
@@ -210,10 +222,12 @@ __device__ inline void pk_consume(int N, int K, pk_ring_pos & pos, const pk_para
 }
 
 // The CTA's rows of an N x K matrix times xs: tensor cores where K allows, else FMAs.
+// scale (shared memory, one factor per tensor-core segment, or null) is for the tensor-core form only: see
+// pk_gated_folds.
 template <typename Out>
 __device__ inline void pk_gemv(int N, int K, pk_ring_pos & pos, const pk_params & p, const pk_smem & s,
-                               unsigned long long * waited, Out && out) {
-    if (pk_mma_segments(K) > 0) pk_consume_mma(N, K, pos, p, s, waited, out);
+                               unsigned long long * waited, const float * scale, Out && out) {
+    if (pk_mma_segments(K) > 0) pk_consume_mma(N, K, pos, p, s, waited, scale, out);
     else pk_consume(N, K, pos, p, s, waited, out);
 }
 

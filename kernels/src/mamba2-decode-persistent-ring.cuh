@@ -20,6 +20,8 @@ constexpr int PK_MAX_VEC4 = 8;       // float4 per thread of a staged input vect
 constexpr int PK_SLOT_TRACE = 256;  // slots of CTA 0 the bench's trace records
 constexpr int PK_MMA_MAX_STEPS = 2;  // 32-wide k steps of one segment per warp (segments <= 512)
 constexpr int PK_CONV_FIELDS = 8;    // per conv row in shared memory: st0, st1, st2, w0..w3, bias
+constexpr int PK_MAX_GROUPS = 8;     // n_groups (the gated norm's per-group factors in shared memory)
+constexpr int PK_MAX_GSQ = 8;        // gsq terms per lane when a group's sum is taken: <= 256 state units per group
 
 struct pk_params {
     mamba2_persist_args a;
@@ -32,10 +34,10 @@ struct pk_params {
 };
 
 // Shared memory, in order: ring [n_slots][16 KB] | xs [xs_floats] | conv [max_in_rows][8] | xres [32] |
-// red [rows x 8 segments][8 warps] | scratch [8] | ginv [8] | full [n_slots] | empty [n_slots] (mbarriers).
+// red [rows x 8 segments][8 warps] | scratch [8] | ginv [8] | gscale [8] | full [n_slots] | empty [n_slots] (mbarriers).
 struct pk_smem {
     unsigned char * ring;
-    float *xs, *conv, *xres, *red, *scratch, *ginv;
+    float *xs, *conv, *xres, *red, *scratch, *ginv, *gscale;
     uint64_t *full, *empty;
 };
 
@@ -50,7 +52,7 @@ __host__ __device__ inline size_t pk_smem_bytes(const pk_params & p) {
     size_t at = (size_t) p.n_slots * PK_SLOT_BYTES;
     at += (size_t) p.xs_floats * 4;
     at += (size_t) p.max_in_rows * PK_CONV_FIELDS * 4;
-    at += PK_XRES_FLOATS * 4 + (size_t) pk_red_rows(p) * PK_CONSUMER_WARPS * 4 + 8 * 4 + 8 * 4;
+    at += PK_XRES_FLOATS * 4 + (size_t) pk_red_rows(p) * PK_CONSUMER_WARPS * 4 + 8 * 4 + 8 * 4 + 8 * 4;
     at = (at + 7) / 8 * 8;
     return at + (size_t) 2 * p.n_slots * 8;
 }
@@ -70,6 +72,8 @@ __device__ inline pk_smem pk_carve(unsigned char * base, const pk_params & p) {
     s.scratch = reinterpret_cast<float *>(base + at);
     at += 8 * 4;
     s.ginv = reinterpret_cast<float *>(base + at);
+    at += 8 * 4;
+    s.gscale = reinterpret_cast<float *>(base + at);
     at += 8 * 4;
     at = (at + 7) / 8 * 8;
     s.full = reinterpret_cast<uint64_t *>(base + at);
@@ -111,10 +115,14 @@ __device__ inline void pk_mbar_init(uint64_t * bar, uint32_t count) {
 __device__ inline void pk_mbar_wait(uint64_t * bar, uint32_t parity) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     uint32_t done = 0;
-    do {
+    // a phase that has completed already (a resident slot): the non-blocking test, then the potentially blocking
+    // try_wait only when it has not
+    asm volatile("{\n\t.reg .pred q;\n\tmbarrier.test_wait.parity.shared::cta.b64 q, [%1], %2;\n\tselp.u32 %0, 1, 0, q;\n\t}"
+                 : "=r"(done) : "r"(pk_saddr(bar)), "r"(parity) : "memory");
+    while (!done) {
         asm volatile("{\n\t.reg .pred q;\n\tmbarrier.try_wait.parity.shared::cta.b64 q, [%1], %2;\n\tselp.u32 %0, 1, 0, q;\n\t}"
                      : "=r"(done) : "r"(pk_saddr(bar)), "r"(parity) : "memory");
-    } while (!done);
+    }
 #endif
 }
 __device__ inline void pk_mbar_arrive(uint64_t * bar) {
@@ -150,14 +158,12 @@ __device__ inline float pk_block_sum(float v, float * scratch) {
 
 // A grid barrier in two halves, so that work that does not depend on it runs between them. Arrive: the CTA's
 // writes so far are published (the block barrier orders them before thread 0's release). Wait: returns when all nb
-// CTAs have arrived target / nb times; their writes are then visible (read them with __ldcg: L1 is not coherent
-// across SMs).
+// CTAs have arrived target / nb times; their writes are then visible (thread 0's acquire, then the block barrier;
+// read them with __ldcg: L1 is not coherent across SMs). Release and acquire at GPU scope are the whole fence: no
+// __threadfence on either side (as CUTLASS's generic barrier).
 __device__ inline void pk_grid_arrive(unsigned * counter) {
     pk_sync();
-    if (threadIdx.x == 0) {
-        __threadfence();
-        asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(counter) : "memory");
-    }
+    if (threadIdx.x == 0) asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(counter) : "memory");
 }
 __device__ inline void pk_grid_wait(const unsigned * counter, unsigned target) {
     if (threadIdx.x == 0) {
@@ -165,7 +171,6 @@ __device__ inline void pk_grid_wait(const unsigned * counter, unsigned target) {
         do {
             asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
         } while (seen < target);
-        __threadfence();
     }
     pk_sync();
 }

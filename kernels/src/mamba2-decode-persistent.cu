@@ -28,6 +28,7 @@
 
 #include "mamba2-decode-persistent-gemv.cuh"
 #include "mamba2-decode-persistent-ring.cuh"
+#include "zamba2-timeline.cuh"
 
 namespace {
 
@@ -172,25 +173,50 @@ __device__ inline void pk_state_unit(pk_state_regs & r, const pk_params & p, con
     if (threadIdx.x == 0) a.gsq[u] = ss;
 }
 
-// out_proj's input: ys = w * (y * rsqrt(sum of the group's gsq / group + eps)).
-__device__ inline void pk_stage_gated(const pk_params & p, const pk_smem & s, const bf16 * w) {
+// Whether the gated norm folds into out_proj (tensor-core form, each segment inside one group): see pk_stage_gated.
+__host__ __device__ inline bool pk_gated_folds(const pk_params & p) {
+    const int S = pk_mma_segments(p.d);
+    return S > 0 && (p.d / p.a.n_groups) % (p.d / S) == 0;
+}
+
+// out_proj's input: ys = w * (y * inv_g), inv_g = rsqrt(sum of group g's gsq / group + eps). y's loads and the gsq
+// terms' loads are issued together (one round trip after barrier B). Folded (pk_gated_folds): xs = w * y, and
+// gscale[q] = inv of segment q's group scales the segment's partial sums at the GEMV's end, so that nothing waits for
+// the group sums between the loads and the GEMV.
+__device__ inline void pk_stage_gated(const pk_params & p, const pk_smem & s, const bf16 * w, bool fold) {
     const mamba2_persist_args & a = p.a;
     const int d = p.d, G = a.n_groups, group = d / G, per = p.units / G;
     const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE;
     float4 v[PK_MAX_VEC4];
     pk_load_vec(v, a.y, d);
     for (int gi = warp; gi < G; gi += PK_CONSUMER_WARPS) {
+        float q[PK_MAX_GSQ];
+#pragma unroll
+        for (int i = 0; i < PK_MAX_GSQ; ++i) {
+            const int c = lane + ZK_WARP_SIZE * i;
+            q[i] = c < per ? __ldcg(a.gsq + gi * per + c) : 0.0f;
+        }
         float t = 0.0f;
-        for (int c = lane; c < per; c += ZK_WARP_SIZE) t += __ldcg(a.gsq + gi * per + c);
+#pragma unroll
+        for (int i = 0; i < PK_MAX_GSQ; ++i) t += q[i];
         t = zk_warp_sum(t);
-        if (lane == 0) s.ginv[gi] = rsqrtf(t / (float) group + a.gated_eps);
+        const float inv = rsqrtf(t / (float) group + a.gated_eps);
+        if (lane == 0) {
+            s.ginv[gi] = inv;
+            if (fold) {
+                const int S = pk_mma_segments(d), seg = d / S;
+                for (int sq = 0; sq < S; ++sq) {
+                    if (sq * seg / group == gi) s.gscale[sq] = inv;
+                }
+            }
+        }
     }
-    pk_sync();
+    if (!fold) pk_sync();  // ginv, before the scaling below
 #pragma unroll
     for (int i = 0; i < PK_MAX_VEC4; ++i) {
         const int k = 4 * ((int) threadIdx.x + PK_CONSUMERS * i);
         if (k >= d) break;
-        const float inv = s.ginv[k / group];  // group % 4 == 0: a float4 lies in one group
+        const float inv = fold ? 1.0f : s.ginv[k / group];  // group % 4 == 0: a float4 lies in one group
         const float2 w01 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(w + k));
         const float2 w23 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(w + k + 2));
         *reinterpret_cast<float4 *>(s.xs + k) =
@@ -201,6 +227,7 @@ __device__ inline void pk_stage_gated(const pk_params & p, const pk_smem & s, co
 
 __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel(const __grid_constant__ pk_params p) {
     extern __shared__ __align__(128) unsigned char pk_dyn[];
+    ZK_TL_BEGIN();  // the timeline build only (mark 0: layer 0 done; mark 1: the last layer's input in place)
     const pk_smem s = pk_carve(pk_dyn, p);
     const mamba2_persist_args & a = p.a;
     const int tid = threadIdx.x, nb = gridDim.x, b = blockIdx.x;
@@ -237,6 +264,7 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
     // of x) is loaded between the barrier's arrive and its wait.
     const int slot = a.seq_slot[0];
     const int d = p.d, cd = p.cd;
+    const bool fold = pk_gated_folds(p);
     unsigned barriers = 0;
     pk_ring_pos pos;
     pk_state_regs st;
@@ -249,14 +277,19 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
         pk_stage_conv(p, s, lw, slot);
         pk_head_consts hc{};
         if (b < p.units) hc = pk_load_head(p, lw, b);
-        if (L == 0) zk_pdl_wait();  // x and tr come from the previous kernels
-        else pk_grid_wait(a.sync, barriers * nb);  // C: x complete
+        if (L == 0) {
+            zk_pdl_wait();  // x and tr come from the previous kernels
+            ZK_TL_WAITED();
+        } else {
+            pk_grid_wait(a.sync, barriers * nb);  // C: x complete
+        }
+        if (L == a.n_layers - 1) ZK_TL_MARK(1);
         PK_TRACE(L, 1);
         pk_stage_rmsnorm(p, s, lw.input_norm, L == 0 ? a.tr : nullptr);
 
         // in_proj (+ conv)
         float * conv_state = lw.conv_state + (int64_t) slot * 3 * cd;  // [3, cd]
-        pk_gemv(p.ipo, a.hidden, pos, p, s, wt, [&](int n, int j, float v) {
+        pk_gemv(p.ipo, a.hidden, pos, p, s, wt, nullptr, [&](int n, int j, float v) {
             a.zx[n] = v;  // z | xBC before the conv | dt
             const int c = n - d;
             if (c >= 0 && c < cd) {
@@ -288,9 +321,11 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
         PK_TRACE(L, 5);
         if (L == a.n_layers - 1) zk_pdl_trigger();  // every CTA is resident and past its last barrier
 
-        pk_stage_gated(p, s, lw.norm);
-        pk_gemv(a.hidden, d, pos, p, s, wt, [&](int n, int j, float v) { a.x[n] = s.xres[j] + v; });
+        pk_stage_gated(p, s, lw.norm, fold);
+        PK_TRACE(L, 10);
+        pk_gemv(a.hidden, d, pos, p, s, wt, fold ? s.gscale : nullptr, [&](int n, int j, float v) { a.x[n] = s.xres[j] + v; });
         PK_TRACE(L, 6);
+        if (L == 0) ZK_TL_MARK(0);
         if (wt) a.trace[((int64_t) blockIdx.x * a.n_layers + L) * PERSIST_TRACE_FIELDS + 7] = waited;
         if (L + 1 < a.n_layers) {
             pk_grid_arrive(a.sync);  // C: x complete (waited for after the next layer's loads)
@@ -300,6 +335,7 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
 
     // The last CTA out resets the counters for the next launch (every CTA has left its last barrier by then).
     pk_sync();
+    ZK_TL_END_SYNCED(ZK_TL_PERSIST);  // the producer warp has left: no __syncthreads
     if (tid == 0) {
         __threadfence();
         if (atomicAdd(a.sync + 1, 1u) == (unsigned) nb - 1) {
@@ -312,7 +348,7 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
 bool pk_plan(pk_params & p, const mamba2_persist_args & a, int n_sm) {
     const int H = a.hidden, P = a.head_dim, N = a.d_state, G = a.n_groups, nh = a.n_heads;
     if (a.n_layers < 1 || !a.layers || !a.x || !a.zx || !a.xbc || !a.y || !a.gsq || !a.sync || !a.seq_slot) return false;
-    if (H <= 0 || P <= 0 || N <= 0 || G <= 0 || nh <= 0 || nh % G != 0) return false;
+    if (H <= 0 || P <= 0 || N <= 0 || G <= 0 || G > PK_MAX_GROUPS || nh <= 0 || nh % G != 0) return false;
     p.a = a;
     p.d = nh * P;
     p.cd = p.d + 2 * G * N;
@@ -335,6 +371,7 @@ bool pk_plan(pk_params & p, const mamba2_persist_args & a, int n_sm) {
         if (P % sp == 0 && nh * sp <= nb) { p.split = sp; break; }
     }
     p.units = nh * p.split;
+    if (p.units / G > ZK_WARP_SIZE * PK_MAX_GSQ) return false;  // a group's gsq terms: PK_MAX_GSQ per lane
     p.unit_rows = P / p.split;
     if (p.unit_rows > PK_MAX_PASSES * (PK_CONSUMERS / p.gw)) return false;
     p.max_in_rows = (p.ipo + nb - 1) / nb;

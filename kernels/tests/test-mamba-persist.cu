@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "../include/zamba2-launch.cuh"
 #include "test-harness.h"
 
 namespace {
@@ -233,9 +234,15 @@ void bench_persist(test_rng & rng) {
         ZK_CHECK(cudaEventElapsedTime(&t, e0, e1));
         return 1000.0 * t / reps;
     };
-    const double t_p = timed_us(true, false), t_g = timed_us(false, true), t_pg = timed_us(true, true);
-    std::printf("bench persist alternating with a GEMV: persistent %.1f us, GEMV %.1f us, both %.1f us per pair "
-                "(edges %+.1f us)\n", t_p, t_g, t_pg, t_pg - t_p - t_g);
+    for (const bool pdl : {false, true}) {  // plain launches, then as the engine launches them (PDL)
+        const bool pdl_was = zk_pdl_enabled();
+        zk_pdl_enabled() = pdl;
+        g.pdl = pdl;
+        const double t_p = timed_us(true, false), t_g = timed_us(false, true), t_pg = timed_us(true, true);
+        std::printf("bench persist alternating with a GEMV (PDL %s): persistent %.1f us, GEMV %.1f us, both %.1f us "
+                    "per pair (edges %+.1f us)\n", pdl ? "on" : "off", t_p, t_g, t_pg, t_pg - t_p - t_g);
+        zk_pdl_enabled() = pdl_was;
+    }
     const double bytes = (double) layers * ((double) ipo * H + (double) H * d) * 2 + (double) layers * nh * P * N * 8;
     std::printf("bench persist 1.2B dims, %d layers: %.2f us per layer, %.2f TB/s (weights + state r/w)\n", layers,
                 us_layer, bytes / (1e-3 * ms / reps) / 1e12);
@@ -247,7 +254,7 @@ void bench_persist(test_rng & rng) {
     unsigned long long t_min = ~0ull;
     for (int b = 0; b < n_sm; ++b) t_min = std::min(t_min, t[(size_t) b * layers * PERSIST_TRACE_FIELDS]);
     const char * names[] = {"start", "after C", "in_proj done", "after A", "state done", "after B", "out_proj done",
-                            "full waits", "empty waits", "producer issued"};
+                            "full waits", "empty waits", "producer issued", "gated staged"};
     for (int L = 0; L < layers; ++L) {
         std::printf("layer %d (us from launch start; median / max over CTAs):", L);
         for (int k = 0; k < PERSIST_TRACE_FIELDS; ++k) {
