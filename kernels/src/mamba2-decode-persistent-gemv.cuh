@@ -39,82 +39,66 @@ __device__ inline float pk_dot8(const uint4 & w, const float4 & x0, const float4
     return t0 + t1;
 }
 
-// fp32 -> bf16 hi + bf16 lo (lo = bf16(f - hi)), 8 values packed in pairs.
-__device__ inline void pk_split8(uint4 & hi, uint4 & lo, const float (&f)[8]) {
-    uint32_t h[4], l[4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) zk_split2(h[i], l[i], f[2 * i], f[2 * i + 1]);
-    hi = make_uint4(h[0], h[1], h[2], h[3]);
-    lo = make_uint4(l[0], l[1], l[2], l[3]);
-}
-
 // Consumers, tensor-core form: as pk_consume (same out, same slots), for K with pk_mma_segments(K) = S > 0.
-// A slot of R rows is one m16n8k16 A operand per 32-wide k step: A row m = r S + s is row r over segment s
-// (k in [s K / S, (s + 1) K / S)), B column n is x over segment n, so D[m][s] is row r's partial dot product over
-// the step's part of segment s; the other columns are discarded. Lane (g, t) loads 8 consecutive k at 8t of the step
-// for A rows g and g + 8 (the k order inside an MMA is free as long as A and B agree, as in skinny_gemm), and x as
-// bf16 hi + lo (fp32-grade products). Warp w takes logical steps w, w + 8, .. of every segment; segment s reads them
-// rotated by s (memory step (i + s) % steps, for its A rows and its B column alike), so that the 8 A rows of one
-// load, 1 KB apart in the slot, fall on both halves of the banks: 4 wavefronts per load instead of 8. Its B fragments
-// stay in registers for the phase. Partials go to red[(row S + s) 8 + warp]; the end sums them in order, times
-// scale[q] for segment q where given (the gated norm folded in: pk_stage_gated).
-// A slot is released as soon as its MMAs have their operands (before their sums).
+// A slot of R rows is a 16-row A operand: A row m = r S + s is row r over segment s (k in [s K / S, (s + 1) K / S)),
+// B column n is x over segment n, so D[m][s] is row r's partial dot product over the block's part of segment s; the
+// other columns are discarded. x enters as bf16 hi + lo (fp32-grade products). Each segment is cut into groups of
+// 64 k (128 bytes of a row); warp w owns group w of every segment, four k16 blocks, so its B fragments stay in
+// registers for the phase and each A block is one ldmatrix.x4 in the MMA's own register layout. Within a group,
+// segment s keeps its 16-byte chunks rotated by s (logical chunk c at (c + s) % 8), for its A rows and its B column
+// alike: the 8 rows of one ldmatrix matrix, 1 KB apart in the slot, then fall on different banks (S = 8: none
+// shared; S = 4: pairs). Partials go to red[(s 8 + warp) stride + row]; the end sums them in order, times scale[q] for
+// segment q where given (the gated norm folded in: pk_stage_gated). A slot is released as soon as its MMAs have their
+// operands (before their sums).
 template <typename Out>
 __device__ inline void pk_consume_mma(int N, int K, pk_ring_pos & pos, const pk_params & p, const pk_smem & s,
                                       unsigned long long * waited, const float * scale, Out && out) {
     int r0, r1;
     pk_rows(N, blockIdx.x, gridDim.x, r0, r1);
-    const int R = pk_rows_per_slot(K), S = pk_mma_segments(K), seg = K / S, steps = seg / 32;
+    const int R = pk_rows_per_slot(K), S = pk_mma_segments(K), seg = K / S, groups = seg / 64, rs = pk_red_stride(p);
     const int tid = threadIdx.x, warp = tid / ZK_WARP_SIZE, lane = tid % ZK_WARP_SIZE, g = lane / 4, t = lane % 4;
-    const int n_steps = (steps - warp + PK_CONSUMER_WARPS - 1) / PK_CONSUMER_WARPS;  // this warp's (uniform)
-    // B: x of segment g at this warp's steps (rotated by g), hi and lo (zero for columns past S)
-    uint4 bh[PK_MMA_MAX_STEPS], bl[PK_MMA_MAX_STEPS];
+    const bool has_group = warp < groups;  // warp-uniform
+    // where logical k (0..63) of segment sg's group lies in memory: chunk rotation by sg
+    auto phys_k = [](int k, int sg) { return (((k / 8) + sg) % 8) * 8 + k % 8; };
+    // B of block b: column g = x over segment g at k 16b + 2t, +1 (b0) and 16b + 8 + 2t, +1 (b1); hi and lo
+    uint32_t bh[4][2], bl[4][2];
 #pragma unroll
-    for (int i = 0; i < PK_MMA_MAX_STEPS; ++i) {
-        bh[i] = bl[i] = make_uint4(0, 0, 0, 0);
-        if (i < n_steps && g < S) {
-            const float * xp = s.xs + g * seg + ((warp + PK_CONSUMER_WARPS * i + g) % steps) * 32 + 8 * t;
-            float f[8];
+    for (int b = 0; b < 4; ++b) {
 #pragma unroll
-            for (int e = 0; e < 8; ++e) f[e] = xp[e];
-            pk_split8(bh[i], bl[i], f);
+        for (int h = 0; h < 2; ++h) {
+            bh[b][h] = bl[b][h] = 0;
+            if (has_group && g < S) {
+                const float * xg = s.xs + g * seg + warp * 64;
+                const int k = 16 * b + 8 * h + 2 * t;
+                zk_split2(bh[b][h], bl[b][h], xg[phys_k(k, g)], xg[phys_k(k + 1, g)]);
+            }
         }
     }
-    // A rows of this lane: m = g and g + 8 -> (row, segment); byte offsets within a slot (-1: no such row)
+    // ldmatrix.x4 row addresses: lane l gives row l % 8 of matrix l / 8 (matrices: rows 0-7 | 8-15, k 0-7 | 8-15)
+    const int lm = lane % 8 + 8 * ((lane / 8) % 2), lkh = lane / 16;
+    const int lr = lm / S, ls = lm % S;
+    // this lane's row and group (byte offset within a slot; row 0 for rows past the slot's) and its first chunk
+    const int a_row = lm < R * S ? lr * K * 2 + ls * seg * 2 + warp * 128 : 0, a_chunk = lkh + ls;
+    // A rows of this lane's D fragment: m = g and g + 8 -> (row, segment)
     const int ma = g, mb = g + 8;
     const int ra = ma / S, sa = ma % S, rb = mb / S, sb = mb % S;
-    const int offa = ma < R * S ? ra * K * 2 + (sa * seg + 8 * t) * 2 : -1;
-    const int offb = mb < R * S ? rb * K * 2 + (sb * seg + 8 * t) * 2 : -1;
-    int step_a[PK_MMA_MAX_STEPS], step_b[PK_MMA_MAX_STEPS];  // + the rotated steps' byte offsets, the same every slot
-#pragma unroll
-    for (int i = 0; i < PK_MMA_MAX_STEPS; ++i) {
-        step_a[i] = offa + ((warp + PK_CONSUMER_WARPS * i + sa) % steps) * 64;
-        step_b[i] = offb + ((warp + PK_CONSUMER_WARPS * i + sb) % steps) * 64;
-    }
     for (int r = r0; r < r1; r += R, pos.advance(p.n_slots)) {
         const int nr = min(R, r1 - r), slot = pos.slot;
         unsigned long long * st = pk_wait_slot(pos, p, s, waited);
         const unsigned char * base = s.ring + (size_t) slot * PK_SLOT_BYTES;
-        const bool va = offa >= 0 && ra < nr, vb = offb >= 0 && rb < nr;
-        uint4 wa[PK_MMA_MAX_STEPS], wb[PK_MMA_MAX_STEPS];
-#pragma unroll
-        for (int i = 0; i < PK_MMA_MAX_STEPS; ++i) {  // the slot's loads first, then the MMAs
-            wa[i] = wb[i] = make_uint4(0, 0, 0, 0);
-            if (i >= n_steps) break;
-            if (va) wa[i] = *reinterpret_cast<const uint4 *>(base + step_a[i]);
-            if (vb) wb[i] = *reinterpret_cast<const uint4 *>(base + step_b[i]);
-        }
-        // four accumulators (step parity x hi / lo): chains of <= 2 dependent MMAs, summed in a fixed order
+        // four accumulators (block parity x hi / lo): chains of 2 dependent MMAs, summed in a fixed order
         float ch[2][4] = {}, cl[2][4] = {};
+        if (has_group) {
+            uint32_t a[4][4];
 #pragma unroll
-        for (int i = 0; i < PK_MMA_MAX_STEPS; ++i) {
-            if (i >= n_steps) break;
-            const uint32_t a03[4] = {wa[i].x, wb[i].x, wa[i].y, wb[i].y};  // k slots <- k+0..3
-            const uint32_t a47[4] = {wa[i].z, wb[i].z, wa[i].w, wb[i].w};  // k slots <- k+4..7
-            zk_mma_bf16(cl[i & 1], a03, bl[i].x, bl[i].y);
-            zk_mma_bf16(ch[i & 1], a03, bh[i].x, bh[i].y);
-            zk_mma_bf16(cl[i & 1], a47, bl[i].z, bl[i].w);
-            zk_mma_bf16(ch[i & 1], a47, bh[i].z, bh[i].w);
+            for (int b = 0; b < 4; ++b) {
+                zk_ldmatrix_x4(a[b], reinterpret_cast<const bf16 *>(base + a_row + ((a_chunk + 2 * b) % 8) * 16));
+            }
+#pragma unroll
+            for (int b = 0; b < 4; ++b) {
+                zk_mma_bf16(cl[b & 1], a[b], bl[b][0], bl[b][1]);
+                zk_mma_bf16(ch[b & 1], a[b], bh[b][0], bh[b][1]);
+            }
         }
         // the MMAs were issued, so every lane's loads of the slot have landed in registers: release it
         __syncwarp();
@@ -123,8 +107,9 @@ __device__ inline void pk_consume_mma(int N, int K, pk_ring_pos & pos, const pk_
 #pragma unroll
         for (int e = 0; e < 4; ++e) c[e] = (cl[0][e] + cl[1][e]) + (ch[0][e] + ch[1][e]);
         // D[m][s(m)]: row g's column sa is c0 (2t) or c1 (2t + 1) of lane t = sa / 2; row g + 8's likewise
-        if (va && sa / 2 == t) s.red[(((r - r0) + ra) * S + sa) * PK_CONSUMER_WARPS + warp] = sa & 1 ? c[1] : c[0];
-        if (vb && sb / 2 == t) s.red[(((r - r0) + rb) * S + sb) * PK_CONSUMER_WARPS + warp] = sb & 1 ? c[3] : c[2];
+        const bool va = ma < R * S && ra < nr, vb = mb < R * S && rb < nr;
+        if (has_group && va && sa / 2 == t) s.red[(sa * PK_CONSUMER_WARPS + warp) * rs + (r - r0) + ra] = sa & 1 ? c[1] : c[0];
+        if (has_group && vb && sb / 2 == t) s.red[(sb * PK_CONSUMER_WARPS + warp) * rs + (r - r0) + rb] = sb & 1 ? c[3] : c[2];
         if (st) { st[2] = zk_globaltimer_ns(); st[3] = st[2]; }
     }
     pk_sync();
@@ -134,8 +119,7 @@ __device__ inline void pk_consume_mma(int N, int K, pk_ring_pos & pos, const pk_
             float u = 0.0f;
 #pragma unroll
             for (int w = 0; w < PK_CONSUMER_WARPS; ++w) {
-                // warps without a step of this segment wrote nothing: only warps < steps
-                if (w < steps) u += s.red[(j * S + q) * PK_CONSUMER_WARPS + w];
+                if (w < groups) u += s.red[(q * PK_CONSUMER_WARPS + w) * rs + j];  // warps past the groups wrote nothing
             }
             v += scale ? scale[q] * u : u;
         }
@@ -163,7 +147,7 @@ constexpr int PK_MAX_CPL = 1;  // 8-element chunks per lane of one row in the FM
 // CTA's rows, called once per row at the end (one thread per row).
 // Warp w owns the same K range of every row (lane: chunks (w cpl + i) 32 + lane), so its inputs stay in registers
 // for the whole phase and the warps never wait for each other: each reduces its partial dot products over its lanes
-// and writes them to red[row][w]; the 8 partials of a row are summed in order at the end. (The first form, a block
+// and writes them to red[w][row]; the 8 partials of a row are summed in order at the end. (The first form, a block
 // barrier and a block reduction per slot with the inputs read from shared memory, took ~1 us per 16 KB slot.)
 template <typename Out>
 __device__ inline void pk_consume(int N, int K, pk_ring_pos & pos, const pk_params & p, const pk_smem & s,
@@ -171,6 +155,7 @@ __device__ inline void pk_consume(int N, int K, pk_ring_pos & pos, const pk_para
     int r0, r1;
     pk_rows(N, blockIdx.x, gridDim.x, r0, r1);
     const int R = pk_rows_per_slot(K), n_chunks = K / 8, cpl = (n_chunks + PK_CONSUMERS - 1) / PK_CONSUMERS;
+    const int rs = pk_red_stride(p);
     const int tid = threadIdx.x, warp = tid / ZK_WARP_SIZE, lane = tid % ZK_WARP_SIZE;
     const float4 * xs4 = reinterpret_cast<const float4 *>(s.xs);
     float4 xr[PK_MAX_CPL][2];  // this lane's inputs
@@ -209,14 +194,14 @@ __device__ inline void pk_consume(int N, int K, pk_ring_pos & pos, const pk_para
         if (lane == 0) pk_mbar_arrive(&s.empty[slot]);  // this warp is done reading the slot
         const float t = pk_warp_sum8(acc, lane);
         const int row = 4 * ((lane >> 4) & 1) + 2 * ((lane >> 3) & 1) + ((lane >> 2) & 1);
-        if ((lane & 3) == 0 && row < nr) s.red[(r - r0 + row) * PK_CONSUMER_WARPS + warp] = t;
+        if ((lane & 3) == 0 && row < nr) s.red[warp * rs + r - r0 + row] = t;
         if (st) { st[2] = zk_globaltimer_ns(); st[3] = st[2]; }
     }
     pk_sync();
     for (int j = tid; j < r1 - r0; j += PK_CONSUMERS) {
         float v = 0.0f;
 #pragma unroll
-        for (int w = 0; w < PK_CONSUMER_WARPS; ++w) v += s.red[j * PK_CONSUMER_WARPS + w];
+        for (int w = 0; w < PK_CONSUMER_WARPS; ++w) v += s.red[w * rs + j];
         out(r0 + j, j, v);
     }
 }

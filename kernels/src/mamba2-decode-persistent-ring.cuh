@@ -18,7 +18,6 @@ constexpr int PK_MAX_ROWS = 8;       // rows per slot (fewer when a row is over 
 constexpr int PK_MAX_PASSES = 4;     // state rows per thread
 constexpr int PK_MAX_VEC4 = 8;       // float4 per thread of a staged input vector: <= 8192 elements
 constexpr int PK_SLOT_TRACE = 256;  // slots of CTA 0 the bench's trace records
-constexpr int PK_MMA_MAX_STEPS = 2;  // 32-wide k steps of one segment per warp (segments <= 512)
 constexpr int PK_CONV_FIELDS = 8;    // per conv row in shared memory: st0, st1, st2, w0..w3, bias
 constexpr int PK_MAX_GROUPS = 8;     // n_groups (the gated norm's per-group factors in shared memory)
 constexpr int PK_MAX_GSQ = 8;        // gsq terms per lane when a group's sum is taken: <= 256 state units per group
@@ -34,7 +33,7 @@ struct pk_params {
 };
 
 // Shared memory, in order: ring [n_slots][16 KB] | xs [xs_floats] | conv [max_in_rows][8] | xres [32] |
-// red [rows x 8 segments][8 warps] | scratch [8] | ginv [8] | gscale [8] | full [n_slots] | empty [n_slots] (mbarriers).
+// red [8 segments][8 warps][rows] | scratch [8] | ginv [8] | gscale [8] | full [n_slots] | empty [n_slots] (mbarriers).
 struct pk_smem {
     unsigned char * ring;
     float *xs, *conv, *xres, *red, *scratch, *ginv, *gscale;
@@ -43,10 +42,12 @@ struct pk_smem {
 
 constexpr int PK_XRES_FLOATS = 32;  // out_proj rows of one CTA (H / nb <= 32)
 
-// Rows of partial sums (8 per warp-segment pair): the CTA's rows of either matrix, times 8 segments.
-__host__ __device__ inline int pk_red_rows(const pk_params & p) {
-    return 8 * (p.max_in_rows > PK_XRES_FLOATS ? p.max_in_rows : PK_XRES_FLOATS);
+// The partial sums red[(segment 8 + warp) stride + row]: rows innermost, so that the end's per-row sums (one thread
+// per row) read consecutive words; stride = the most rows of either matrix one CTA owns, 8 segments x 8 warps of them.
+__host__ __device__ inline int pk_red_stride(const pk_params & p) {
+    return p.max_in_rows > PK_XRES_FLOATS ? p.max_in_rows : PK_XRES_FLOATS;
 }
+__host__ __device__ inline int pk_red_rows(const pk_params & p) { return 8 * pk_red_stride(p); }
 
 __host__ __device__ inline size_t pk_smem_bytes(const pk_params & p) {
     size_t at = (size_t) p.n_slots * PK_SLOT_BYTES;
@@ -93,12 +94,12 @@ __host__ __device__ inline int pk_rows_per_slot(int K) {
 }
 
 // Tensor-core form of a slot (pk_consume_mma): the slot's R rows x S segments of K / S are the MMA's 16 A rows, the S
-// segments of x its B columns. S: the most segments <= 8 with R S <= 16 and K / S a multiple of 32; 0: no such S
+// segments of x its B columns. S: the most segments <= 8 with R S <= 16 and K / S a multiple of 64, at most 512; 0: no such S
 // (small K: the FMA form).
 __host__ __device__ inline int pk_mma_segments(int K) {
     const int R = pk_rows_per_slot(K);
     for (int S = 8; S >= 1; --S) {
-        if (R * S <= 16 && K % (32 * S) == 0 && K / S / 32 <= 8 * PK_MMA_MAX_STEPS) return S;
+        if (R * S <= 16 && K % (64 * S) == 0 && K / S / 64 <= 8) return S;  // groups of 64 k: one per warp
     }
     return 0;
 }
