@@ -33,77 +33,105 @@ struct dev_layer {
           norm(d), dt_bias(nh), a_log(nh), d_skip(nh) {}
 };
 
+// One layer's random weights (the host values the references use).
+host_layer random_layer(test_rng & rng, const persist_case & pc) {
+    const int H = pc.H, nh = pc.nh, d = nh * pc.P, cd = d + 2 * pc.G * pc.N, ipo = d + cd + nh;
+    host_layer l;
+    l.in_proj = rng.bf16_values((size_t) ipo * H, -1.0 / std::sqrt(H), 1.0 / std::sqrt(H));
+    l.out_proj = rng.bf16_values((size_t) H * d, -1.0 / std::sqrt(d), 1.0 / std::sqrt(d));
+    l.input_norm = rng.bf16_values(H, 0.5, 1.5);
+    l.conv_w = rng.bf16_values((size_t) cd * 4, -0.5, 0.5);
+    l.conv_b = pc.conv_bias ? rng.bf16_values(cd, -0.2, 0.2) : vec();
+    l.norm = rng.bf16_values(d, 0.5, 1.5);
+    l.dt_bias = rng.f32_values(nh, -3.0, -0.5);
+    l.a_log = rng.f32_values(nh, 0.0, 1.5);
+    l.d_skip = rng.f32_values(nh, 0.5, 1.5);
+    return l;
+}
+
+// The device side of a run of pc.layers layers: pools of `slots` slots per layer (initial values conv0, ssm0), the
+// sequence in `slot`, x, tr, the scratch, and the launch arguments over them. Layers are added one at a time (the
+// bench does not keep 1.2B-sized host values of every layer), then finish() uploads the layer array.
+struct persist_run {
+    const persist_case pc;
+    const int d, cd, ipo, slots;
+    std::vector<dev_layer *> dl;
+    std::vector<mamba2_persist_layer> host_ptrs;
+    dev_buf<float> conv_pool, ssm_pool, x, trb, zx, xbc, y, gsq;
+    dev_buf<unsigned> sync;
+    dev_buf<int32_t> seq_slot;
+    mamba2_persist_layer * d_layers = nullptr;
+    mamba2_persist_args a{};
+
+    persist_run(const persist_case & c, int n_slots, int slot, const vec & conv0, const vec & ssm0, const vec & x0, const vec & tr)
+        : pc(c), d(c.nh * c.P), cd(d + 2 * c.G * c.N), ipo(d + cd + c.nh), slots(n_slots), conv_pool(conv0.size()),
+          ssm_pool(ssm0.size()), x(c.H), trb(c.H), zx(ipo), xbc(cd), y(d), gsq((size_t) c.nh * 4), sync(2), seq_slot(1) {
+        conv_pool.upload(conv0);
+        ssm_pool.upload(ssm0);
+        x.upload(x0);
+        if (c.tr) trb.upload(tr);
+        ZK_CHECK(cudaMemset(sync.ptr, 0, 2 * sizeof(unsigned)));
+        upload_ints(seq_slot, ivec{slot});
+    }
+    persist_run(const persist_run &) = delete;
+    ~persist_run() {
+        cudaFree(d_layers);
+        for (dev_layer * p : dl) delete p;
+    }
+    void add_layer(const host_layer & l) {
+        const int L = (int) dl.size(), H = pc.H, nh = pc.nh;
+        dev_layer * w = new dev_layer(H, d, cd, ipo, nh);
+        w->in_proj.upload(l.in_proj);
+        w->out_proj.upload(l.out_proj);
+        w->input_norm.upload(l.input_norm);
+        w->conv_w.upload(l.conv_w);
+        if (pc.conv_bias) w->conv_b.upload(l.conv_b);
+        w->norm.upload(l.norm);
+        w->dt_bias.upload(l.dt_bias);
+        w->a_log.upload(l.a_log);
+        w->d_skip.upload(l.d_skip);
+        dl.push_back(w);
+        host_ptrs.push_back({w->in_proj.ptr, w->out_proj.ptr, w->input_norm.ptr, w->conv_w.ptr,
+                             pc.conv_bias ? w->conv_b.ptr : nullptr, w->norm.ptr, w->dt_bias.ptr, w->a_log.ptr, w->d_skip.ptr,
+                             conv_pool.ptr + (size_t) L * slots * 3 * cd, ssm_pool.ptr + (size_t) L * slots * nh * pc.P * pc.N});
+    }
+    mamba2_persist_args & finish() {
+        ZK_CHECK(cudaMalloc(&d_layers, host_ptrs.size() * sizeof(mamba2_persist_layer)));
+        ZK_CHECK(cudaMemcpy(d_layers, host_ptrs.data(), host_ptrs.size() * sizeof(mamba2_persist_layer), cudaMemcpyHostToDevice));
+        a.layers = d_layers;
+        a.n_layers = (int) dl.size();
+        a.x = x.ptr;
+        a.tr = pc.tr ? trb.ptr : nullptr;
+        a.zx = zx.ptr;
+        a.xbc = xbc.ptr;
+        a.y = y.ptr;
+        a.gsq = gsq.ptr;
+        a.sync = sync.ptr;
+        a.seq_slot = seq_slot.ptr;
+        a.hidden = pc.H;
+        a.n_heads = pc.nh;
+        a.head_dim = pc.P;
+        a.n_groups = pc.G;
+        a.d_state = pc.N;
+        a.eps = 1e-5f;
+        a.gated_eps = 1e-5f;
+        return a;
+    }
+};
+
 void run_case(test_table & tab, test_rng & rng, const persist_case & pc) {
     const int H = pc.H, nh = pc.nh, P = pc.P, G = pc.G, N = pc.N, d = nh * P, cd = d + 2 * G * N, ipo = d + cd + nh;
     const int slots = 3, slot = 1;
     const double eps = 1e-5;
-    std::vector<host_layer> hl((size_t) pc.layers);
-    std::vector<dev_layer *> dl;
-    for (auto & l : hl) {
-        l.in_proj = rng.bf16_values((size_t) ipo * H, -1.0 / std::sqrt(H), 1.0 / std::sqrt(H));
-        l.out_proj = rng.bf16_values((size_t) H * d, -1.0 / std::sqrt(d), 1.0 / std::sqrt(d));
-        l.input_norm = rng.bf16_values(H, 0.5, 1.5);
-        l.conv_w = rng.bf16_values((size_t) cd * 4, -0.5, 0.5);
-        l.conv_b = pc.conv_bias ? rng.bf16_values(cd, -0.2, 0.2) : vec();
-        l.norm = rng.bf16_values(d, 0.5, 1.5);
-        l.dt_bias = rng.f32_values(nh, -3.0, -0.5);
-        l.a_log = rng.f32_values(nh, 0.0, 1.5);
-        l.d_skip = rng.f32_values(nh, 0.5, 1.5);
-        dev_layer * x = new dev_layer(H, d, cd, ipo, nh);
-        x->in_proj.upload(l.in_proj);
-        x->out_proj.upload(l.out_proj);
-        x->input_norm.upload(l.input_norm);
-        x->conv_w.upload(l.conv_w);
-        if (pc.conv_bias) x->conv_b.upload(l.conv_b);
-        x->norm.upload(l.norm);
-        x->dt_bias.upload(l.dt_bias);
-        x->a_log.upload(l.a_log);
-        x->d_skip.upload(l.d_skip);
-        dl.push_back(x);
-    }
+    std::vector<host_layer> hl;
+    for (int L = 0; L < pc.layers; ++L) hl.push_back(random_layer(rng, pc));
     // pools of `slots` slots per layer; the run must touch only `slot`
     vec conv_ref = rng.f32_values((size_t) pc.layers * slots * 3 * cd, -1.0, 1.0);
     vec ssm_ref = rng.f32_values((size_t) pc.layers * slots * nh * P * N, -1.0, 1.0);
-    dev_buf<float> conv_pool(conv_ref.size()), ssm_pool(ssm_ref.size());
-    conv_pool.upload(conv_ref);
-    ssm_pool.upload(ssm_ref);
-    std::vector<mamba2_persist_layer> host_ptrs;
-    for (int L = 0; L < pc.layers; ++L) {
-        const dev_layer & x = *dl[L];
-        host_ptrs.push_back({x.in_proj.ptr, x.out_proj.ptr, x.input_norm.ptr, x.conv_w.ptr, pc.conv_bias ? x.conv_b.ptr : nullptr,
-                             x.norm.ptr, x.dt_bias.ptr, x.a_log.ptr, x.d_skip.ptr,
-                             conv_pool.ptr + (size_t) L * slots * 3 * cd, ssm_pool.ptr + (size_t) L * slots * nh * P * N});
-    }
-    mamba2_persist_layer * d_layers = nullptr;
-    ZK_CHECK(cudaMalloc(&d_layers, host_ptrs.size() * sizeof(mamba2_persist_layer)));
-    ZK_CHECK(cudaMemcpy(d_layers, host_ptrs.data(), host_ptrs.size() * sizeof(mamba2_persist_layer), cudaMemcpyHostToDevice));
     vec x_ref = rng.f32_values(H, -1.0, 1.0), tr = rng.f32_values(H, -0.5, 0.5);
-    dev_buf<float> x(H), trb(H), zx(ipo), xbc(cd), y(d), gsq((size_t) nh * 4);
-    dev_buf<unsigned> sync(2);
-    dev_buf<int32_t> seq_slot(1);
-    ZK_CHECK(cudaMemset(sync.ptr, 0, 2 * sizeof(unsigned)));
-    upload_ints(seq_slot, ivec{slot});
-    x.upload(x_ref);
-    trb.upload(tr);
-
-    mamba2_persist_args a{};
-    a.layers = d_layers;
-    a.n_layers = pc.layers;
-    a.x = x.ptr;
-    a.tr = pc.tr ? trb.ptr : nullptr;
-    a.zx = zx.ptr;
-    a.xbc = xbc.ptr;
-    a.y = y.ptr;
-    a.gsq = gsq.ptr;
-    a.sync = sync.ptr;
-    a.seq_slot = seq_slot.ptr;
-    a.hidden = H;
-    a.n_heads = nh;
-    a.head_dim = P;
-    a.n_groups = G;
-    a.d_state = N;
-    a.eps = (float) eps;
-    a.gated_eps = 1e-5f;
+    persist_run run(pc, slots, slot, conv_ref, ssm_ref, x_ref, tr);
+    for (const host_layer & l : hl) run.add_layer(l);
+    mamba2_persist_args & a = run.finish();
     const ivec cu{0, 1}, ss{slot};
     for (int step = 0; step < pc.steps; ++step) {  // steps > 1: the launch left its counters ready for the next
         const bool ok = mamba2_decode_persistent(a, 0);
@@ -129,70 +157,26 @@ void run_case(test_table & tab, test_rng & rng, const persist_case & pc) {
             x_ref = ref_matmul_nt(g, l.out_proj, x_ref, 1, H, d, 1.0);
         }
         const std::string tag = std::string(pc.name) + " step " + std::to_string(step);
-        tab.compare(tag + " x", x.download(), x_ref, 2e-5);
-        tab.compare(tag + " conv pools", conv_pool.download(), conv_ref, 2e-5);
-        tab.compare(tag + " ssm pools", ssm_pool.download(), ssm_ref, 2e-5);
+        tab.compare(tag + " x", run.x.download(), x_ref, 2e-5);
+        tab.compare(tag + " conv pools", run.conv_pool.download(), conv_ref, 2e-5);
+        tab.compare(tag + " ssm pools", run.ssm_pool.download(), ssm_ref, 2e-5);
     }
-    tab.compare_ints(std::string(pc.name) + " counters reset", download_ints_u(sync), ivec{0, 0});
-    cudaFree(d_layers);
-    for (dev_layer * p : dl) delete p;
+    tab.compare_ints(std::string(pc.name) + " counters reset", download_ints_u(run.sync), ivec{0, 0});
 }
 
 
 // ZK_BENCH_PERSIST=1: 1.2B dims, a run of 5 layers: us per layer over 50 launches, then one traced launch's phases
 // (median over the CTAs of layer 2, us) and the ring's waits.
 void bench_persist(test_rng & rng) {
-    const int H = 2048, nh = 64, P = 64, G = 1, N = 128, d = nh * P, cd = d + 2 * G * N, ipo = d + cd + nh, layers = 5;
-    std::vector<dev_layer *> dl;
-    std::vector<mamba2_persist_layer> ptrs;
-    dev_buf<float> conv_pool((size_t) layers * 3 * cd), ssm_pool((size_t) layers * nh * P * N);
-    conv_pool.upload(rng.f32_values(conv_pool.n, -1, 1));
-    ssm_pool.upload(rng.f32_values(ssm_pool.n, -1, 1));
-    for (int L = 0; L < layers; ++L) {
-        dev_layer * x = new dev_layer(H, d, cd, ipo, nh);
-        x->in_proj.upload(rng.bf16_values(x->in_proj.n, -0.02, 0.02));
-        x->out_proj.upload(rng.bf16_values(x->out_proj.n, -0.02, 0.02));
-        x->input_norm.upload(rng.bf16_values(H, 0.5, 1.5));
-        x->conv_w.upload(rng.bf16_values(x->conv_w.n, -0.5, 0.5));
-        x->conv_b.upload(rng.bf16_values(cd, -0.2, 0.2));
-        x->norm.upload(rng.bf16_values(d, 0.5, 1.5));
-        x->dt_bias.upload(rng.f32_values(nh, -3, -1));
-        x->a_log.upload(rng.f32_values(nh, 0, 1));
-        x->d_skip.upload(rng.f32_values(nh, 0.5, 1.5));
-        dl.push_back(x);
-        ptrs.push_back({x->in_proj.ptr, x->out_proj.ptr, x->input_norm.ptr, x->conv_w.ptr, x->conv_b.ptr, x->norm.ptr,
-                        x->dt_bias.ptr, x->a_log.ptr, x->d_skip.ptr, conv_pool.ptr + (size_t) L * 3 * cd,
-                        ssm_pool.ptr + (size_t) L * nh * P * N});
-    }
-    mamba2_persist_layer * d_layers = nullptr;
-    ZK_CHECK(cudaMalloc(&d_layers, ptrs.size() * sizeof(mamba2_persist_layer)));
-    ZK_CHECK(cudaMemcpy(d_layers, ptrs.data(), ptrs.size() * sizeof(mamba2_persist_layer), cudaMemcpyHostToDevice));
-    dev_buf<float> x(H), zx(ipo), xbc(cd), y(d), gsq((size_t) nh * 4);
-    x.upload(rng.f32_values(H, -1, 1));
-    dev_buf<unsigned> sync(2);
-    ZK_CHECK(cudaMemset(sync.ptr, 0, 2 * sizeof(unsigned)));
-    dev_buf<int32_t> seq_slot(1);
-    upload_ints(seq_slot, ivec{0});
+    const persist_case pc{"bench", 2048, 64, 64, 1, 128, 5, 1, false, true};  // 1.2B dims, a run of 5 layers
+    const int H = pc.H, nh = pc.nh, P = pc.P, N = pc.N, d = nh * P, cd = d + 2 * pc.G * N, ipo = d + cd + nh, layers = pc.layers;
+    persist_run run(pc, 1, 0, rng.f32_values((size_t) layers * 3 * cd, -1, 1), rng.f32_values((size_t) layers * nh * P * N, -1, 1),
+                    rng.f32_values(H, -1, 1), vec());
+    for (int L = 0; L < layers; ++L) run.add_layer(random_layer(rng, pc));
+    mamba2_persist_args & a = run.finish();
     int n_sm = 0;
     ZK_CHECK(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, 0));
     dev_buf<unsigned long long> trace((size_t) n_sm * layers * PERSIST_TRACE_FIELDS + 256 * 4);
-    mamba2_persist_args a{};
-    a.layers = d_layers;
-    a.n_layers = layers;
-    a.x = x.ptr;
-    a.zx = zx.ptr;
-    a.xbc = xbc.ptr;
-    a.y = y.ptr;
-    a.gsq = gsq.ptr;
-    a.sync = sync.ptr;
-    a.seq_slot = seq_slot.ptr;
-    a.hidden = H;
-    a.n_heads = nh;
-    a.head_dim = P;
-    a.n_groups = G;
-    a.d_state = N;
-    a.eps = 1e-5f;
-    a.gated_eps = 1e-5f;
     cudaEvent_t e0, e1;
     ZK_CHECK(cudaEventCreate(&e0));
     ZK_CHECK(cudaEventCreate(&e1));
@@ -211,13 +195,13 @@ void bench_persist(test_rng & rng) {
     skinny_gemm_args g{};
     g.n_seg = 1;
     g.x_mode = SKINNY_X_F32;
-    g.x = x.ptr;
+    g.x = run.x.ptr;
     g.ld_x = H;
     g.K = H;
     g.M = 1;
     g.y_f32 = true;
     dev_buf<float> gy(ipo);
-    g.seg[0] = {dl[0]->in_proj.ptr, nullptr, nullptr, gy.ptr, ipo, ipo};
+    g.seg[0] = {run.dl[0]->in_proj.ptr, nullptr, nullptr, gy.ptr, ipo, ipo};
     auto timed_us = [&](bool persist, bool gemv) {  // us per repetition
         for (int i = 0; i < 20; ++i) {
             if (persist) mamba2_decode_persistent(a, 0);
@@ -268,16 +252,14 @@ void bench_persist(test_rng & rng) {
         }
         std::printf("\n");
     }
-    // CTA 0's slots (fills 25-75: layers 1-2): wait start, data there, partial sums done, after the block barrier
+    // CTA 0's slots (fills 25-75: layers 1-2): wait start, data there, partial sums done (the fourth field repeats it)
     const unsigned long long * sl = t.data() + (size_t) n_sm * layers * PERSIST_TRACE_FIELDS;
-    std::printf("slot trace (CTA 0, us from its first wait; wait | compute | barrier | gap to the next wait):\n");
+    std::printf("slot trace (CTA 0, us from its first wait; wait | compute | gap to the next wait):\n");
     for (int f = 25; f < 76; ++f) {
         const unsigned long long * q = sl + f * 4;
-        std::printf("  fill %3d at %8.2f: %6.2f %6.2f %6.2f %6.2f\n", f, (q[0] - sl[0]) / 1e3, (q[1] - q[0]) / 1e3,
-                    (q[2] - q[1]) / 1e3, (q[3] - q[2]) / 1e3, (q[4] - q[3]) / 1e3);
+        std::printf("  fill %3d at %8.2f: %6.2f %6.2f %6.2f\n", f, (q[0] - sl[0]) / 1e3, (q[1] - q[0]) / 1e3,
+                    (q[2] - q[1]) / 1e3, (q[4] - q[2]) / 1e3);
     }
-    cudaFree(d_layers);
-    for (dev_layer * p : dl) delete p;
 }
 }  // namespace
 
