@@ -23,7 +23,9 @@
 // bits on every run. The SSM state is fp32, as in the other decode paths. The ring and the barriers:
 // mamba2-decode-persistent-ring.cuh.
 // Status: correct (tests/test-mamba-persist.cu, the goldens) but slower than the fused per-layer kernels in the
-// engine so far, so the engine runs it only with ZAMBA2_PERSIST=1 (kernels/notes/runs-65-.md).
+// engine so far (1.72 against 1.52 ms per 1.2B b1 step), so the engine runs it only with ZAMBA2_PERSIST=1
+// (kernels/notes/runs-65-.md, runs-72-.md). Its ~227 KB of shared memory leaves the SMs at the largest carveout, so
+// the engine then has every other kernel prefer 50% (include/zamba2-launch.cuh says why).
 #include <cstdint>
 
 #include "mamba2-decode-persistent-gemv.cuh"
