@@ -148,13 +148,13 @@ struct zamba2_engine {
     int skinny_split_k = 0;
     bool skinny_no_half_tiles = false;  // ZAMBA2_SKINNY_HALF=0: split-K 16-feature tiles instead of half tiles
     bool skinny_no_cross_preload = false;  // ZAMBA2_SKINNY_CROSS=0: no item issues its CTA's next item's first weights
-    bool skinny_no_conv_stage = false;
+    bool skinny_no_conv_stage = false;  // ZAMBA2_SKINNY_CONV_STAGE=0: the conv epilogue loads its operands at the end
     // ZAMBA2_PERSIST=1: batch-1 decode runs each stretch of Mamba2 layers between hybrid layers as one persistent
     // launch (zamba2-decode-persistent.cc); off by default: slower than the fused per-layer kernels so far (run 70)
     bool persist_decode = false;
     int persist_max_runs = 1 << 20;  // ZAMBA2_PERSIST_RUNS: only the first N runs of layers (measuring)
     mamba2_persist_layer * persist_layers = nullptr;  // device [n_layers]: weights and pools per layer
-    unsigned * persist_sync = nullptr;                // device [2 (hybrid layers + 1)]: barrier counters per run  // ZAMBA2_SKINNY_CONV_STAGE=0: the conv epilogue loads its operands at the end
+    unsigned * persist_sync = nullptr;                // device [2 (hybrid layers + 1)]: barrier counters per run
     // ZAMBA2_SSD=1: steps with prefill chunks run the chunked SSD scan (mamba2_ssd_varlen)
     bool use_ssd = false;
     int ssd_max_chunks = 0;
