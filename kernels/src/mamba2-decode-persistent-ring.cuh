@@ -11,9 +11,16 @@ namespace {
 
 constexpr int PK_CONSUMER_WARPS = 8;
 constexpr int PK_CONSUMERS = PK_CONSUMER_WARPS * ZK_WARP_SIZE;  // 256 threads compute
-constexpr int PK_THREADS = PK_CONSUMERS + ZK_WARP_SIZE;         // + one producer warp (its lane 0 copies)
+// + a producer warpgroup: its first lane copies; its other warps exist so that setmaxnreg can hand the group's
+// registers to the consumers (pk_take_registers)
+constexpr int PK_THREADS = PK_CONSUMERS + 4 * ZK_WARP_SIZE;
+constexpr int PK_PRODUCER_REGS = 40, PK_CONSUMER_REGS = 232;  // per thread: 128 x 40 + 256 x 232 <= 64 K
 constexpr int PK_SLOT_BYTES = 16384;                            // one ring slot: whole weight rows
 constexpr int PK_MAX_SLOTS = 12;
+// Copies the producer keeps in flight at most (runs 87-89, us per layer: no cap 26.4, 6: 26.4, 4: 25.9, 3: 25.0,
+// 2: 25.0, 1: 25.6). More queue up behind HBM, and every load and barrier poll of the consumers, all on the chain,
+// waits behind them; the ring still fills while the consumers are between GEMVs.
+constexpr int PK_IN_FLIGHT = 2;
 constexpr int PK_MAX_ROWS = 8;       // rows per slot (fewer when a row is over 2 KB)
 constexpr int PK_MAX_PASSES = 4;     // state rows per thread
 constexpr int PK_MAX_VEC4 = 8;       // float4 per thread of a staged input vector: <= 8192 elements
@@ -140,9 +147,26 @@ __device__ inline void pk_bulk_copy(void * dst, const void * src, uint32_t bytes
 #endif
 }
 
+// ---- registers between the warpgroups (sm_90a) ----------------------------------------------------------
+
+// 12 warps put 3 on each scheduler, so the launch gives every thread 168 registers; the consumers want more (ptxas:
+// ~195-210 unbounded; at 168 they spilled, and every register held across a phase spilled more: runs 73, 78) and the
+// producer needs few. setmaxnreg moves them, one warpgroup at a time (every thread of a warpgroup executes the same
+// one). Run 84: 29.9 -> 27.2 us per layer from this alone.
+__device__ inline void pk_release_registers() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(PK_PRODUCER_REGS));
+#endif
+}
+__device__ inline void pk_take_registers() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(PK_CONSUMER_REGS));
+#endif
+}
+
 // ---- consumer-side synchronization ---------------------------------------------------------------
 
-// The 8 consumer warps only (the producer warp never joins after the start).
+// The 8 consumer warps only (the producer warpgroup never joins after the start).
 __device__ inline void pk_sync() { asm volatile("bar.sync 1, %0;" ::"n"(PK_CONSUMERS) : "memory"); }
 
 // Sum over the consumer threads in a fixed order; every consumer gets it.
@@ -202,6 +226,10 @@ __device__ inline void pk_produce(const bf16 * w, int N, int K, pk_ring_pos & po
         const int nr = min(R, r1 - r), slot = pos.slot;
         const unsigned long long t0 = waited ? zk_globaltimer_ns() : 0;
         pk_mbar_wait(&s.empty[slot], pos.phase ^ 1);  // a fresh barrier's "previous phase" counts as complete
+        if (PK_IN_FLIGHT < p.n_slots && pos.fill >= PK_IN_FLIGHT) {  // the copy issued PK_IN_FLIGHT ago has landed
+            const int k = slot - PK_IN_FLIGHT;                          // (its slot, in this lap or the previous one)
+            pk_mbar_wait(&s.full[k < 0 ? k + p.n_slots : k], k < 0 ? pos.phase ^ 1 : pos.phase);
+        }
         if (waited) *waited += zk_globaltimer_ns() - t0;
         pk_bulk_copy(s.ring + (size_t) slot * PK_SLOT_BYTES, w + (int64_t) r * K, (uint32_t) (nr * K * 2), &s.full[slot]);
     }

@@ -4,7 +4,7 @@
 // should read at full bandwidth. As separate launches (in_proj, the state step, out_proj per layer) each launch's
 // CTAs can only ask for their weights once the previous launch's CTAs leave, and the memory system idles at every
 // edge (kernels/NOTES.md run 37: a 1.2B Mamba2 layer takes ~29 us for ~12 us of weights). Here one CTA per SM owns
-// a ring of shared-memory slots that a producer warp keeps filling with the SM's share of the weights, in the
+// a ring of shared-memory slots that a producer thread keeps filling with the SM's share of the weights, in the
 // order the layers use them, with bulk copies (cp.async.bulk: no registers, no L1). The copies do not wait for
 // anything but a free slot, so layer L+1's in_proj rows are already arriving while layer L's state step and
 // out_proj run. The data dependencies inside the run are grid barriers (all CTAs are resident: one per SM).
@@ -22,9 +22,9 @@
 // Every row's dot product and every block sum runs in a fixed order (mamba2-decode-persistent-gemv.cuh): the same
 // bits on every run. The SSM state is fp32, as in the other decode paths. The ring and the barriers:
 // mamba2-decode-persistent-ring.cuh.
-// Status: correct (tests/test-mamba-persist.cu, the goldens) but slower than the fused per-layer kernels in the
-// engine so far (1.72 against 1.52 ms per 1.2B b1 step), so the engine runs it only with ZAMBA2_PERSIST=1
-// (kernels/notes/runs-65-.md, runs-72-.md). Its ~227 KB of shared memory leaves the SMs at the largest carveout, so
+// Status: correct (tests/test-mamba-persist.cu, the goldens) but still slower than the fused per-layer kernels in
+// the engine (1.53 against 1.51 ms per 1.2B b1 step), so the engine runs it only with ZAMBA2_PERSIST=1
+// (kernels/notes/runs-65-.md, runs-72-.md, runs-83-.md). Its ~227 KB of shared memory leaves the SMs at the largest carveout, so
 // the engine then has every other kernel prefer 50% (include/zamba2-launch.cuh says why).
 #include <cstdint>
 
@@ -52,8 +52,27 @@ __device__ inline void pk_load_vec(float4 (&v)[PK_MAX_VEC4], const float * src, 
     }
 }
 
+// A staged vector's norm weights, this consumer thread's share (4 bf16 per float4 of pk_load_vec): loaded before
+// the barrier that releases the vector, so that the staging after it waits for one round trip (x or y), not two.
+struct pk_vec_weights {
+    uint2 w[PK_MAX_VEC4];
+};
+__device__ inline void pk_load_vec_weights(pk_vec_weights & v, const bf16 * w, int n) {
+#pragma unroll
+    for (int i = 0; i < PK_MAX_VEC4; ++i) {
+        const int k = 4 * ((int) threadIdx.x + PK_CONSUMERS * i);
+        v.w[i] = k < n ? *reinterpret_cast<const uint2 *>(w + k) : make_uint2(0u, 0u);
+    }
+}
+// xs[k..k+3] = w[k..k+3] * (v * f)
+__device__ inline void pk_store_scaled(float * xs, int k, const uint2 & w, const float4 & v, float f) {
+    const float2 w01 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&w.x));
+    const float2 w23 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&w.y));
+    *reinterpret_cast<float4 *>(xs + k) = make_float4(w01.x * (v.x * f), w01.y * (v.y * f), w23.x * (v.z * f), w23.y * (v.w * f));
+}
+
 // in_proj's input: xs = w * (s * rsqrt(mean(s^2) + eps)), s = x (+ tr).
-__device__ inline void pk_stage_rmsnorm(const pk_params & p, const pk_smem & s, const bf16 * w, const float * tr) {
+__device__ inline void pk_stage_rmsnorm(const pk_params & p, const pk_smem & s, const pk_vec_weights & w, const float * tr) {
     const int H = p.a.hidden;
     float4 v[PK_MAX_VEC4];
     pk_load_vec(v, p.a.x, H);
@@ -71,30 +90,50 @@ __device__ inline void pk_stage_rmsnorm(const pk_params & p, const pk_smem & s, 
     for (int i = 0; i < PK_MAX_VEC4; ++i) {
         const int k = 4 * ((int) threadIdx.x + PK_CONSUMERS * i);
         if (k >= H) break;
-        const float2 w01 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(w + k));
-        const float2 w23 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(w + k + 2));
-        *reinterpret_cast<float4 *>(s.xs + k) =
-            make_float4(w01.x * (v[i].x * inv), w01.y * (v[i].y * inv), w23.x * (v[i].z * inv), w23.y * (v[i].w * inv));
+        pk_store_scaled(s.xs, k, w.w[i], v[i], inv);
     }
     pk_sync();
 }
 
-// The conv operands of the CTA's xBC rows (state of the sequence's slot, weights, bias) into shared memory.
-__device__ inline void pk_stage_conv(const pk_params & p, const pk_smem & s, const mamba2_persist_layer & lw, int slot) {
+// The conv operands of the CTA's xBC row of this thread (state of the sequence's slot, weights, bias; at most one row
+// per thread: pk_plan), loaded into registers a phase ahead, as loaded: any instruction that used them (a conversion)
+// would stall the warp there until they arrive. Converted and stored into shared memory after the barrier.
+struct pk_conv_regs {
+    float st[3];
+    uint2 w;  // 4 bf16
+    bf16 bias;
+};
+__device__ inline bool pk_conv_row(const pk_params & p, int & j, int & c) {
     int r0, r1;
     pk_rows(p.ipo, blockIdx.x, gridDim.x, r0, r1);
+    j = threadIdx.x;
+    c = r0 + j - p.d;
+    return j < r1 - r0 && c >= 0 && c < p.cd;
+}
+__device__ inline void pk_load_conv(pk_conv_regs & r, const pk_params & p, const mamba2_persist_layer & lw, int slot) {
+    int j, c;
+    if (!pk_conv_row(p, j, c)) return;
     const float * st = lw.conv_state + (int64_t) slot * 3 * p.cd;  // [3, cd]
-    for (int j = threadIdx.x; j < r1 - r0; j += PK_CONSUMERS) {
-        const int c = r0 + j - p.d;
-        if (c < 0 || c >= p.cd) continue;
-        float * f = s.conv + j * PK_CONV_FIELDS;
-        f[0] = st[c];
-        f[1] = st[p.cd + c];
-        f[2] = st[2 * p.cd + c];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) f[3 + i] = zk_to_f32(lw.conv_w[(int64_t) c * 4 + i]);  // w: [cd, 4]
-        f[7] = lw.conv_b ? zk_to_f32(lw.conv_b[c]) : 0.0f;
-    }
+    r.st[0] = st[c];
+    r.st[1] = st[p.cd + c];
+    r.st[2] = st[2 * p.cd + c];
+    r.w = *reinterpret_cast<const uint2 *>(lw.conv_w + (int64_t) c * 4);  // w: [cd, 4]
+    r.bias = lw.conv_b ? lw.conv_b[c] : __float2bfloat16(0.0f);
+}
+__device__ inline void pk_store_conv(const pk_conv_regs & r, const pk_params & p, const pk_smem & s) {
+    int j, c;
+    if (!pk_conv_row(p, j, c)) return;
+    const float2 w01 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&r.w.x));
+    const float2 w23 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&r.w.y));
+    float * f = s.conv + j * PK_CONV_FIELDS;  // st0, st1, st2, w0..w3, bias
+    f[0] = r.st[0];
+    f[1] = r.st[1];
+    f[2] = r.st[2];
+    f[3] = w01.x;
+    f[4] = w01.y;
+    f[5] = w23.x;
+    f[6] = w23.y;
+    f[7] = zk_to_f32(r.bias);
 }
 
 // One state unit's rows held by this thread: pass i is row p0 + i (256 / gw) + tid / gw, columns n0..n0+3.
@@ -122,13 +161,13 @@ __device__ inline void pk_load_state(pk_state_regs & r, const pk_params & p, con
 }
 
 // The state update of unit u (state already in r), y and gsq[u] written.
-// The per-head constants of unit u's head: dt_bias, -exp(A_log), D (loaded before the barrier they do not need).
+// The per-head constants of unit u's head: dt_bias, A_log, D (loaded a phase ahead, as loaded: see pk_conv_regs).
 struct pk_head_consts {
-    float dt_bias, neg_a, d_skip;
+    float dt_bias, a_log, d_skip;
 };
 __device__ inline pk_head_consts pk_load_head(const pk_params & p, const mamba2_persist_layer & lw, int u) {
     const int h = u / p.split;
-    return {lw.dt_bias[h], -expf(lw.a_log[h]), lw.d_skip[h]};
+    return {lw.dt_bias[h], lw.a_log[h], lw.d_skip[h]};
 }
 
 __device__ inline void pk_state_unit(pk_state_regs & r, const pk_params & p, const pk_smem & s, const mamba2_persist_layer & lw,
@@ -138,7 +177,7 @@ __device__ inline void pk_state_unit(pk_state_regs & r, const pk_params & p, con
     const int h = u / p.split, g = h / (a.n_heads / G), n0 = ((int) threadIdx.x % gw) * 4;
     const int row0 = (u % p.split) * p.unit_rows + (int) threadIdx.x / gw;
     const float dt = zk_softplus(__ldcg(a.zx + d + p.cd + h) + hc.dt_bias);
-    const float dA = expf(dt * hc.neg_a), d_h = hc.d_skip;
+    const float dA = expf(dt * -expf(hc.a_log)), d_h = hc.d_skip;  // A = -exp(A_log)
     const float4 B = __ldcg(reinterpret_cast<const float4 *>(a.xbc + d + g * N + n0));
     const float4 C = __ldcg(reinterpret_cast<const float4 *>(a.xbc + d + G * N + g * N + n0));
     float xv[PK_MAX_PASSES], zv[PK_MAX_PASSES];
@@ -185,7 +224,7 @@ __host__ __device__ inline bool pk_gated_folds(const pk_params & p) {
 // terms' loads are issued together (one round trip after barrier B). Folded (pk_gated_folds): xs = w * y, and
 // gscale[q] = inv of segment q's group scales the segment's partial sums at the GEMV's end, so that nothing waits for
 // the group sums between the loads and the GEMV.
-__device__ inline void pk_stage_gated(const pk_params & p, const pk_smem & s, const bf16 * w, bool fold) {
+__device__ inline void pk_stage_gated(const pk_params & p, const pk_smem & s, const pk_vec_weights & w, bool fold) {
     const mamba2_persist_args & a = p.a;
     const int d = p.d, G = a.n_groups, group = d / G, per = p.units / G;
     const int warp = threadIdx.x / ZK_WARP_SIZE, lane = threadIdx.x % ZK_WARP_SIZE;
@@ -219,10 +258,7 @@ __device__ inline void pk_stage_gated(const pk_params & p, const pk_smem & s, co
         const int k = 4 * ((int) threadIdx.x + PK_CONSUMERS * i);
         if (k >= d) break;
         const float inv = fold ? 1.0f : s.ginv[k / group];  // group % 4 == 0: a float4 lies in one group
-        const float2 w01 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(w + k));
-        const float2 w23 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(w + k + 2));
-        *reinterpret_cast<float4 *>(s.xs + k) =
-            make_float4(w01.x * (v[i].x * inv), w01.y * (v[i].y * inv), w23.x * (v[i].z * inv), w23.y * (v[i].w * inv));
+        pk_store_scaled(s.xs, k, w.w[i], v[i], inv);
     }
     pk_sync();
 }
@@ -244,7 +280,8 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
     }
     __syncthreads();
 
-    if (tid >= PK_CONSUMERS) {  // the producer warp: weights are constants, so it never waits for earlier kernels
+    if (tid >= PK_CONSUMERS) {  // the producer warpgroup: weights are constants, so it never waits for earlier kernels
+        pk_release_registers();
         if (tid == PK_CONSUMERS) {
             pk_ring_pos pos;
             for (int L = 0; L < a.n_layers; ++L) {
@@ -261,15 +298,31 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
         return;
     }
 
-    // The sequence's slot and the pools are the step's (written by earlier steps only), read before the wait.
-    // Everything a phase needs that its barrier does not publish (constants, this CTA's own rows of the pools and
-    // of x) is loaded between the barrier's arrive and its wait.
+    pk_take_registers();
+    // The sequence's slot is the step's input, read before the wait.
     const int slot = a.seq_slot[0];
     const int d = p.d, cd = p.cd;
     const bool fold = pk_gated_folds(p);
     unsigned barriers = 0;
     pk_ring_pos pos;
+    // Everything of a layer that no other CTA writes (its SSM state and conv rows, written only by its own phases,
+    // later; its constants) is loaded a GEMV phase ahead: HBM reads while the ring's copies keep HBM busy take
+    // microseconds, so after a barrier they would be on the chain, and issued just before one they delay it too (the
+    // barrier's release and acquire wait for the polling thread's loads in flight; runs 83-). Layer 0's before the
+    // launch's wait, layer L + 1's before layer L's out_proj, the gated norm's weights before in_proj.
     pk_state_regs st;
+    pk_head_consts hc{};
+    pk_conv_regs cr;
+    pk_vec_weights nw;
+    auto prefetch = [&](const mamba2_persist_layer & lw) {
+        if (b < p.units) {
+            hc = pk_load_head(p, lw, b);
+            pk_load_state(st, p, lw, slot, b);
+        }
+        pk_load_conv(cr, p, lw, slot);
+    };
+    prefetch(a.layers[0]);
+    pk_load_vec_weights(nw, a.layers[0].input_norm, a.hidden);
     int o0, o1;  // this CTA's out_proj rows: x[o0, o1) is written by this CTA only
     pk_rows(a.hidden, b, nb, o0, o1);
     for (int L = 0; L < a.n_layers; ++L) {
@@ -278,9 +331,6 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
         const mamba2_persist_layer & lw = a.layers[L];
         unsigned long long waited = 0, * wt = a.trace && tid == 0 ? &waited : nullptr;
         PK_TRACE(L, 0);
-        pk_stage_conv(p, s, lw, slot);
-        pk_head_consts hc{};
-        if (b < p.units) hc = pk_load_head(p, lw, b);
         if (L == 0) {
             zk_pdl_wait();  // x and tr come from the previous kernels
             ZK_TL_WAITED();
@@ -289,7 +339,9 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
         }
         if (L == a.n_layers - 1) ZK_TL_MARK(1);
         PK_TRACE(L, 1);
-        pk_stage_rmsnorm(p, s, lw.input_norm, L == 0 ? a.tr : nullptr);
+        pk_store_conv(cr, p, s);  // read after the GEMV's end (pk_stage_rmsnorm's barrier orders it)
+        pk_stage_rmsnorm(p, s, nw, L == 0 ? a.tr : nullptr);
+        pk_load_vec_weights(nw, lw.norm, d);  // the gated norm's, in flight during in_proj
 
         // in_proj (+ conv)
         float * conv_state = lw.conv_state + (int64_t) slot * 3 * cd;  // [3, cd]
@@ -307,7 +359,6 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
         });
         PK_TRACE(L, 2);
         pk_grid_arrive(a.sync);  // A: zx, xbc complete
-        if (b < p.units) pk_load_state(st, p, lw, slot, b);  // in flight during the wait (not held across in_proj)
         pk_grid_wait(a.sync, ++barriers * nb);
         PK_TRACE(L, 3);
 
@@ -325,7 +376,11 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
         PK_TRACE(L, 5);
         if (L == a.n_layers - 1) zk_pdl_trigger();  // every CTA is resident and past its last barrier
 
-        pk_stage_gated(p, s, lw.norm, fold);
+        pk_stage_gated(p, s, nw, fold);
+        if (L + 1 < a.n_layers) {  // in flight during out_proj
+            prefetch(a.layers[L + 1]);
+            pk_load_vec_weights(nw, a.layers[L + 1].input_norm, a.hidden);
+        }
         PK_TRACE(L, 10);
         pk_gemv(a.hidden, d, pos, p, s, wt, fold ? s.gscale : nullptr, [&](int n, int j, float v) { a.x[n] = s.xres[j] + v; });
         PK_TRACE(L, 6);
@@ -339,7 +394,7 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
 
     // The last CTA out resets the counters for the next launch (every CTA has left its last barrier by then).
     pk_sync();
-    ZK_TL_END_SYNCED(ZK_TL_PERSIST);  // the producer warp has left: no __syncthreads
+    ZK_TL_END_SYNCED(ZK_TL_PERSIST);  // the producer warpgroup has left: no __syncthreads
     if (tid == 0) {
         __threadfence();
         if (atomicAdd(a.sync + 1, 1u) == (unsigned) nb - 1) {
@@ -379,6 +434,7 @@ bool pk_plan(pk_params & p, const mamba2_persist_args & a, int n_sm) {
     p.unit_rows = P / p.split;
     if (p.unit_rows > PK_MAX_PASSES * (PK_CONSUMERS / p.gw)) return false;
     p.max_in_rows = (p.ipo + nb - 1) / nb;
+    if (p.max_in_rows > PK_CONSUMERS) return false;  // a conv row per consumer thread at most (pk_conv_regs)
     p.xs_floats = H > p.d ? H : p.d;
     p.n_slots = PK_MAX_SLOTS;
     int max_smem = 0, dev = 0;
