@@ -122,6 +122,8 @@ bool mamba2_state_step_gated(float * y, float * gsq, const float * z, int ld_z, 
 // ---- a run of Mamba2 layers of a batch-1 decode step in one persistent launch (mamba2-decode-persistent.cu) ----
 // Per layer: in_proj on rmsnorm(x (+ tr on the first layer)), the conv (state updated), the state step with the
 // gate, out_proj on the gated norm accumulated into x; one CTA per SM streams its weight rows through shared memory.
+// Every pointer 16-byte aligned (cudaMalloc's are): the weights go by bulk copies, the norms and conv weights by
+// 8-byte loads.
 struct mamba2_persist_layer {
     const bf16 *in_proj, *out_proj;        // [d + cd + nh, H], [H, d]
     const bf16 *input_norm, *conv_w, *conv_b, *norm;  // [H], [cd, 4], [cd] (may be null), [d]

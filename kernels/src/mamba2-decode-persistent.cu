@@ -24,8 +24,8 @@
 // mamba2-decode-persistent-ring.cuh.
 // Status: correct (tests/test-mamba-persist.cu, the goldens) but still slower than the fused per-layer kernels in
 // the engine (1.53 against 1.51 ms per 1.2B b1 step), so the engine runs it only with ZAMBA2_PERSIST=1
-// (kernels/notes/runs-65-.md, runs-72-.md, runs-83-.md). Its ~227 KB of shared memory leaves the SMs at the largest carveout, so
-// the engine then has every other kernel prefer 50% (include/zamba2-launch.cuh says why).
+// (kernels/notes/runs-65-.md, runs-72-.md, runs-83-.md). Its ~227 KB of shared memory leaves the SMs at the largest
+// carveout, so the engine then has every other kernel prefer 50% (include/zamba2-launch.cuh says why).
 #include <cstdint>
 
 #include "mamba2-decode-persistent-gemv.cuh"
@@ -52,8 +52,8 @@ __device__ inline void pk_load_vec(float4 (&v)[PK_MAX_VEC4], const float * src, 
     }
 }
 
-// A staged vector's norm weights, this consumer thread's share (4 bf16 per float4 of pk_load_vec): loaded before
-// the barrier that releases the vector, so that the staging after it waits for one round trip (x or y), not two.
+// A staged vector's norm weights, this consumer thread's share (4 bf16 per float4 of pk_load_vec): loaded a GEMV
+// phase ahead (the kernel's prefetch), so that the staging waits for one round trip (x or y), not two.
 struct pk_vec_weights {
     uint2 w[PK_MAX_VEC4];
 };
@@ -339,7 +339,7 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
         }
         if (L == a.n_layers - 1) ZK_TL_MARK(1);
         PK_TRACE(L, 1);
-        pk_store_conv(cr, p, s);  // read after the GEMV's end (pk_stage_rmsnorm's barrier orders it)
+        pk_store_conv(cr, p, s);  // read by in_proj's end, after pk_stage_rmsnorm's barrier
         pk_stage_rmsnorm(p, s, nw, L == 0 ? a.tr : nullptr);
         pk_load_vec_weights(nw, lw.norm, d);  // the gated norm's, in flight during in_proj
 
