@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The persistent decode's variants against the working tree in one GPU-machine call (kernels/notes/runs-83-.md):
+# each directory kernels/v<name>/ holds its own copy of src/mamba2-decode-persistent.cu and the two .cuh files it
+# includes (e.g. the tree's with one constant changed by sed). One build of the tree, then per variant only that
+# file compiled and linked into kernels/build/test-kernels-<name> and bench-engine-<name>; then, alternating,
+# twice each: the persistent tests, the microbench (us per layer; the traced launch's layer 2 phases) and the b1
+# step of bench-engine with ZAMBA2_PERSIST=1 (and the tree's defaults as "base").
+# Usage (repo root, on the GPU machine, after `source .devcuda/setup.sh`):
+#   VARS="ring6 ring8" bash kernels/dev/persist-variants.sh      ($OUT: each variant's traced bench output)
+# The variant directories are scratch: never commit them.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+out="${OUT:-/tmp/persist-variants}"
+mkdir -p "$out"
+tmp="$(mktemp -d)"
+arch="-gencode=arch=compute_90a,code=sm_90a"
+obj=kernels/build/obj
+JOBS=16 ZK_ARCHS="$arch" timeout 300 bash kernels/build.sh > "$tmp/build.txt" 2>&1 || { tail -20 "$tmp/build.txt"; exit 1; }
+kernel_objs=$(for f in kernels/src/*.cu; do b=$(basename "$f"); [ "$b" = mamba2-decode-persistent.cu ] || echo "$obj/$b.o"; done)
+engine_objs="$obj/gemm-cublaslt.o $(for f in kernels/engine/*.cc; do echo "$obj/$(basename "${f%.cc}").o"; done)"
+vars="${VARS:-}"
+for v in $vars; do
+  nvcc -std=c++17 -O3 -Ikernels/include -Xcompiler -fPIC --expt-relaxed-constexpr $arch \
+    -c "kernels/v$v/mamba2-decode-persistent.cu" -o "$tmp/$v.o" &&
+    nvcc $arch -o "kernels/build/test-kernels-$v" $obj/test-*.o $obj/cpu-reference.o $kernel_objs "$tmp/$v.o" &&
+    nvcc $arch -o "kernels/build/bench-engine-$v" $obj/bench-engine.o $engine_objs $kernel_objs "$tmp/$v.o" \
+      -L/usr/local/cuda/lib64 -lcublasLt -lcublas -lcudart || { echo "variant $v: build failed"; exit 1; }
+done
+bin() { [ "$1" = tree ] && echo "kernels/build/$2" || echo "kernels/build/$2-$1"; }
+for v in tree $vars; do
+  ZK_TEST_ONLY=persist timeout 120 "$(bin "$v" test-kernels)" > "$tmp/checks-$v.txt" 2>&1
+  echo "checks $v: rc $? $(grep -E 'kernel checks' "$tmp/checks-$v.txt")"
+  grep FAIL "$tmp/checks-$v.txt" | head -5
+done
+for i in 1 2; do
+  for v in $vars tree; do
+    ZK_TEST_ONLY=persist ZK_BENCH_PERSIST=1 timeout 120 "$(bin "$v" test-kernels)" > "$tmp/bench-$v.txt" 2>&1
+    echo "microbench $v ($i): $(grep -E 'us per layer' "$tmp/bench-$v.txt")"
+  done
+done
+for v in $vars tree; do echo "$v: $(grep -E '^layer 2' "$tmp/bench-$v.txt")"; cp "$tmp/bench-$v.txt" "$out/"; done
+for i in 1 2; do
+  for v in base $vars tree; do
+    if [ "$v" = base ]; then b=kernels/build/bench-engine; e=ZAMBA2_PERSIST=0; else b=$(bin "$v" bench-engine); e=ZAMBA2_PERSIST=1; fi
+    echo "b1 $v ($i): $(env $e ZAMBA2_BENCH_PREFILL=none ZAMBA2_BENCH_BATCHES=1 timeout 120 "$b" 1.2b 2>&1 | grep -E '^decode b1')"
+  done
+done
