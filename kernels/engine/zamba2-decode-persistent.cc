@@ -3,10 +3,11 @@
 // block still runs as the fused decode path's kernels.
 #include "zamba2-forward.h"
 
-// The device array of per-layer pointers (weights and this layer's pools) and the launch sites' barrier counters,
-// made once the weights are resolved and the pools exist (outside any graph capture: the step calls it first).
+// The per-layer pointers (weights and this layer's pools; each launch copies its run's into its parameters) and the
+// launch sites' barrier counters, made once the weights are resolved and the pools exist (outside any graph capture:
+// the step calls it first).
 std::string zamba2_make_persist(zamba2_engine * e) {
-    if (!e->persist_decode || e->persist_layers || !e->conv_pool) return "";
+    if (!e->persist_decode || !e->persist_layers.empty() || !e->conv_pool) return "";
     const zamba2_config & c = e->cfg;
     std::vector<mamba2_persist_layer> host((size_t) c.n_layers);
     for (int L = 0; L < c.n_layers; ++L) {
@@ -15,33 +16,25 @@ std::string zamba2_make_persist(zamba2_engine * e) {
                    e->conv_pool + (size_t) L * e->conv_layer_elems(), e->ssm_pool + (size_t) L * e->ssm_layer_elems()};
     }
     const size_t n_sync = 2 * (c.hybrid_layer_ids.size() + 1);  // one counter pair per run of layers
-    mamba2_persist_layer * layers = nullptr;
     unsigned * sync = nullptr;
-    if (cudaMalloc(&layers, host.size() * sizeof(mamba2_persist_layer)) != cudaSuccess) return "persistent decode: out of memory";
-    if (cudaMalloc(&sync, n_sync * sizeof(unsigned)) != cudaSuccess) {
-        cudaFree(layers);
-        return "persistent decode: out of memory";
-    }
-    if (cudaMemcpy(layers, host.data(), host.size() * sizeof(mamba2_persist_layer), cudaMemcpyHostToDevice) != cudaSuccess ||
-        cudaMemset(sync, 0, n_sync * sizeof(unsigned)) != cudaSuccess) {
-        cudaFree(layers);
+    if (cudaMalloc(&sync, n_sync * sizeof(unsigned)) != cudaSuccess) return "persistent decode: out of memory";
+    if (cudaMemset(sync, 0, n_sync * sizeof(unsigned)) != cudaSuccess) {
         cudaFree(sync);
         return "persistent decode: upload failed";
     }
-    e->persist_layers = layers;
+    e->persist_layers = std::move(host);
     e->persist_sync = sync;
     return "";
 }
 
 void zamba2_free_persist(zamba2_engine * e) {
-    if (e->persist_layers) cudaFree(e->persist_layers);
     if (e->persist_sync) cudaFree(e->persist_sync);
-    e->persist_layers = nullptr;
+    e->persist_layers.clear();
     e->persist_sync = nullptr;
 }
 
 bool persistent_decode_step(const zamba2_engine * e, const step_view & v, bool fused) {
-    return fused && v.T == 1 && e->persist_layers;
+    return fused && v.T == 1 && !e->persist_layers.empty();
 }
 
 bool mamba_run_persistent(zamba2_engine * e, const step_view & v, int L0, int L1, bool hybrid, int run) {
@@ -49,7 +42,7 @@ bool mamba_run_persistent(zamba2_engine * e, const step_view & v, int L0, int L1
     const zamba2_config & c = e->cfg;
     zamba2_scratch & s = e->s;
     mamba2_persist_args a{};
-    a.layers = e->persist_layers + L0;
+    a.layers = e->persist_layers.data() + L0;
     a.n_layers = L1 - L0;
     a.x = s.x;
     a.tr = hybrid ? s.tr : nullptr;  // Tr enters the mixer input only (spec §3 step 11)

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <unordered_map>
+#include <vector>
 
 #include "../include/zamba2-fp8.h"
 #include "../include/zamba2-gemm.h"
@@ -150,11 +151,15 @@ struct zamba2_engine {
     bool skinny_no_cross_preload = false;  // ZAMBA2_SKINNY_CROSS=0: no item issues its CTA's next item's first weights
     bool skinny_no_conv_stage = false;  // ZAMBA2_SKINNY_CONV_STAGE=0: the conv epilogue loads its operands at the end
     // ZAMBA2_PERSIST=1: batch-1 decode runs each stretch of Mamba2 layers between hybrid layers as one persistent
-    // launch (zamba2-decode-persistent.cc); off by default: slower than the fused per-layer kernels so far (run 90:
-    // 1.53 against 1.51 ms per b1 step)
+    // launch (zamba2-decode-persistent.cc); off by default: slower than the fused per-layer kernels so far (runs
+    // 91-98: 1.52 against 1.50-1.51 ms per b1 step)
     bool persist_decode = false;
     int persist_max_runs = 1 << 20;  // ZAMBA2_PERSIST_RUNS: only the first N runs of layers (measuring)
-    mamba2_persist_layer * persist_layers = nullptr;  // device [n_layers]: weights and pools per layer
+    // the launches' shared-memory carveout preference (zk_smem_carveout, set per step): ZAMBA2_SMEM_CARVEOUT=P for
+    // every step; default none, and 50 on decode-only steps with the persistent decode (the GEMVs after it get
+    // their L1 back)
+    int carveout_all = -1, carveout_decode = -1;
+    std::vector<mamba2_persist_layer> persist_layers;  // [n_layers]: device addresses of weights and pools per layer
     unsigned * persist_sync = nullptr;                // device [2 (hybrid layers + 1)]: barrier counters per run
     // ZAMBA2_SSD=1: steps with prefill chunks run the chunked SSD scan (mamba2_ssd_varlen)
     bool use_ssd = false;

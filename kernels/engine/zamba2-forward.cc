@@ -114,6 +114,7 @@ static std::string enqueue_forward(zamba2_engine * e, const step_view & v) {
 // sighting of that shape; everything else runs eagerly. The graph reads the same device buffers
 // (packed input at fixed offsets for the shape, pools, scratch), so only the H2D copy changes.
 static std::string run_forward(zamba2_engine * e, const step_view & v) {
+    zk_smem_carveout() = v.T > 0 && v.T == v.S ? e->carveout_decode : e->carveout_all;  // this thread's launches
     const bool decode_only = v.T > 0 && v.T == v.S && e->graphs_enabled;
     if (!decode_only) return enqueue_forward(e, v);
     const uint64_t key = ((uint64_t) v.S << 32) | (uint32_t) v.O;
@@ -142,7 +143,7 @@ std::string zamba2_engine_step(zamba2_engine * e, const int32_t * packed, size_t
         const std::string err = zamba2_resolve_weights(e);
         if (!err.empty()) return err;
     }
-    if (e->persist_decode && !e->persist_layers) {
+    if (e->persist_decode && e->persist_layers.empty()) {
         const std::string err = zamba2_make_persist(e);
         if (!err.empty()) return err;
     }

@@ -57,8 +57,9 @@ void zamba2_read_switches(zamba2_engine * e) {
     e->persist_decode = env_starts("ZAMBA2_PERSIST", '1');
     e->persist_max_runs = std::max(0, env_int("ZAMBA2_PERSIST_RUNS", 1 << 20));
     // ZAMBA2_SMEM_CARVEOUT=P: every zk_launch kernel prefers P% shared memory (include/zamba2-launch.cuh says why);
-    // default: no preference, or 50 with the persistent decode, so the GEMVs after it get their L1 back
-    zk_smem_carveout() = std::max(-1, std::min(100, env_int("ZAMBA2_SMEM_CARVEOUT", e->persist_decode ? 50 : -1)));
+    // default: no preference, or 50 on decode-only steps with the persistent decode
+    e->carveout_all = std::max(-1, std::min(100, env_int("ZAMBA2_SMEM_CARVEOUT", -1)));
+    e->carveout_decode = e->carveout_all >= 0 ? e->carveout_all : e->persist_decode ? 50 : -1;
     zk_state_step_early_trigger() = !env_starts("ZAMBA2_STATE_TRIGGER", 'l');
     e->split_inputs = !env_starts("ZAMBA2_SPLIT_GEMM", '0');
     e->split_z = !env_starts("ZAMBA2_SPLIT_Z", '0');

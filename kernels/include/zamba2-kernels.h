@@ -131,11 +131,11 @@ struct mamba2_persist_layer {
     float *conv_state, *ssm_state;          // this layer's pools: [slots, 3, cd], [slots, nh, P, N] fp32
 };
 struct mamba2_persist_args {
-    const mamba2_persist_layer * layers;  // device array [n_layers], in order
+    const mamba2_persist_layer * layers;  // host array [n_layers], in order: copied into the launch's parameters
     int n_layers;
     float * x;                 // [H] the residual stream, updated in place
     const float * tr;          // [H] added to the first layer's mixer input (a hybrid layer), or null
-    float * zx;                // [d + cd + nh] scratch: in_proj's outputs
+    float * zx;                // [d + cd + nh] scratch: in_proj's z and dt rows (its xBC rows are not written)
     float * xbc;               // [cd] scratch: the conv's outputs
     float * y;                 // [d] scratch: the gated state step's output
     float * gsq;               // [nh * 4] scratch: sums of y^2 per state unit
@@ -146,8 +146,10 @@ struct mamba2_persist_args {
     // Optional phase trace (null: none): [gridDim][n_layers][PERSIST_TRACE_FIELDS] globaltimer ns (the bench)
     unsigned long long * trace;
 };
-constexpr int PERSIST_TRACE_FIELDS = 11;  // start, C, in_proj, A, state, B, out_proj, full waits, empty waits, issued,
-                                          // out_proj's input staged
+constexpr int PERSIST_TRACE_FIELDS = 16;  // start, C, in_proj, A, state, B, out_proj, full waits, empty waits, issued,
+                                          // out_proj's input staged, then thread 0 past in_proj's slots, past its
+                                          // block barrier, the same for out_proj, the next layer's loads issued
+constexpr int PERSIST_MAX_LAYERS = 32;  // layers of one run (their pointers travel in the launch's parameters)
 // Enqueues the run; false (nothing enqueued) below compute capability 9.0, or for dims it does not take.
 bool mamba2_decode_persistent(const mamba2_persist_args & a, cudaStream_t stream);
 // Why the last call returned false ("" after one that enqueued).

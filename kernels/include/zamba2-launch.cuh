@@ -15,8 +15,6 @@
 
 #include <cuda_runtime.h>
 
-#include <mutex>
-#include <unordered_set>
 #include <utility>
 
 // Process-wide switch, set by the engine (ZAMBA2_PDL, compute capability >= 9.0). Off: plain launches.
@@ -25,24 +23,19 @@ inline bool & zk_pdl_enabled() {
     return on;
 }
 
-// Process-wide preferred shared-memory carveout (percent of the unified L1 / shared memory) for every kernel launched
-// through zk_launch / zk_launch_pdl; -1 (default): no preference. Set by the engine (ZAMBA2_SMEM_CARVEOUT; 50 with
-// ZAMBA2_PERSIST=1). Why it matters: an SM changes its carveout only when it has drained, and without a preference
-// a kernel runs in whatever configuration the SM already has. After the persistent decode (~227 KB of shared
-// memory) the SMs stay at the largest carveout while the PDL-overlapped GEMVs that follow never let them drain,
-// and a streaming GEMV with little L1 left runs ~20-40% slower (kernels/notes/runs-36-42.md run 38, runs-72-.md).
+// Preferred shared-memory carveout (percent of the unified L1 / shared memory) of the kernels launched through
+// zk_launch / zk_launch_pdl from this thread, as a launch attribute (captured into graphs with the launch); -1: none.
+// The engine sets it per step (zamba2-forward.cc: ZAMBA2_SMEM_CARVEOUT for every step, or 50 for the decode steps
+// that run the persistent decode). Why it matters: an SM changes its carveout only when it has drained, and without
+// a preference a kernel runs in whatever configuration the SM already has. After the persistent decode (~227 KB of
+// shared memory) the SMs stay at the largest carveout while the PDL-overlapped GEMVs that follow never let them
+// drain, and a streaming GEMV with little L1 left runs ~20-40% slower (kernels/notes/runs-36-42.md run 38,
+// runs-72-.md). Per launch rather than per function, so that prefill keeps no preference: with the function
+// attribute, ZAMBA2_PERSIST=1 cost prefill 2048 +1.9 ms (run 90); per launch, 29.20 against the defaults' 29.41 ms
+// (run 97).
 inline int & zk_smem_carveout() {
-    static int percent = -1;
+    thread_local int percent = -1;
     return percent;
-}
-inline void zk_apply_carveout(const void * kernel) {
-    if (zk_smem_carveout() < 0) return;
-    static std::mutex mu;
-    static std::unordered_set<const void *> done;  // the attribute is per function: set once
-    std::lock_guard<std::mutex> lock(mu);
-    if (done.insert(kernel).second) {
-        cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, zk_smem_carveout());
-    }
 }
 
 // Programmatic dependent launch (sm_90+; no-ops when compiled for older chips, and at run time when the
@@ -96,17 +89,23 @@ inline int zk_sm_count() { return zk_device().n_sm; }
 template <typename... KArgs, typename... Args>
 static inline cudaError_t zk_launch_pdl(bool pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem_bytes,
                                         cudaStream_t stream, Args &&... args) {
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchAttribute attr[2];
+    unsigned n_attr = 0;
+    if (pdl && zk_device().major >= 9) {
+        attr[n_attr].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[n_attr++].val.programmaticStreamSerializationAllowed = 1;
+    }
+    if (zk_smem_carveout() >= 0) {
+        attr[n_attr].id = cudaLaunchAttributePreferredSharedMemoryCarveout;
+        attr[n_attr++].val.sharedMemCarveout = (unsigned) zk_smem_carveout();
+    }
     cudaLaunchConfig_t cfg{};
     cfg.gridDim = grid;
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem_bytes;
     cfg.stream = stream;
     cfg.attrs = attr;
-    cfg.numAttrs = pdl && zk_device().major >= 9 ? 1 : 0;
-    zk_apply_carveout(reinterpret_cast<const void *>(kernel));
+    cfg.numAttrs = n_attr;
     return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
 }
 

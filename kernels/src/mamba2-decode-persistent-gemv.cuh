@@ -52,7 +52,8 @@ __device__ inline float pk_dot8(const uint4 & w, const float4 & x0, const float4
 // operands (before their sums).
 template <typename Out>
 __device__ inline void pk_consume_mma(int N, int K, pk_ring_pos & pos, const pk_params & p, const pk_smem & s,
-                                      unsigned long long * waited, const float * scale, Out && out) {
+                                      unsigned long long * waited, const float * scale, unsigned long long * marks,
+                                      Out && out) {
     int r0, r1;
     pk_rows(N, blockIdx.x, gridDim.x, r0, r1);
     const int R = pk_rows_per_slot(K), S = pk_mma_segments(K), seg = K / S, groups = seg / 64, rs = pk_red_stride(p);
@@ -112,7 +113,9 @@ __device__ inline void pk_consume_mma(int N, int K, pk_ring_pos & pos, const pk_
         if (has_group && vb && sb / 2 == t) s.red[(sb * PK_CONSUMER_WARPS + warp) * rs + (r - r0) + rb] = sb & 1 ? c[3] : c[2];
         if (st) { st[2] = zk_globaltimer_ns(); st[3] = st[2]; }
     }
+    if (marks) marks[0] = zk_globaltimer_ns();
     pk_sync();
+    if (marks) marks[1] = zk_globaltimer_ns();
     for (int j = tid; j < r1 - r0; j += PK_CONSUMERS) {
         float v = 0.0f;
         for (int q = 0; q < S; ++q) {
@@ -151,7 +154,7 @@ constexpr int PK_MAX_CPL = 1;  // 8-element chunks per lane of one row in the FM
 // barrier and a block reduction per slot with the inputs read from shared memory, took ~1 us per 16 KB slot.)
 template <typename Out>
 __device__ inline void pk_consume(int N, int K, pk_ring_pos & pos, const pk_params & p, const pk_smem & s,
-                                  unsigned long long * waited, Out && out) {
+                                  unsigned long long * waited, unsigned long long * marks, Out && out) {
     int r0, r1;
     pk_rows(N, blockIdx.x, gridDim.x, r0, r1);
     const int R = pk_rows_per_slot(K), n_chunks = K / 8, cpl = (n_chunks + PK_CONSUMERS - 1) / PK_CONSUMERS;
@@ -197,7 +200,9 @@ __device__ inline void pk_consume(int N, int K, pk_ring_pos & pos, const pk_para
         if ((lane & 3) == 0 && row < nr) s.red[warp * rs + r - r0 + row] = t;
         if (st) { st[2] = zk_globaltimer_ns(); st[3] = st[2]; }
     }
+    if (marks) marks[0] = zk_globaltimer_ns();
     pk_sync();
+    if (marks) marks[1] = zk_globaltimer_ns();
     for (int j = tid; j < r1 - r0; j += PK_CONSUMERS) {
         float v = 0.0f;
 #pragma unroll
@@ -211,9 +216,9 @@ __device__ inline void pk_consume(int N, int K, pk_ring_pos & pos, const pk_para
 // pk_gated_folds.
 template <typename Out>
 __device__ inline void pk_gemv(int N, int K, pk_ring_pos & pos, const pk_params & p, const pk_smem & s,
-                               unsigned long long * waited, const float * scale, Out && out) {
-    if (pk_mma_segments(K) > 0) pk_consume_mma(N, K, pos, p, s, waited, scale, out);
-    else pk_consume(N, K, pos, p, s, waited, out);
+                               unsigned long long * waited, const float * scale, unsigned long long * marks, Out && out) {
+    if (pk_mma_segments(K) > 0) pk_consume_mma(N, K, pos, p, s, waited, scale, marks, out);
+    else pk_consume(N, K, pos, p, s, waited, marks, out);
 }
 
 }  // namespace

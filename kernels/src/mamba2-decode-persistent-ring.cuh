@@ -30,7 +30,11 @@ constexpr int PK_MAX_GROUPS = 8;     // n_groups (the gated norm's per-group fac
 constexpr int PK_MAX_GSQ = 8;        // gsq terms per lane when a group's sum is taken: <= 256 state units per group
 
 struct pk_params {
-    mamba2_persist_args a;
+    mamba2_persist_args a;  // a.layers: null (a host address)
+    // Every layer's pointers, in the launch's parameters (the constant bank), not in an array in global memory: no
+    // L2 round trip before the loads through them can issue, and no device copy to keep (runs 94-95: within noise of
+    // the array form)
+    mamba2_persist_layer layers[PERSIST_MAX_LAYERS];
     int d, cd, ipo;          // d_inner, conv channels (d + 2GN), in_proj rows (d + cd + nh)
     int split, units, unit_rows;  // state units: each head split into `split` units of unit_rows rows
     int gw;                  // threads per state row (d_state / 4)

@@ -23,9 +23,10 @@
 // bits on every run. The SSM state is fp32, as in the other decode paths. The ring and the barriers:
 // mamba2-decode-persistent-ring.cuh.
 // Status: correct (tests/test-mamba-persist.cu, the goldens) but still slower than the fused per-layer kernels in
-// the engine (1.53 against 1.51 ms per 1.2B b1 step), so the engine runs it only with ZAMBA2_PERSIST=1
-// (kernels/notes/runs-65-.md, runs-72-.md, runs-83-.md). Its ~227 KB of shared memory leaves the SMs at the largest
-// carveout, so the engine then has every other kernel prefer 50% (include/zamba2-launch.cuh says why).
+// the engine (1.52 against 1.51 ms per 1.2B b1 step, run 97), so the engine runs it only with ZAMBA2_PERSIST=1
+// (kernels/notes/runs-65-.md, runs-72-.md, runs-83-.md, runs-91-.md). Its ~227 KB of shared memory leaves the SMs
+// at the largest carveout, so the engine then has the other kernels of decode steps prefer 50%
+// (include/zamba2-launch.cuh says why).
 #include <cstdint>
 
 #include "mamba2-decode-persistent-gemv.cuh"
@@ -286,8 +287,8 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
             pk_ring_pos pos;
             for (int L = 0; L < a.n_layers; ++L) {
                 unsigned long long waited = 0, * w = a.trace ? &waited : nullptr;
-                pk_produce(a.layers[L].in_proj, p.ipo, a.hidden, pos, p, s, w);
-                pk_produce(a.layers[L].out_proj, a.hidden, p.d, pos, p, s, w);
+                pk_produce(p.layers[L].in_proj, p.ipo, a.hidden, pos, p, s, w);
+                pk_produce(p.layers[L].out_proj, a.hidden, p.d, pos, p, s, w);
                 if (a.trace) {
                     unsigned long long * t = a.trace + ((int64_t) blockIdx.x * a.n_layers + L) * PERSIST_TRACE_FIELDS;
                     t[8] = waited;
@@ -321,15 +322,16 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
         }
         pk_load_conv(cr, p, lw, slot);
     };
-    prefetch(a.layers[0]);
-    pk_load_vec_weights(nw, a.layers[0].input_norm, a.hidden);
+    prefetch(p.layers[0]);
+    pk_load_vec_weights(nw, p.layers[0].input_norm, a.hidden);
     int o0, o1;  // this CTA's out_proj rows: x[o0, o1) is written by this CTA only
     pk_rows(a.hidden, b, nb, o0, o1);
     for (int L = 0; L < a.n_layers; ++L) {
         // read in place where used (the layer array is never written; held as a copy it took 22 registers across the
         // layer and the code around the GEMV loops spilled)
-        const mamba2_persist_layer & lw = a.layers[L];
+        const mamba2_persist_layer & lw = p.layers[L];
         unsigned long long waited = 0, * wt = a.trace && tid == 0 ? &waited : nullptr;
+        unsigned long long * marks = wt ? a.trace + ((int64_t) blockIdx.x * a.n_layers + L) * PERSIST_TRACE_FIELDS : nullptr;
         PK_TRACE(L, 0);
         if (L == 0) {
             zk_pdl_wait();  // x and tr come from the previous kernels
@@ -343,22 +345,33 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
         pk_stage_rmsnorm(p, s, nw, L == 0 ? a.tr : nullptr);
         pk_load_vec_weights(nw, lw.norm, d);  // the gated norm's, in flight during in_proj
 
-        // in_proj (+ conv)
+        // in_proj (+ conv). Before barrier A only what the state step reads: z and dt into zx, the conv's output into
+        // xbc (xBC before the conv is read by no one); barrier A's release waits for every store before it. The conv
+        // state (this thread's row at most: pk_plan) is stored after the arrive: only the next step reads it.
         float * conv_state = lw.conv_state + (int64_t) slot * 3 * cd;  // [3, cd]
-        pk_gemv(p.ipo, a.hidden, pos, p, s, wt, nullptr, [&](int n, int j, float v) {
-            a.zx[n] = v;  // z | xBC before the conv | dt
+        int conv_c = -1;
+        float conv_st1 = 0.0f, conv_st2 = 0.0f, conv_in = 0.0f;
+        pk_gemv(p.ipo, a.hidden, pos, p, s, wt, nullptr, marks ? marks + 11 : nullptr, [&](int n, int j, float v) {
             const int c = n - d;
             if (c >= 0 && c < cd) {
                 const float * f = s.conv + j * PK_CONV_FIELDS;
                 const float acc = f[7] + f[3] * f[0] + f[4] * f[1] + f[5] * f[2] + f[6] * v;
                 a.xbc[c] = zk_silu(acc);
-                conv_state[c] = f[1];
-                conv_state[cd + c] = f[2];
-                conv_state[2 * cd + c] = v;
+                conv_c = c;
+                conv_st1 = f[1];
+                conv_st2 = f[2];
+                conv_in = v;
+            } else {
+                a.zx[n] = v;  // z | dt
             }
         });
         PK_TRACE(L, 2);
         pk_grid_arrive(a.sync);  // A: zx, xbc complete
+        if (conv_c >= 0) {
+            conv_state[conv_c] = conv_st1;
+            conv_state[cd + conv_c] = conv_st2;
+            conv_state[2 * cd + conv_c] = conv_in;
+        }
         pk_grid_wait(a.sync, ++barriers * nb);
         PK_TRACE(L, 3);
 
@@ -377,12 +390,14 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
         if (L == a.n_layers - 1) zk_pdl_trigger();  // every CTA is resident and past its last barrier
 
         pk_stage_gated(p, s, nw, fold);
-        if (L + 1 < a.n_layers) {  // in flight during out_proj
-            prefetch(a.layers[L + 1]);
-            pk_load_vec_weights(nw, a.layers[L + 1].input_norm, a.hidden);
-        }
         PK_TRACE(L, 10);
-        pk_gemv(a.hidden, d, pos, p, s, wt, fold ? s.gscale : nullptr, [&](int n, int j, float v) { a.x[n] = s.xres[j] + v; });
+        if (L + 1 < a.n_layers) {  // in flight during out_proj
+            prefetch(p.layers[L + 1]);
+            pk_load_vec_weights(nw, p.layers[L + 1].input_norm, a.hidden);
+        }
+        PK_TRACE(L, 15);
+        pk_gemv(a.hidden, d, pos, p, s, wt, fold ? s.gscale : nullptr, marks ? marks + 13 : nullptr,
+                [&](int n, int j, float v) { a.x[n] = s.xres[j] + v; });
         PK_TRACE(L, 6);
         if (L == 0) ZK_TL_MARK(0);
         if (wt) a.trace[((int64_t) blockIdx.x * a.n_layers + L) * PERSIST_TRACE_FIELDS + 7] = waited;
@@ -406,9 +421,12 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
 
 bool pk_plan(pk_params & p, const mamba2_persist_args & a, int n_sm) {
     const int H = a.hidden, P = a.head_dim, N = a.d_state, G = a.n_groups, nh = a.n_heads;
-    if (a.n_layers < 1 || !a.layers || !a.x || !a.zx || !a.xbc || !a.y || !a.gsq || !a.sync || !a.seq_slot) return false;
+    if (a.n_layers < 1 || a.n_layers > PERSIST_MAX_LAYERS || !a.layers) return false;
+    if (!a.x || !a.zx || !a.xbc || !a.y || !a.gsq || !a.sync || !a.seq_slot) return false;
     if (H <= 0 || P <= 0 || N <= 0 || G <= 0 || G > PK_MAX_GROUPS || nh <= 0 || nh % G != 0) return false;
     p.a = a;
+    p.a.layers = nullptr;
+    for (int L = 0; L < a.n_layers; ++L) p.layers[L] = a.layers[L];
     p.d = nh * P;
     p.cd = p.d + 2 * G * N;
     p.ipo = p.d + p.cd + nh;

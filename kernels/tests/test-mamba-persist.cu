@@ -51,7 +51,7 @@ host_layer random_layer(test_rng & rng, const persist_case & pc) {
 
 // The device side of a run of pc.layers layers: pools of `slots` slots per layer (initial values conv0, ssm0), the
 // sequence in `slot`, x, tr, the scratch, and the launch arguments over them. Layers are added one at a time (the
-// bench does not keep 1.2B-sized host values of every layer), then finish() uploads the layer array.
+// bench does not keep 1.2B-sized host values of every layer), then finish() fills the launch arguments.
 struct persist_run {
     const persist_case pc;
     const int d, cd, ipo, slots;
@@ -60,7 +60,6 @@ struct persist_run {
     dev_buf<float> conv_pool, ssm_pool, x, trb, zx, xbc, y, gsq;
     dev_buf<unsigned> sync;
     dev_buf<int32_t> seq_slot;
-    mamba2_persist_layer * d_layers = nullptr;
     mamba2_persist_args a{};
 
     persist_run(const persist_case & c, int n_slots, int slot, const vec & conv0, const vec & ssm0, const vec & x0, const vec & tr)
@@ -75,7 +74,6 @@ struct persist_run {
     }
     persist_run(const persist_run &) = delete;
     ~persist_run() {
-        cudaFree(d_layers);
         for (dev_layer * p : dl) delete p;
     }
     void add_layer(const host_layer & l) {
@@ -96,9 +94,7 @@ struct persist_run {
                              conv_pool.ptr + (size_t) L * slots * 3 * cd, ssm_pool.ptr + (size_t) L * slots * nh * pc.P * pc.N});
     }
     mamba2_persist_args & finish() {
-        ZK_CHECK(cudaMalloc(&d_layers, host_ptrs.size() * sizeof(mamba2_persist_layer)));
-        ZK_CHECK(cudaMemcpy(d_layers, host_ptrs.data(), host_ptrs.size() * sizeof(mamba2_persist_layer), cudaMemcpyHostToDevice));
-        a.layers = d_layers;
+        a.layers = host_ptrs.data();
         a.n_layers = (int) dl.size();
         a.x = x.ptr;
         a.tr = pc.tr ? trb.ptr : nullptr;
@@ -238,7 +234,8 @@ void bench_persist(test_rng & rng) {
     unsigned long long t_min = ~0ull;
     for (int b = 0; b < n_sm; ++b) t_min = std::min(t_min, t[(size_t) b * layers * PERSIST_TRACE_FIELDS]);
     const char * names[] = {"start", "after C", "in_proj done", "after A", "state done", "after B", "out_proj done",
-                            "full waits", "empty waits", "producer issued", "gated staged"};
+                            "full waits", "empty waits", "producer issued", "gated staged", "in_proj slots",
+                            "in_proj synced", "out_proj slots", "out_proj synced", "next loads issued"};
     for (int L = 0; L < layers; ++L) {
         std::printf("layer %d (us from launch start; median / max over CTAs):", L);
         for (int k = 0; k < PERSIST_TRACE_FIELDS; ++k) {
@@ -252,12 +249,21 @@ void bench_persist(test_rng & rng) {
         }
         std::printf("\n");
     }
+    // CTA 0's own marks of layers 1-2, on the slot trace's clock (below)
+    for (int L = 1; L < 3 && L < layers; ++L) {
+        std::printf("CTA 0 layer %d (us from launch start):", L);
+        for (int k = 0; k < PERSIST_TRACE_FIELDS; ++k) {
+            const unsigned long long x = t[(size_t) L * PERSIST_TRACE_FIELDS + k];
+            std::printf(" | %s %.2f", names[k], k == 7 || k == 8 ? x / 1e3 : (double) (x - t_min) / 1e3);
+        }
+        std::printf("\n");
+    }
     // CTA 0's slots (fills 25-75: layers 1-2): wait start, data there, partial sums done (the fourth field repeats it)
     const unsigned long long * sl = t.data() + (size_t) n_sm * layers * PERSIST_TRACE_FIELDS;
-    std::printf("slot trace (CTA 0, us from its first wait; wait | compute | gap to the next wait):\n");
+    std::printf("slot trace (CTA 0, us from launch start; wait | compute | gap to the next wait):\n");
     for (int f = 25; f < 76; ++f) {
         const unsigned long long * q = sl + f * 4;
-        std::printf("  fill %3d at %8.2f: %6.2f %6.2f %6.2f\n", f, (q[0] - sl[0]) / 1e3, (q[1] - q[0]) / 1e3,
+        std::printf("  fill %3d at %8.2f: %6.2f %6.2f %6.2f\n", f, (q[0] - t_min) / 1e3, (q[1] - q[0]) / 1e3,
                     (q[2] - q[1]) / 1e3, (q[4] - q[2]) / 1e3);
     }
 }
