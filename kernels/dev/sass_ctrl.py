@@ -13,6 +13,9 @@ The controls are the top 23 bits of each 128-bit sm_70+ instruction:
 Usage (any nvdisasm that knows the architecture; the GPU machine's CUDA has one):
   nvcc ... -cubin -o k.cubin file.cu && nvdisasm -c -hex k.cubin > k.sass && python3 kernels/dev/sass_ctrl.py k.sass
 Output: address, instruction, wait{scoreboards} W<set> R<set>, stall cycles. Branch labels are kept.
+  python3 kernels/dev/sass_ctrl.py --summary k.sass: per kernel, the instruction count, the calls to 64-bit
+  division / remainder and to float-division slow paths, and the instructions that wait on 3 or more scoreboards
+  (a merge point after such a call waits for every load in flight).
 """
 import re
 import sys
@@ -55,8 +58,43 @@ def annotate(lines):
         i += 1
 
 
+def summary(lines):
+    kernel, stats = None, {}
+    for line in lines:
+        if '.section\t.text.' in line:
+            kernel = line.split('.text.')[1].split(',')[0]
+            stats[kernel] = {'instructions': 0, 'div64 calls': 0, 'fdiv slow paths': 0, 'waits on >= 3': 0}
+    kernel = None
+    for line in lines:
+        if '.section\t.text.' in line:
+            kernel = line.split('.text.')[1].split(',')[0]
+        m = INSTRUCTION.search(line)
+        if not m or kernel is None:
+            continue
+        st, ins = stats[kernel], m.group(2)
+        st['instructions'] += 1
+        if 'CALL' in ins and re.search(r'(div|rem)_[su]64', ins):
+            st['div64 calls'] += 1
+        if 'CALL' in ins and 'slowpath' in ins:
+            st['fdiv slow paths'] += 1
+    for kernel, st in stats.items():
+        print(kernel[:100], ' '.join(f'{k} {v}' for k, v in st.items() if k != 'waits on >= 3'), end='')
+        print(f" waits on >= 3 {sum(1 for l in annotate_kernel(lines, kernel) if re.search(r'wait{[0-5]{3,}}', l))}")
+
+
+def annotate_kernel(lines, kernel):
+    start = next(i for i, l in enumerate(lines) if '.section\t.text.' in l and kernel in l)
+    end = next((i for i in range(start + 1, len(lines)) if '.section\t.text.' in lines[i]), len(lines))
+    return annotate(lines[start:end])
+
+
 if __name__ == '__main__':
-    if len(sys.argv) != 2:
+    args = [a for a in sys.argv[1:] if a != '--summary']
+    if len(args) != 1:
         sys.exit(__doc__)
-    for line in annotate(open(sys.argv[1]).read().splitlines()):
-        print(line)
+    text = open(args[0]).read().splitlines()
+    if '--summary' in sys.argv:
+        summary(text)
+    else:
+        for line in annotate(text):
+            print(line)
