@@ -9,14 +9,9 @@ cd "$(dirname "$0")/../.."
 out="${OUT:-/tmp/ncu-persist}"
 mkdir -p "$out"
 tmp="$(mktemp -d)"
-arch="-gencode=arch=compute_90a,code=sm_90a"
-obj=kernels/build/obj
-JOBS=16 ZK_ARCHS="$arch" timeout 300 bash kernels/build.sh --tests > "$tmp/build.txt" 2>&1 || { tail -20 "$tmp/build.txt"; exit 1; }
-kernel_objs=$(for f in kernels/src/*.cu; do b=$(basename "$f"); [ "$b" = mamba2-decode-persistent.cu ] || echo "$obj/$b.o"; done)
-nvcc -std=c++17 -O3 -Ikernels/include -Xcompiler -fPIC --expt-relaxed-constexpr $arch -lineinfo \
-  -c kernels/src/mamba2-decode-persistent.cu -o "$tmp/persist.o" &&
-  nvcc $arch -o kernels/build/test-kernels-lineinfo $obj/test-*.o $obj/cpu-reference.o $kernel_objs "$tmp/persist.o" ||
-  { echo "ncu-persist: build failed"; exit 1; }
+source kernels/dev/persist-build.sh
+persist_build_tree "$tmp/build.txt" --tests || exit 1
+persist_link lineinfo kernels/src/mamba2-decode-persistent.cu "$tmp/persist.o" -lineinfo || { echo "ncu-persist: build failed"; exit 1; }
 # one launch of the microbench (the checks' launches come first), all its source-level counters
 ZK_TEST_ONLY=persist ZK_BENCH_PERSIST=1 timeout 240 ncu --section SourceCounters --section WarpStateStats \
   --import-source yes -k regex:persistent --launch-skip 100 --launch-count 1 -o "$tmp/persist" \

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The persistent decode's variants against the working tree in one GPU-machine call (kernels/notes/runs-83-.md):
-# each directory kernels/v<name>/ holds its own copy of src/mamba2-decode-persistent.cu and the two .cuh files it
+# each directory kernels/v<name>/ holds its own copy of src/mamba2-decode-persistent.cu and the three .cuh files it
 # includes (e.g. the tree's with one constant changed by sed). One build of the tree, then per variant only that
 # file compiled and linked into kernels/build/test-kernels-<name> and bench-engine-<name>; then, alternating,
 # twice each: the persistent tests, the microbench (us per layer; the traced launch's layer 2 phases) and the b1
@@ -13,18 +13,12 @@ cd "$(dirname "$0")/../.."
 out="${OUT:-/tmp/persist-variants}"
 mkdir -p "$out"
 tmp="$(mktemp -d)"
-arch="-gencode=arch=compute_90a,code=sm_90a"
-obj=kernels/build/obj
-JOBS=16 ZK_ARCHS="$arch" timeout 300 bash kernels/build.sh > "$tmp/build.txt" 2>&1 || { tail -20 "$tmp/build.txt"; exit 1; }
-kernel_objs=$(for f in kernels/src/*.cu; do b=$(basename "$f"); [ "$b" = mamba2-decode-persistent.cu ] || echo "$obj/$b.o"; done)
-engine_objs="$obj/gemm-cublaslt.o $(for f in kernels/engine/*.cc; do echo "$obj/$(basename "${f%.cc}").o"; done)"
+source kernels/dev/persist-build.sh
+persist_build_tree "$tmp/build.txt" || exit 1
 vars="${VARS:-}"
 for v in $vars; do
-  nvcc -std=c++17 -O3 -Ikernels/include -Xcompiler -fPIC --expt-relaxed-constexpr $arch \
-    -c "kernels/v$v/mamba2-decode-persistent.cu" -o "$tmp/$v.o" &&
-    nvcc $arch -o "kernels/build/test-kernels-$v" $obj/test-*.o $obj/cpu-reference.o $kernel_objs "$tmp/$v.o" &&
-    nvcc $arch -o "kernels/build/bench-engine-$v" $obj/bench-engine.o $engine_objs $kernel_objs "$tmp/$v.o" \
-      -L/usr/local/cuda/lib64 -lcublasLt -lcublas -lcudart || { echo "variant $v: build failed"; exit 1; }
+  persist_link "$v" "kernels/v$v/mamba2-decode-persistent.cu" "$tmp/$v.o" && persist_link_engine "$v" "$tmp/$v.o" ||
+    { echo "variant $v: build failed"; exit 1; }
 done
 bin() { [ "$1" = tree ] && echo "kernels/build/$2" || echo "kernels/build/$2-$1"; }
 for v in tree $vars; do
