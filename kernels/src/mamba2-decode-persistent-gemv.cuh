@@ -58,6 +58,7 @@ __device__ inline void pk_consume_mma(int N, int K, pk_ring_pos & pos, const pk_
     pk_rows(N, blockIdx.x, gridDim.x, r0, r1);
     const int R = pk_rows_per_slot(K), S = pk_mma_segments(K), seg = K / S, groups = seg / 64, rs = pk_red_stride(p);
     const int tid = threadIdx.x, warp = tid / ZK_WARP_SIZE, lane = tid % ZK_WARP_SIZE, g = lane / 4, t = lane % 4;
+    const int n_slots = p.n_slots;
     const bool has_group = warp < groups;  // warp-uniform
     // where logical k (0..63) of segment sg's group lies in memory: chunk rotation by sg
     auto phys_k = [](int k, int sg) { return (((k / 8) + sg) % 8) * 8 + k % 8; };
@@ -83,7 +84,7 @@ __device__ inline void pk_consume_mma(int N, int K, pk_ring_pos & pos, const pk_
     // A rows of this lane's D fragment: m = g and g + 8 -> (row, segment)
     const int ma = g, mb = g + 8;
     const int ra = ma / S, sa = ma % S, rb = mb / S, sb = mb % S;
-    for (int r = r0; r < r1; r += R, pos.advance(p.n_slots)) {
+    for (int r = r0; r < r1; r += R, pos.advance(n_slots)) {
         const int nr = min(R, r1 - r), slot = pos.slot;
         unsigned long long * st = pk_wait_slot(pos, p, s, waited);
         const unsigned char * base = s.ring + (size_t) slot * PK_SLOT_BYTES;
@@ -160,6 +161,7 @@ __device__ inline void pk_consume(int N, int K, pk_ring_pos & pos, const pk_para
     const int R = pk_rows_per_slot(K), n_chunks = K / 8, cpl = (n_chunks + PK_CONSUMERS - 1) / PK_CONSUMERS;
     const int rs = pk_red_stride(p);
     const int tid = threadIdx.x, warp = tid / ZK_WARP_SIZE, lane = tid % ZK_WARP_SIZE;
+    const int n_slots = p.n_slots;
     const float4 * xs4 = reinterpret_cast<const float4 *>(s.xs);
     float4 xr[PK_MAX_CPL][2];  // this lane's inputs
     int cix[PK_MAX_CPL];       // and their chunk indices (-1: none)
@@ -170,7 +172,7 @@ __device__ inline void pk_consume(int N, int K, pk_ring_pos & pos, const pk_para
         xr[i][0] = cix[i] >= 0 ? xs4[2 * c] : make_float4(0.f, 0.f, 0.f, 0.f);
         xr[i][1] = cix[i] >= 0 ? xs4[2 * c + 1] : make_float4(0.f, 0.f, 0.f, 0.f);
     }
-    for (int r = r0; r < r1; r += R, pos.advance(p.n_slots)) {
+    for (int r = r0; r < r1; r += R, pos.advance(n_slots)) {
         const int nr = min(R, r1 - r), slot = pos.slot;
         unsigned long long * st = pk_wait_slot(pos, p, s, waited);
         const unsigned char * base = s.ring + (size_t) slot * PK_SLOT_BYTES;

@@ -69,16 +69,15 @@ struct pk_conv_regs {
     uint2 w;  // 4 bf16
     bf16 bias;
 };
-__device__ inline bool pk_conv_row(const pk_params & p, int & j, int & c) {
+// This thread's xBC channel c of the CTA's in_proj rows, or -1 (computed once per launch).
+__device__ inline int pk_conv_channel(const pk_params & p) {
     int r0, r1;
     pk_rows(p.ipo, blockIdx.x, gridDim.x, r0, r1);
-    j = threadIdx.x;
-    c = r0 + j - p.d;
-    return j < r1 - r0 && c >= 0 && c < p.cd;
+    const int j = threadIdx.x, c = r0 + j - p.d;
+    return j < r1 - r0 && c >= 0 && c < p.cd ? c : -1;
 }
-__device__ inline void pk_load_conv(pk_conv_regs & r, const pk_params & p, const mamba2_persist_layer & lw, int slot) {
-    int j, c;
-    if (!pk_conv_row(p, j, c)) return;
+__device__ inline void pk_load_conv(pk_conv_regs & r, const pk_params & p, const mamba2_persist_layer & lw, int slot, int c) {
+    if (c < 0) return;
     const float * st = lw.conv_state + (int64_t) slot * 3 * p.cd;  // [3, cd]
     r.st[0] = st[c];
     r.st[1] = st[p.cd + c];
@@ -86,9 +85,9 @@ __device__ inline void pk_load_conv(pk_conv_regs & r, const pk_params & p, const
     r.w = *reinterpret_cast<const uint2 *>(lw.conv_w + (int64_t) c * 4);  // w: [cd, 4]
     r.bias = lw.conv_b ? lw.conv_b[c] : __float2bfloat16(0.0f);
 }
-__device__ inline void pk_store_conv(const pk_conv_regs & r, const pk_params & p, const pk_smem & s) {
-    int j, c;
-    if (!pk_conv_row(p, j, c)) return;
+__device__ inline void pk_store_conv(const pk_conv_regs & r, const pk_smem & s, int c) {
+    if (c < 0) return;
+    const int j = threadIdx.x;
     const float2 w01 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&r.w.x));
     const float2 w23 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&r.w.y));
     float * f = s.conv + j * PK_CONV_FIELDS;  // st0, st1, st2, w0..w3, bias

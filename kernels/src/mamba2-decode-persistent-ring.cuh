@@ -93,10 +93,12 @@ __device__ inline pk_smem pk_carve(unsigned char * base, const pk_params & p) {
     return s;
 }
 
-// Rows [r0, r1) of an N-row matrix owned by CTA b of nb.
+// Rows [r0, r1) of an N-row matrix owned by CTA b of nb. In 32 bits (N nb < 2^32: pk_plan): a 64-bit division is a
+// call with a fast path beside it, and where the two meet ptxas waits on every scoreboard, so on every load in flight
+// (run 99: on the next layer's SSM-state loads, a whole HBM round trip before out_proj could start).
 __device__ inline void pk_rows(int N, int b, int nb, int & r0, int & r1) {
-    r0 = (int) ((int64_t) N * b / nb);
-    r1 = (int) ((int64_t) N * (b + 1) / nb);
+    r0 = (int) ((unsigned) N * (unsigned) b / (unsigned) nb);
+    r1 = (int) ((unsigned) N * (unsigned) (b + 1) / (unsigned) nb);
 }
 // Rows of K bf16 per ring slot.
 __host__ __device__ inline int pk_rows_per_slot(int K) {

@@ -36,18 +36,22 @@
 
 namespace {
 
-// ---- the phase trace (the bench only: a.trace null otherwise) ----------------------------------------
+// ---- the phase trace (the bench only: the kernel's kTrace instance, with a.trace set) ---------------------------
 #define PK_TRACE(L, k)                                                                                       \
     do {                                                                                                     \
-        if (a.trace && threadIdx.x == 0)                                                                    \
-            a.trace[((int64_t) blockIdx.x * a.n_layers + (L)) * PERSIST_TRACE_FIELDS + (k)] = zk_globaltimer_ns(); \
+        if (trace && threadIdx.x == 0)                                                                      \
+            trace[((int64_t) blockIdx.x * a.n_layers + (L)) * PERSIST_TRACE_FIELDS + (k)] = zk_globaltimer_ns(); \
     } while (0)
 
+// kTrace: the bench's traced instance. The untraced one has none of the trace's code: its predicated instructions
+// sat in the slot loop's wait path and held registers (run 99).
+template <bool kTrace>
 __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel(const __grid_constant__ pk_params p) {
     extern __shared__ __align__(128) unsigned char pk_dyn[];
     ZK_TL_BEGIN();  // the timeline build only (mark 0: layer 0 done; mark 1: the last layer's input in place)
     const pk_smem s = pk_carve(pk_dyn, p);
     const mamba2_persist_args & a = p.a;
+    unsigned long long * const trace = kTrace ? a.trace : nullptr;
     const int tid = threadIdx.x, nb = gridDim.x, b = blockIdx.x;
     if (tid == 0) {
         for (int i = 0; i < p.n_slots; ++i) {
@@ -65,11 +69,11 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
         if (tid == PK_CONSUMERS) {
             pk_ring_pos pos;
             for (int L = 0; L < a.n_layers; ++L) {
-                unsigned long long waited = 0, * w = a.trace ? &waited : nullptr;
+                unsigned long long waited = 0, * w = trace ? &waited : nullptr;
                 pk_produce(p.layers[L].in_proj, p.ipo, a.hidden, pos, p, s, w);
                 pk_produce(p.layers[L].out_proj, a.hidden, p.d, pos, p, s, w);
-                if (a.trace) {
-                    unsigned long long * t = a.trace + ((int64_t) blockIdx.x * a.n_layers + L) * PERSIST_TRACE_FIELDS;
+                if (trace) {
+                    unsigned long long * t = trace + ((int64_t) blockIdx.x * a.n_layers + L) * PERSIST_TRACE_FIELDS;
                     t[8] = waited;
                     t[9] = zk_globaltimer_ns();
                 }
@@ -93,13 +97,14 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
     pk_state_regs st;
     pk_head_consts hc{};
     pk_conv_regs cr;
+    const int conv_ch = pk_conv_channel(p);
     pk_vec_weights nw;
     auto prefetch = [&](const mamba2_persist_layer & lw) {
         if (b < p.units) {
             hc = pk_load_head(p, lw, b);
             pk_load_state(st, p, lw, slot, b);
         }
-        pk_load_conv(cr, p, lw, slot);
+        pk_load_conv(cr, p, lw, slot, conv_ch);
     };
     prefetch(p.layers[0]);
     pk_load_vec_weights(nw, p.layers[0].input_norm, a.hidden);
@@ -109,8 +114,8 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
         // read in place where used (the layer array is never written; held as a copy it took 22 registers across the
         // layer and the code around the GEMV loops spilled)
         const mamba2_persist_layer & lw = p.layers[L];
-        unsigned long long waited = 0, * wt = a.trace && tid == 0 ? &waited : nullptr;
-        unsigned long long * marks = wt ? a.trace + ((int64_t) blockIdx.x * a.n_layers + L) * PERSIST_TRACE_FIELDS : nullptr;
+        unsigned long long waited = 0, * wt = trace && tid == 0 ? &waited : nullptr;
+        unsigned long long * marks = wt ? trace + ((int64_t) blockIdx.x * a.n_layers + L) * PERSIST_TRACE_FIELDS : nullptr;
         PK_TRACE(L, 0);
         if (L == 0) {
             zk_pdl_wait();  // x and tr come from the previous kernels
@@ -120,7 +125,7 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
         }
         if (L == a.n_layers - 1) ZK_TL_MARK(1);
         PK_TRACE(L, 1);
-        pk_store_conv(cr, p, s);  // read by in_proj's end, after pk_stage_rmsnorm's barrier
+        pk_store_conv(cr, s, conv_ch);  // read by in_proj's end, after pk_stage_rmsnorm's barrier
         pk_stage_rmsnorm(p, s, nw, L == 0 ? a.tr : nullptr);
         pk_load_vec_weights(nw, lw.norm, d);  // the gated norm's, in flight during in_proj
 
@@ -179,7 +184,7 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
                 [&](int n, int j, float v) { a.x[n] = s.xres[j] + v; });
         PK_TRACE(L, 6);
         if (L == 0) ZK_TL_MARK(0);
-        if (wt) a.trace[((int64_t) blockIdx.x * a.n_layers + L) * PERSIST_TRACE_FIELDS + 7] = waited;
+        if (wt) trace[((int64_t) blockIdx.x * a.n_layers + L) * PERSIST_TRACE_FIELDS + 7] = waited;
         if (L + 1 < a.n_layers) {
             pk_grid_arrive(a.sync);  // C: x complete (waited for after the next layer's loads)
             ++barriers;
@@ -209,6 +214,7 @@ bool pk_plan(pk_params & p, const mamba2_persist_args & a, int n_sm) {
     p.d = nh * P;
     p.cd = p.d + 2 * G * N;
     p.ipo = p.d + p.cd + nh;
+    if ((int64_t) (p.ipo > H ? p.ipo : H) * n_sm >= ((int64_t) 1 << 32)) return false;  // pk_rows in 32 bits
     const int group = p.d / G;
     // 16-byte rows and float4 staging; rows of at most one slot; staged vectors of at most 8192 elements
     if (H % 8 != 0 || p.d % 8 != 0 || group % 4 != 0 || N % 4 != 0) return false;
@@ -262,20 +268,22 @@ bool mamba2_decode_persistent(const mamba2_persist_args & a, cudaStream_t stream
     static size_t smem_set[kMaxDevices] = {};  // the attribute is per device
     int device = 0;
     if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) return refuse("no device");
+    auto * const kernel = a.trace ? mamba2_decode_persistent_kernel<true> : mamba2_decode_persistent_kernel<false>;
     if (smem > smem_set[device]) {
-        if (cudaFuncSetAttribute(mamba2_decode_persistent_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem) != cudaSuccess) {
-            cudaGetLastError();
-            return refuse("shared memory attribute refused");
+        for (auto * k : {mamba2_decode_persistent_kernel<true>, mamba2_decode_persistent_kernel<false>}) {
+            if (cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem) != cudaSuccess) {
+                cudaGetLastError();
+                return refuse("shared memory attribute refused");
+            }
         }
         smem_set[device] = smem;
     }
     int per_sm = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mamba2_decode_persistent_kernel, PK_THREADS, smem) != cudaSuccess ||
-        per_sm < 1) {
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, PK_THREADS, smem) != cudaSuccess || per_sm < 1) {
         cudaGetLastError();
         return refuse("a CTA does not fit on an SM");
     }
-    if (zk_launch(mamba2_decode_persistent_kernel, dim3(dev.n_sm), dim3(PK_THREADS), smem, stream, p) != cudaSuccess) {
+    if (zk_launch(kernel, dim3(dev.n_sm), dim3(PK_THREADS), smem, stream, p) != cudaSuccess) {
         cudaGetLastError();
         return refuse("launch failed");
     }
