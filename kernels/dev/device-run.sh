@@ -24,7 +24,7 @@ t_start=$(date +%s)
 stage() { echo; echo "=== $1 ($(date +%T), +$(($(date +%s) - t_start))s)"; }
 has() { [[ " $stages " == *" $1 "* ]]; }
 # golden runs besides the defaults (one env assignment each) and bench variants ("label:ENV=V ENV=V")
-read -r -a FLAG_RUNS <<< "${FLAG_RUNS:-ZAMBA2_SSD=0 ZAMBA2_SKINNY_MAX_M=0 ZAMBA2_ATTN_TC=0 ZAMBA2_PERSIST=1}"
+read -r -a FLAG_RUNS <<< "${FLAG_RUNS:-ZAMBA2_SSD=0 ZAMBA2_SKINNY_MAX_M=0 ZAMBA2_ATTN_TC=0 ZAMBA2_PERSIST=0}"
 IFS=';' read -r -a BENCH_VARIANTS <<< "${BENCH_VARIANTS:-cuBLASLt only:ZAMBA2_SKINNY_MAX_M=0;seq scan:ZAMBA2_SSD=0;old attn:ZAMBA2_ATTN_TC=0;no split:ZAMBA2_SPLIT_GEMM=0}"
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv,noheader || true
 

@@ -150,10 +150,10 @@ struct zamba2_engine {
     bool skinny_no_half_tiles = false;  // ZAMBA2_SKINNY_HALF=0: split-K 16-feature tiles instead of half tiles
     bool skinny_no_cross_preload = false;  // ZAMBA2_SKINNY_CROSS=0: no item issues its CTA's next item's first weights
     bool skinny_no_conv_stage = false;  // ZAMBA2_SKINNY_CONV_STAGE=0: the conv epilogue loads its operands at the end
-    // ZAMBA2_PERSIST=1: batch-1 decode runs each stretch of Mamba2 layers between hybrid layers as one persistent
-    // launch (zamba2-decode-persistent.cc); off by default: slower than the fused per-layer kernels so far (runs
-    // 91-98: 1.52 against 1.50-1.51 ms per b1 step)
-    bool persist_decode = false;
+    // batch-1 decode runs each stretch of Mamba2 layers between hybrid layers as one persistent launch
+    // (zamba2-decode-persistent.cc; run 100: 1.39 against the fused per-layer kernels' 1.51 ms per b1 step);
+    // ZAMBA2_PERSIST=0: off
+    bool persist_decode = true;
     int persist_max_runs = 1 << 20;  // ZAMBA2_PERSIST_RUNS: only the first N runs of layers (measuring)
     // the launches' shared-memory carveout preference (zk_smem_carveout, set per step): ZAMBA2_SMEM_CARVEOUT=P for
     // every step; default none, and 50 on decode-only steps with the persistent decode (the GEMVs after it get

@@ -84,13 +84,17 @@ inline const zk_device_facts & zk_device() {
 }
 inline int zk_sm_count() { return zk_device().n_sm; }
 
-// A launch with PDL when `pdl` is set and the device has it (compute capability 9.0+), else a plain one.
-// For kernels whose PDL use is their own choice (skinny_gemm's args.pdl, the SSD's prep -> chunk edge).
+// A launch with PDL when `pdl` is set and the device has it (compute capability 9.0+), cooperative when asked, and
+// this thread's carveout preference (zk_smem_carveout) if any.
 template <typename... KArgs, typename... Args>
-static inline cudaError_t zk_launch_pdl(bool pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem_bytes,
-                                        cudaStream_t stream, Args &&... args) {
-    cudaLaunchAttribute attr[2];
+static inline cudaError_t zk_launch_attrs(bool pdl, bool cooperative, void (*kernel)(KArgs...), dim3 grid, dim3 block,
+                                          size_t smem_bytes, cudaStream_t stream, Args &&... args) {
+    cudaLaunchAttribute attr[3];
     unsigned n_attr = 0;
+    if (cooperative) {
+        attr[n_attr].id = cudaLaunchAttributeCooperative;
+        attr[n_attr++].val.cooperative = 1;
+    }
     if (pdl && zk_device().major >= 9) {
         attr[n_attr].id = cudaLaunchAttributeProgrammaticStreamSerialization;
         attr[n_attr++].val.programmaticStreamSerializationAllowed = 1;
@@ -107,6 +111,19 @@ static inline cudaError_t zk_launch_pdl(bool pdl, void (*kernel)(KArgs...), dim3
     cfg.attrs = attr;
     cfg.numAttrs = n_attr;
     return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
+// For kernels whose PDL use is their own choice (skinny_gemm's args.pdl, the SSD's prep -> chunk edge).
+template <typename... KArgs, typename... Args>
+static inline cudaError_t zk_launch_pdl(bool pdl, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem_bytes,
+                                        cudaStream_t stream, Args &&... args) {
+    return zk_launch_attrs(pdl, false, kernel, grid, block, smem_bytes, stream, std::forward<Args>(args)...);
+}
+// A launch whose blocks all have to be resident at once (grid barriers in the kernel): cooperative, so that it is
+// refused where they cannot be (an SM limit under MPS, a green context) instead of hanging; else as zk_launch.
+template <typename... KArgs, typename... Args>
+static inline cudaError_t zk_launch_coresident(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem_bytes,
+                                               cudaStream_t stream, Args &&... args) {
+    return zk_launch_attrs(zk_pdl_enabled(), true, kernel, grid, block, smem_bytes, stream, std::forward<Args>(args)...);
 }
 
 template <typename... KArgs, typename... Args>

@@ -283,7 +283,7 @@ bool mamba2_decode_persistent(const mamba2_persist_args & a, cudaStream_t stream
         cudaGetLastError();
         return refuse("a CTA does not fit on an SM");
     }
-    if (zk_launch(kernel, dim3(dev.n_sm), dim3(PK_THREADS), smem, stream, p) != cudaSuccess) {
+    if (zk_launch_coresident(kernel, dim3(dev.n_sm), dim3(PK_THREADS), smem, stream, p) != cudaSuccess) {
         cudaGetLastError();
         return refuse("launch failed");
     }
