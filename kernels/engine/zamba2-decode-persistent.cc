@@ -1,4 +1,4 @@
-// Batch-1 decode steps (the default since run 100; ZAMBA2_PERSIST=0: off; kernels/notes/runs-65-.md on): the Mamba2
+// Batch-1 decode steps (the default since run 101; ZAMBA2_PERSIST=0: off; kernels/notes/runs-65-.md on): the Mamba2
 // layers between two hybrid layers in one persistent launch (src/mamba2-decode-persistent.cu says why). The shared
 // block still runs as the fused decode path's kernels.
 #include "zamba2-forward.h"

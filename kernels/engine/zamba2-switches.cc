@@ -54,7 +54,7 @@ void zamba2_read_switches(zamba2_engine * e) {
     // the gated state step lets out_proj's CTAs launch before its own wait (run 47: b1 1.630 -> 1.594 ms);
     // ZAMBA2_STATE_TRIGGER=late: after it, as every other kernel that waits first
     // batch-1 decode's Mamba2 layers as persistent launches where the GPU has bulk copies and mbarrier transaction
-    // counts (sm_90+; default since run 100: b1 1.51 -> 1.39 ms); ZAMBA2_PERSIST=0: the fused per-layer kernels
+    // counts (sm_90+; default since run 101: b1 1.51 -> 1.39 ms); ZAMBA2_PERSIST=0: the fused per-layer kernels
     e->persist_decode = cc_major >= 9 && !env_starts("ZAMBA2_PERSIST", '0');
     e->persist_max_runs = std::max(0, env_int("ZAMBA2_PERSIST_RUNS", 1 << 20));
     // ZAMBA2_SMEM_CARVEOUT=P: every zk_launch kernel prefers P% shared memory (include/zamba2-launch.cuh says why);

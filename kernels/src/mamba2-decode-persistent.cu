@@ -22,11 +22,12 @@
 // Every row's dot product and every block sum runs in a fixed order (mamba2-decode-persistent-gemv.cuh): the same
 // bits on every run. The SSM state is fp32, as in the other decode paths. The ring and the barriers:
 // mamba2-decode-persistent-ring.cuh; the stagings and the state step: mamba2-decode-persistent-phases.cuh.
-// Status: correct (tests/test-mamba-persist.cu, the goldens) but still slower than the fused per-layer kernels in
-// the engine (1.52 against 1.51 ms per 1.2B b1 step, run 97), so the engine runs it only with ZAMBA2_PERSIST=1
-// (kernels/notes/runs-65-.md, runs-72-.md, runs-83-.md, runs-91-.md). Its ~227 KB of shared memory leaves the SMs
-// at the largest carveout, so the engine then has the other kernels of decode steps prefer 50%
-// (include/zamba2-launch.cuh says why).
+// Status: the engine's batch-1 decode path on sm_90+ since run 101 (ZAMBA2_PERSIST=0 turns it off): 1.36-1.39 ms
+// per 1.2B b1 step against the fused per-layer kernels' 1.51 (runs 100-103; tests/test-mamba-persist.cu, the goldens;
+// kernels/notes/runs-65-.md on). Launched cooperatively: where its CTAs cannot all be resident (an SM limit under MPS)
+// the launch is refused and the engine runs the per-layer kernels, instead of a grid barrier waiting forever. Its
+// ~227 KB of shared memory leaves the SMs at the largest carveout, so the engine has the other kernels of decode
+// steps prefer 50% (include/zamba2-launch.cuh says why).
 #include <cstdint>
 
 #include "mamba2-decode-persistent-gemv.cuh"
@@ -93,7 +94,9 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
     // later; its constants) is loaded a GEMV phase ahead: HBM reads while the ring's copies keep HBM busy take
     // microseconds, so after a barrier they would be on the chain, and issued just before one they delay it too (the
     // barrier's release and acquire wait for the polling thread's loads in flight; runs 83-). Layer 0's before the
-    // launch's wait, layer L + 1's before layer L's out_proj, the gated norm's weights before in_proj.
+    // launch's wait, layer L + 1's as soon as layer L's state step has used its registers: between barrier B's arrive
+    // and its wait (runs 102-103, us per layer: after the gated staging, as before, 21.6; after the wait 21.2; just
+    // before the arrive 21.15; between the two 20.8), the norm weights after the staging that used the previous ones.
     pk_state_regs st;
     pk_head_consts hc{};
     pk_conv_regs cr;
@@ -168,6 +171,7 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
         }
         PK_TRACE(L, 4);
         pk_grid_arrive(a.sync);  // B: y, gsq complete
+        if (L + 1 < a.n_layers) prefetch(p.layers[L + 1]);  // in flight during the staging and out_proj
         if (tid < o1 - o0) s.xres[tid] = __ldcg(a.x + o0 + tid);
         pk_grid_wait(a.sync, ++barriers * nb);
         PK_TRACE(L, 5);
@@ -175,10 +179,7 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
 
         pk_stage_gated(p, s, nw, fold);
         PK_TRACE(L, 10);
-        if (L + 1 < a.n_layers) {  // in flight during out_proj
-            prefetch(p.layers[L + 1]);
-            pk_load_vec_weights(nw, p.layers[L + 1].input_norm, a.hidden);
-        }
+        if (L + 1 < a.n_layers) pk_load_vec_weights(nw, p.layers[L + 1].input_norm, a.hidden);
         PK_TRACE(L, 15);
         pk_gemv(a.hidden, d, pos, p, s, wt, fold ? s.gscale : nullptr, marks ? marks + 13 : nullptr,
                 [&](int n, int j, float v) { a.x[n] = s.xres[j] + v; });
