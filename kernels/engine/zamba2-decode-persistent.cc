@@ -34,7 +34,7 @@ void zamba2_free_persist(zamba2_engine * e) {
 }
 
 bool persistent_decode_step(const zamba2_engine * e, const step_view & v, bool fused) {
-    return fused && v.T == 1 && !e->persist_layers.empty();
+    return fused && v.T == 1 && !e->persist_layers.empty() && !e->persist_refused;
 }
 
 bool mamba_run_persistent(zamba2_engine * e, const step_view & v, int L0, int L1, bool hybrid, int run) {
@@ -59,7 +59,14 @@ bool mamba_run_persistent(zamba2_engine * e, const step_view & v, int L0, int L1
     a.d_state = c.d_state;
     a.eps = c.eps;
     a.gated_eps = 1e-5f;  // the gated norm's eps (as the other paths)
-    if (!mamba2_decode_persistent(a, e->stream)) return false;
+    if (!mamba2_decode_persistent(a, e->stream)) {
+        // Refused: dims it does not take, or a launch the GPU cannot run (its CTAs not all resident, e.g. under an
+        // MPS SM limit). This stretch runs the per-layer kernels, and so do all later steps: a shape's first step
+        // runs eagerly (run_forward), so a refusal is met there and never inside a graph capture, where a failed
+        // launch could invalidate the capture.
+        e->persist_refused = true;
+        return false;
+    }
     zamba2_prof_mark(e, PROF_GEMM);
     return true;
 }

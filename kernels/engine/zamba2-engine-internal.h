@@ -154,6 +154,7 @@ struct zamba2_engine {
     // (zamba2-decode-persistent.cc; run 100: 1.39 against the fused per-layer kernels' 1.51 ms per b1 step);
     // ZAMBA2_PERSIST=0: off
     bool persist_decode = true;
+    bool persist_refused = false;  // a launch was refused: the per-layer kernels from then on (mamba_run_persistent)
     int persist_max_runs = 1 << 20;  // ZAMBA2_PERSIST_RUNS: only the first N runs of layers (measuring)
     // the launches' shared-memory carveout preference (zk_smem_carveout, set per step): ZAMBA2_SMEM_CARVEOUT=P for
     // every step; default none, and 50 on decode-only steps with the persistent decode (the GEMVs after it get
