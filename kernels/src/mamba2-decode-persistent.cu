@@ -92,11 +92,11 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
     pk_ring_pos pos;
     // Everything of a layer that no other CTA writes (its SSM state and conv rows, written only by its own phases,
     // later; its constants) is loaded a GEMV phase ahead: HBM reads while the ring's copies keep HBM busy take
-    // microseconds, so after a barrier they would be on the chain, and issued just before one they delay it too (the
-    // barrier's release and acquire wait for the polling thread's loads in flight; runs 83-). Layer 0's before the
-    // launch's wait, layer L + 1's as soon as layer L's state step has used its registers: between barrier B's arrive
-    // and its wait (runs 102-103, us per layer: after the gated staging, as before, 21.6; after the wait 21.2; just
-    // before the arrive 21.15; between the two 20.8), the norm weights after the staging that used the previous ones.
+    // microseconds, so issued after a barrier they would be on the chain. Where they are issued relative to the
+    // barriers was measured (runs 83-, 101-103): layer 0's before the launch's wait; layer L + 1's as soon as layer
+    // L's state step has used its registers, between barrier B's arrive and its wait (us per layer: after the gated
+    // staging 21.6, after the wait 21.2, just before the arrive 21.15, between the two 20.8); the norm weights after
+    // the staging that used the previous ones.
     pk_state_regs st;
     pk_head_consts hc{};
     pk_conv_regs cr;
