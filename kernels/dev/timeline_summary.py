@@ -6,7 +6,9 @@ them into steps at the argmax launch, names each GEMV by its neighbours, and pri
 steps after the first: launches per step, and per launch the chain time (its last CTA's end minus the previous
 launch's), split into the wait (its first CTA past the PDL wait minus the previous end) and the work after release;
 also how long before the previous end its first CTA started. Kernels without records (embedding gather, the final
-norm) count in the next recorded launch's wait.
+norm) count in the next recorded launch's wait. The step's first recorded launch is a row of its own (role*): the
+time between steps (the host's copies and graph launch) is in its wait, and averaged into its role's row it read as
+~7 us of late start per persistent launch (run 106).
 Where the CSV has the kernels' own marks (t_mark0, t_mark1: skinny_gemm's input staged and first item done, the
 state step's update done and its block sum done), a second table gives per role the median CTA's phases after
 the release: its wait skew (a CTA's wait also waits for the weight loads it issued before it), then each phase.
@@ -94,8 +96,8 @@ def main():
     for si in range(1, len(steps)):
         prev_end = steps[si - 1][-1]["end"]
         step_us.append((steps[si][-1]["end"] - prev_end) / 1e3)
-        for l in steps[si]:
-            a = agg[(l["role"], l["grid"])]
+        for k, l in enumerate(steps[si]):
+            a = agg[(l["role"] + ("*" if k == 0 else ""), l["grid"])]
             a["n"] += 1
             a["chain"] += (l["end"] - prev_end) / 1e3
             a["wait"] += (l["released"] - prev_end) / 1e3
@@ -113,6 +115,8 @@ def main():
         n = a["n"]
         print(f"{role:10s} {grid:5d} {n / n_steps:7.1f} {a['chain'] / n:9.2f} {a['wait'] / n:7.2f} {a['work'] / n:7.2f} "
               f"{a['early'] / n:14.2f} {a['late'] / n:14.2f} {a['chain'] / n_steps:8.1f} {100 * a['chain'] / n_steps / mean_step:5.1f}%")
+    print("  *: the step's first recorded launch, apart: its wait and chain include the time between steps (the host's\n"
+          "     copies and graph launch, the kernels without records)")
     tot = defaultdict(float)
     for a in agg.values():
         for k in ("wait", "work"):
