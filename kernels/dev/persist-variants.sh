@@ -4,7 +4,7 @@
 # includes (e.g. the tree's with one constant changed by sed). One build of the tree, then per variant only that
 # file compiled and linked into kernels/build/test-kernels-<name> and bench-engine-<name>; then, alternating,
 # twice each: the persistent tests, the microbench (us per layer; the traced launch's layer 2 phases) and the b1
-# step of bench-engine with ZAMBA2_PERSIST=1 (and the tree's defaults as "base").
+# step of bench-engine (kernels/dev/b1-ab.sh; "base": the per-layer kernels, ZAMBA2_PERSIST=0).
 # Usage (repo root, on the GPU machine, after `source .devcuda/setup.sh`):
 #   VARS="ring6 ring8" bash kernels/dev/persist-variants.sh      ($OUT: each variant's traced bench output)
 # The variant directories are scratch: never commit them.
@@ -33,9 +33,6 @@ for i in 1 2; do
   done
 done
 for v in $vars tree; do echo "$v: $(grep -E '^layer 2' "$tmp/bench-$v.txt")"; cp "$tmp/bench-$v.txt" "$out/"; done
-for i in 1 2; do
-  for v in base $vars tree; do
-    if [ "$v" = base ]; then b=kernels/build/bench-engine; e=ZAMBA2_PERSIST=0; else b=$(bin "$v" bench-engine); e=ZAMBA2_PERSIST=1; fi
-    echo "b1 $v ($i): $(env $e ZAMBA2_BENCH_PREFILL=none ZAMBA2_BENCH_BATCHES=1 timeout 120 "$b" 1.2b 2>&1 | grep -E '^decode b1')"
-  done
-done
+ab=("base:ZAMBA2_PERSIST=0")  # the b1 step: the per-layer kernels, each variant's build, the tree (persistent by default)
+for v in $vars; do ab+=("$v@$(bin "$v" bench-engine)"); done
+REPS=2 bash kernels/dev/b1-ab.sh "${ab[@]}" "tree:"
