@@ -42,8 +42,17 @@ skinny_gemm_args fused_block_input(zamba2_engine * e, const step_view & v, const
     return rms_input(e, e->s.x, nullptr, e->s.e, H, 2 * H, bw.input_norm, v.T);  // norm(X | E): [T, 2H]
 }
 
+std::string fused_block_down(zamba2_engine * e, const step_view & v, const bf16 * down_linear) {
+    const zamba2_config & c = e->cfg;
+    skinny_gemm_args dn = skinny_args(e, SKINNY_X_GELU_MUL, e->s.gu, nullptr, 2 * c.ffn, c.ffn, v.T, false);  // [T, F]
+    dn.seg[0] = {down_linear, nullptr, nullptr, e->s.tr, c.hidden, c.hidden};                     // tr: [T, H] fp32
+    dn.n_seg = 1;
+    if (!skinny_gemm(dn, e->stream)) return "fused decode: skinny_gemm refused down";
+    return "";
+}
+
 std::string fused_block_mlp(zamba2_engine * e, const step_view & v, const zamba2_block_ptrs & bw, const zamba2_adapter_ptrs & aw,
-                            const zamba2_decode_weights * dw) {
+                            const zamba2_decode_weights * dw, const bf16 ** deferred_down) {
     const zamba2_config & c = e->cfg;
     zamba2_scratch & s = e->s;
     const int T = v.T, H = c.hidden, F = c.ffn;
@@ -53,13 +62,16 @@ std::string fused_block_mlp(zamba2_engine * e, const step_view & v, const zamba2
                                        merged_gu ? nullptr : aw.gu0, merged_gu ? nullptr : aw.gu1);  // gu: [T, 2F]
     if (!err.empty()) return err;
     zamba2_prof_mark(e, PROF_GEMM);
-    skinny_gemm_args dn = skinny_args(e, SKINNY_X_GELU_MUL, s.gu, nullptr, 2 * F, F, T, false);  // bf16(gelu(g) * u): [T, F]
-    if (dw && dw->down_linear) {
-        dn.seg[0] = {dw->down_linear, nullptr, nullptr, s.tr, H, H};                            // tr: [T, H] fp32
-    } else {
-        dn.y_f32 = false;
-        dn.seg[0] = {bw.down, nullptr, nullptr, s.m, H, H};                                     // m: [T, H] bf16
+    if (dw && dw->down_linear) {  // tr = bf16(gelu(g) * u) . (W_linear . W_down)^T: [T, H] fp32
+        if (deferred_down) {      // the caller's persistent launch runs it (mamba_run_persistent)
+            *deferred_down = dw->down_linear;
+            return "";
+        }
+        return fused_block_down(e, v, dw->down_linear);
     }
+    skinny_gemm_args dn = skinny_args(e, SKINNY_X_GELU_MUL, s.gu, nullptr, 2 * F, F, T, false);  // bf16(gelu(g) * u): [T, F]
+    dn.y_f32 = false;
+    dn.seg[0] = {bw.down, nullptr, nullptr, s.m, H, H};                                         // m: [T, H] bf16
     dn.n_seg = 1;
     if (!skinny_gemm(dn, e->stream)) return "fused decode: skinny_gemm refused down";
     return "";

@@ -1,6 +1,7 @@
 // Batch-1 decode steps (the default since run 101; ZAMBA2_PERSIST=0: off; kernels/notes/runs-65-.md on): the Mamba2
 // layers between two hybrid layers in one persistent launch (src/mamba2-decode-persistent.cu says why). The shared
-// block still runs as the fused decode path's kernels.
+// block still runs as the fused decode path's kernels, but for its last GEMV (down . W_linear merged), which the
+// launch after it runs first (ZAMBA2_PERSIST_DOWN=0: its own kernel).
 #include "zamba2-forward.h"
 
 // The per-layer pointers (weights and this layer's pools; each launch copies its run's into its parameters) and the
@@ -37,8 +38,18 @@ bool persistent_decode_step(const zamba2_engine * e, const step_view & v, bool f
     return fused && v.T == 1 && !e->persist_layers.empty() && !e->persist_refused;
 }
 
-bool mamba_run_persistent(zamba2_engine * e, const step_view & v, int L0, int L1, bool hybrid, int run) {
-    if (run >= e->persist_max_runs) return false;
+bool mamba_run_persistent(zamba2_engine * e, const step_view & v, int L0, int L1, bool hybrid, int run, const bf16 * down_w,
+                          std::string & err) {
+    // A deferred down GEMV runs as its own kernel unless the launch below takes it (the layers then wait for tr).
+    auto down_alone = [&]() {
+        if (down_w) err = fused_block_down(e, v, down_w);
+        down_w = nullptr;
+        return err.empty();
+    };
+    if (run >= e->persist_max_runs || (down_w && !e->persist_down)) {
+        if (!down_alone()) return false;
+        if (run >= e->persist_max_runs) return false;
+    }
     const zamba2_config & c = e->cfg;
     zamba2_scratch & s = e->s;
     mamba2_persist_args a{};
@@ -59,6 +70,22 @@ bool mamba_run_persistent(zamba2_engine * e, const step_view & v, int L0, int L1
     a.d_state = c.d_state;
     a.eps = c.eps;
     a.gated_eps = 1e-5f;  // the gated norm's eps (as the other paths)
+    if (down_w) {
+        a.down_w = down_w;
+        a.gu = s.gu;
+        a.ffn = c.ffn;
+        if (mamba2_decode_persistent(a, e->stream)) {
+            zamba2_prof_mark(e, PROF_GEMM);
+            return true;
+        }
+        // refused with the down phase (its dims, or the launch): the down GEMV alone, then the layers without it; a
+        // dims refusal is the same on every step, so later steps stop asking
+        e->persist_down = false;
+        if (!down_alone()) return false;
+        a.down_w = nullptr;
+        a.gu = nullptr;
+        a.ffn = 0;
+    }
     if (!mamba2_decode_persistent(a, e->stream)) {
         // Refused: dims it does not take, or a launch the GPU cannot run (its CTAs not all resident, e.g. under an
         // MPS SM limit). This stretch runs the per-layer kernels, and so do all later steps: a shape's first step

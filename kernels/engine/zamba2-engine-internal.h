@@ -155,6 +155,7 @@ struct zamba2_engine {
     // ZAMBA2_PERSIST=0: off
     bool persist_decode = true;
     bool persist_refused = false;  // a launch was refused: the per-layer kernels from then on (mamba_run_persistent)
+    bool persist_down = true;  // ZAMBA2_PERSIST_DOWN; off from a refusal of the launch with the down phase on
     int persist_max_runs = 1 << 20;  // ZAMBA2_PERSIST_RUNS: only the first N runs of layers (measuring)
     // the launches' shared-memory carveout preference (zk_smem_carveout, set per step): ZAMBA2_SMEM_CARVEOUT=P for
     // every step; default none, and 50 on decode-only steps with the persistent decode (the GEMVs after it get

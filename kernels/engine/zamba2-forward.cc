@@ -82,14 +82,17 @@ static std::string enqueue_forward(zamba2_engine * e, const step_view & v) {
         for (int L = 0, run = 0; L < c.n_layers;) {
             const zamba2_layer_ptrs & lw = e->layers[L];
             const bool hybrid = h < hyb.size() && hyb[h] == L;
+            const bf16 * down = nullptr;  // the block's last GEMV, left to the persistent launch
             if (hybrid) {
-                err = shared_block(e, v, (int) h, lw, fused);
+                err = shared_block(e, v, (int) h, lw, fused, persist && e->persist_down ? &down : nullptr);
                 if (!err.empty()) return err;
                 ++h;
             }
             if (persist) {  // layers up to the next hybrid layer in one launch
                 const int L1 = h < hyb.size() ? hyb[h] : c.n_layers;
-                if (mamba_run_persistent(e, v, L, L1, hybrid, run++)) {
+                const bool ran = mamba_run_persistent(e, v, L, L1, hybrid, run++, down, err);
+                if (!err.empty()) return err;
+                if (ran) {
                     L = L1;
                     continue;
                 }

@@ -65,7 +65,10 @@ std::string skinny_gemm_lora(zamba2_engine * e, const skinny_gemm_args & xs, flo
 
 // The shared attention + MLP block at hybrid invocation h; leaves Tr = block output . W_linear^T in s.tr.
 // fused: a fused_decode_step (the norms and the GELU inside the GEMVs, zamba2-decode-fused.cc).
-std::string shared_block(zamba2_engine * e, const step_view & v, int h, const zamba2_layer_ptrs & lw, bool fused);
+// deferred_down (fused steps; may be null): where the invocation's merged down GEMV (down_linear) is left to the caller
+// instead of launched: *deferred_down = its weights (mamba_run_persistent runs it), else untouched.
+std::string shared_block(zamba2_engine * e, const step_view & v, int h, const zamba2_layer_ptrs & lw, bool fused,
+                         const bf16 ** deferred_down = nullptr);
 // rmsnorm of the residual stream (+ Tr on hybrid layers), then the Mamba2 mixer of layer L, added into s.x.
 std::string mamba_layer(zamba2_engine * e, const step_view & v, int L, bool hybrid);
 
@@ -78,9 +81,11 @@ bool fused_decode_step(const zamba2_engine * e, const step_view & v);
 skinny_gemm_args fused_block_input(zamba2_engine * e, const step_view & v, const zamba2_block_ptrs & bw);
 // The shared block's MLP up to m [T, H] bf16: gate_up (+ LoRA) on the pre-FF norm of s.a, down on GELU(g) * u.
 // With the invocation's decode weights dw (may be null): gate_up merged, and down_linear writing tr [T, H] fp32
-// directly (no W_linear GEMV after it).
+// directly (no W_linear GEMV after it), or left to the caller (deferred_down, as shared_block's).
 std::string fused_block_mlp(zamba2_engine * e, const step_view & v, const zamba2_block_ptrs & bw, const zamba2_adapter_ptrs & aw,
-                            const zamba2_decode_weights * dw);
+                            const zamba2_decode_weights * dw, const bf16 ** deferred_down);
+// tr [T, H] fp32 = bf16(gelu(g) * u) . down_linear^T from s.gu: the MLP's last GEMV with merged weights.
+std::string fused_block_down(zamba2_engine * e, const step_view & v, const bf16 * down_linear);
 // The Mamba2 layer L in three kernels: in_proj (norm in, conv out), the gated state step, out_proj (gated norm in).
 std::string mamba_layer_fused(zamba2_engine * e, const step_view & v, int L, bool hybrid);
 
@@ -90,5 +95,8 @@ std::string mamba_layer_fused(zamba2_engine * e, const step_view & v, int L, boo
 // per-layer array made (ZAMBA2_PERSIST not 0).
 bool persistent_decode_step(const zamba2_engine * e, const step_view & v, bool fused);
 // Layers [L0, L1) (no hybrid layer after L0) in one launch, with the counters of launch site `run`; false when the
-// kernel does not take the device or the dims (nothing enqueued: run the layers one by one).
-bool mamba_run_persistent(zamba2_engine * e, const step_view & v, int L0, int L1, bool hybrid, int run);
+// kernel does not take the device or the dims (nothing enqueued: run the layers one by one). down_w (may be null):
+// the hybrid block's deferred down GEMV (shared_block), run first in the same launch; where that launch is refused,
+// run here as its own kernel either way, so tr is complete when this returns.
+bool mamba_run_persistent(zamba2_engine * e, const step_view & v, int L0, int L1, bool hybrid, int run, const bf16 * down_w,
+                          std::string & err);

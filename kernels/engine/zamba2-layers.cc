@@ -7,7 +7,8 @@
 
 // The shared attention + MLP block at hybrid invocation h; leaves Tr = block output . W_linear^T in s.tr.
 // fused (fused_decode_step): the two norms and the GELU run inside the GEMVs that consume them.
-std::string shared_block(zamba2_engine * e, const step_view & v, int h, const zamba2_layer_ptrs & lw, bool fused) {
+std::string shared_block(zamba2_engine * e, const step_view & v, int h, const zamba2_layer_ptrs & lw, bool fused,
+                         const bf16 ** deferred_down) {
     const zamba2_config & c = e->cfg;
     zamba2_scratch & s = e->s;
     const int T = v.T, H = c.hidden, H2 = 2 * c.hidden, F = c.ffn;
@@ -66,7 +67,7 @@ std::string shared_block(zamba2_engine * e, const step_view & v, int h, const za
     }
     zamba2_prof_mark(e, PROF_GEMM);
     if (fused) {  // pre-FF norm inside gate_up, GELU(g) * u inside down
-        const std::string err = fused_block_mlp(e, v, bw, aw, dw);                         // m [T, H] or tr
+        const std::string err = fused_block_mlp(e, v, bw, aw, dw, deferred_down);          // m [T, H] or tr
         if (!err.empty()) return err;
         if (dw && dw->down_linear) {  // down already wrote tr = act . (W_linear . W_down)^T
             zamba2_prof_mark(e, PROF_GEMM);

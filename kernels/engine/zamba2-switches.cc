@@ -57,6 +57,9 @@ void zamba2_read_switches(zamba2_engine * e) {
     // counts (sm_90+; default since run 101: b1 1.51 -> 1.39 ms); ZAMBA2_PERSIST=0: the fused per-layer kernels
     e->persist_decode = cc_major >= 9 && !env_starts("ZAMBA2_PERSIST", '0');
     e->persist_max_runs = std::max(0, env_int("ZAMBA2_PERSIST_RUNS", 1 << 20));
+    // each launch after a hybrid layer runs the block's last GEMV first (run 112: b1 -6 us, full bench -13 us);
+    // ZAMBA2_PERSIST_DOWN=0: as its own kernel
+    e->persist_down = !env_starts("ZAMBA2_PERSIST_DOWN", '0');
     // ZAMBA2_SMEM_CARVEOUT=P: every zk_launch kernel prefers P% shared memory (include/zamba2-launch.cuh says why);
     // default: no preference, or 50 on decode-only steps with the persistent decode
     e->carveout_all = std::max(-1, std::min(100, env_int("ZAMBA2_SMEM_CARVEOUT", -1)));

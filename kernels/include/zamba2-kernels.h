@@ -134,7 +134,7 @@ struct mamba2_persist_args {
     const mamba2_persist_layer * layers;  // host array [n_layers], in order: copied into the launch's parameters
     int n_layers;
     float * x;                 // [H] the residual stream, updated in place
-    const float * tr;          // [H] added to the first layer's mixer input (a hybrid layer), or null
+    float * tr;                // [H] added to the first layer's mixer input (a hybrid layer), or null
     float * zx;                // [d + cd + nh] scratch: in_proj's z and dt rows (its xBC rows are not written)
     float * xbc;               // [cd] scratch: the conv's outputs
     float * y;                 // [d] scratch: the gated state step's output
@@ -145,6 +145,11 @@ struct mamba2_persist_args {
     float eps, gated_eps;      // input rmsnorm, gated norm
     // Optional phase trace (null: none): [gridDim][n_layers][PERSIST_TRACE_FIELDS] globaltimer ns (the bench)
     unsigned long long * trace;
+    // Optional (null: none): the hybrid block's last GEMV first, tr = down_w . bf16(gelu(gu[:F]) * gu[F:]) written to
+    // tr (skinny_gemm's SKINNY_X_GELU_MUL input), so that the first layer's weights stream right behind its rows
+    const bf16 * down_w;       // [H, F] (the block's down and W_linear merged)
+    const float * gu;          // [2F] gate | up, fp32
+    int ffn;                   // F
 };
 constexpr int PERSIST_TRACE_FIELDS = 16;  // start, C, in_proj, A, state, B, out_proj, full waits, empty waits, issued,
                                           // out_proj's input staged, then thread 0 past in_proj's slots, past its

@@ -131,6 +131,86 @@ __device__ inline void pk_consume_mma(int N, int K, pk_ring_pos & pos, const pk_
     }
 }
 
+// The down phase's consumers: pk_consume_mma's tensor-core form (the same slots, A layout, chunk rotation, partial sums
+// and fixed-order end) for K up to 8192, where a segment has up to 16 groups of 64: warp w owns groups w and w + 8.
+// x is staged in xs as bf16 values (bf16(gelu(g) * u), exact in bf16): the B fragments are those values, with no lo
+// term, so one MMA per k16 block. Its own function: with pk_consume_mma generalized for both (and one kernel instance
+// for launches with and without the down phase) the layers were ~28 us per 1.2B b1 step slower (run 111).
+template <typename Out>
+__device__ inline void pk_consume_mma_bf16x(int N, int K, pk_ring_pos & pos, const pk_params & p, const pk_smem & s,
+                                            Out && out) {
+    constexpr int GPW = 2;  // groups per warp
+    int r0, r1;
+    pk_rows(N, blockIdx.x, gridDim.x, r0, r1);
+    const int R = pk_rows_per_slot(K), S = pk_mma_segments(K, GPW * PK_CONSUMER_WARPS), seg = K / S, groups = seg / 64;
+    const int rs = pk_red_stride(p);
+    const int tid = threadIdx.x, warp = tid / ZK_WARP_SIZE, lane = tid % ZK_WARP_SIZE, g = lane / 4, t = lane % 4;
+    const int n_slots = p.n_slots;
+    auto phys_k = [](int k, int sg) { return (((k / 8) + sg) % 8) * 8 + k % 8; };  // as pk_consume_mma's
+    // B of group warp + 8 j, block b: column g = x over segment g at k 16b + 2t, +1 (b0) and 16b + 8 + 2t, +1 (b1):
+    // two adjacent bf16 (phys_k keeps k % 8), one 32-bit load
+    const bf16 * xs = reinterpret_cast<const bf16 *>(s.xs);  // [K] bf16
+    uint32_t bx[GPW][4][2];
+#pragma unroll
+    for (int j = 0; j < GPW; ++j) {
+        const int gi = warp + PK_CONSUMER_WARPS * j;  // warp-uniform
+#pragma unroll
+        for (int b = 0; b < 4; ++b) {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int k = 16 * b + 8 * h + 2 * t;
+                bx[j][b][h] = gi < groups && g < S ? *reinterpret_cast<const uint32_t *>(xs + g * seg + gi * 64 + phys_k(k, g)) : 0u;
+            }
+        }
+    }
+    const int lm = lane % 8 + 8 * ((lane / 8) % 2), lkh = lane / 16;  // ldmatrix.x4 rows, as pk_consume_mma's
+    const int lr = lm / S, ls = lm % S;
+    const int a_row = lm < R * S ? lr * K * 2 + ls * seg * 2 + warp * 128 : 0, a_chunk = lkh + ls;
+    const int ma = g, mb = g + 8;
+    const int ra = ma / S, sa = ma % S, rb = mb / S, sb = mb % S;
+    const bool has_group = warp < groups;
+    for (int r = r0; r < r1; r += R, pos.advance(n_slots)) {
+        const int nr = min(R, r1 - r), slot = pos.slot;
+        pk_wait_slot(pos, p, s, nullptr);
+        const unsigned char * base = s.ring + (size_t) slot * PK_SLOT_BYTES;
+        float acc[2][4] = {};  // block parity: chains of GPW x 2 dependent MMAs, summed in a fixed order
+#pragma unroll
+        for (int j = 0; j < GPW; ++j) {
+            if (warp + PK_CONSUMER_WARPS * j < groups) {
+                uint32_t a[4][4];
+#pragma unroll
+                for (int b = 0; b < 4; ++b) {
+                    zk_ldmatrix_x4(a[b], reinterpret_cast<const bf16 *>(base + a_row + j * PK_CONSUMER_WARPS * 128 +
+                                                                         ((a_chunk + 2 * b) % 8) * 16));
+                }
+#pragma unroll
+                for (int b = 0; b < 4; ++b) zk_mma_bf16(acc[b & 1], a[b], bx[j][b][0], bx[j][b][1]);
+            }
+        }
+        __syncwarp();  // the MMAs have their operands: the slot is free
+        if (lane == 0) pk_mbar_arrive(&s.empty[slot]);
+        float c[4];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) c[e] = acc[0][e] + acc[1][e];
+        const bool va = ma < R * S && ra < nr, vb = mb < R * S && rb < nr;
+        if (has_group && va && sa / 2 == t) s.red[(sa * PK_CONSUMER_WARPS + warp) * rs + (r - r0) + ra] = sa & 1 ? c[1] : c[0];
+        if (has_group && vb && sb / 2 == t) s.red[(sb * PK_CONSUMER_WARPS + warp) * rs + (r - r0) + rb] = sb & 1 ? c[3] : c[2];
+    }
+    pk_sync();
+    for (int j = tid; j < r1 - r0; j += PK_CONSUMERS) {
+        float v = 0.0f;
+        for (int q = 0; q < S; ++q) {
+            float u = 0.0f;
+#pragma unroll
+            for (int w = 0; w < PK_CONSUMER_WARPS; ++w) {
+                if (w < groups) u += s.red[(q * PK_CONSUMER_WARPS + w) * rs + j];
+            }
+            v += u;
+        }
+        out(r0 + j, j, v);
+    }
+}
+
 // The sums over a warp of 8 values per lane, each in a fixed order (a transposing tree: 9 shuffles, not 40). Returns,
 // in lanes with lane % 4 == 0, the sum of v[row] for row = 4 (lane / 16 % 2) + 2 (lane / 8 % 2) + lane / 4 % 2.
 __device__ inline float pk_warp_sum8(const float (&v)[PK_MAX_ROWS], int lane) {

@@ -61,6 +61,30 @@ __device__ inline void pk_stage_rmsnorm(const pk_params & p, const pk_smem & s, 
     pk_sync();
 }
 
+// The down phase's input, as bf16 in xs: bf16(gelu(g) * u), g = gu[0, F), u = gu[F, 2F) (skinny_gemm's GELU_MUL
+// input: gelu_mul's math and rounding).
+__device__ inline float pk_gelu_erf(float g) { return 0.5f * g * (1.0f + erff(g * 0.70710678118654752f)); }
+__device__ inline uint32_t pk_bf16x2(float a, float b) {  // round to nearest, a in the low half
+    const __nv_bfloat162 v = __floats2bfloat162_rn(a, b);
+    return *reinterpret_cast<const uint32_t *>(&v);
+}
+__device__ inline void pk_stage_gelu_mul(const pk_params & p, const pk_smem & s) {
+    const int F = p.a.ffn;
+    float4 g[PK_MAX_VEC4], u[PK_MAX_VEC4];
+    pk_load_vec(g, p.a.gu, F);
+    pk_load_vec(u, p.a.gu + F, F);
+    bf16 * xs = reinterpret_cast<bf16 *>(s.xs);
+#pragma unroll
+    for (int i = 0; i < PK_MAX_VEC4; ++i) {
+        const int k = 4 * ((int) threadIdx.x + PK_CONSUMERS * i);
+        if (k >= F) break;
+        const uint32_t lo = pk_bf16x2(pk_gelu_erf(g[i].x) * u[i].x, pk_gelu_erf(g[i].y) * u[i].y);
+        const uint32_t hi = pk_bf16x2(pk_gelu_erf(g[i].z) * u[i].z, pk_gelu_erf(g[i].w) * u[i].w);
+        *reinterpret_cast<uint2 *>(xs + k) = make_uint2(lo, hi);
+    }
+    pk_sync();
+}
+
 // The conv operands of the CTA's xBC row of this thread (state of the sequence's slot, weights, bias; at most one row
 // per thread: pk_plan), loaded into registers a phase ahead, as loaded: any instruction that used them (a conversion)
 // would stall the warp there until they arrive. Converted and stored into shared memory after the barrier.

@@ -40,7 +40,8 @@ struct pk_params {
     int gw;                  // threads per state row (d_state / 4)
     int n_slots;             // ring slots
     int max_in_rows;         // most in_proj rows of one CTA (conv staging)
-    int xs_floats;           // max(H, d): the staged input vector
+    int xs_floats;           // max(H, d, F / 2): the staged input vector (the down phase's: bf16)
+    bool down;               // the run starts with the hybrid block's down GEMV (a.down_w)
 };
 
 // Shared memory, in order: ring [n_slots][16 KB] | xs [xs_floats] | conv [max_in_rows][8] | xres [32] |
@@ -107,12 +108,12 @@ __host__ __device__ inline int pk_rows_per_slot(int K) {
 }
 
 // Tensor-core form of a slot (pk_consume_mma): the slot's R rows x S segments of K / S are the MMA's 16 A rows, the S
-// segments of x its B columns. S: the most segments <= 8 with R S <= 16 and K / S a multiple of 64, at most 512; 0: no such S
-// (small K: the FMA form).
-__host__ __device__ inline int pk_mma_segments(int K) {
+// segments of x its B columns. S: the most segments <= 8 with R S <= 16 and K / S a multiple of 64, of at most
+// max_groups groups of 64 (8: one per warp; the down phase's 16: two); 0: no such S (small K: the FMA form).
+__host__ __device__ inline int pk_mma_segments(int K, int max_groups = 8) {
     const int R = pk_rows_per_slot(K);
     for (int S = 8; S >= 1; --S) {
-        if (R * S <= 16 && K % (64 * S) == 0 && K / S / 64 <= 8) return S;  // groups of 64 k: one per warp
+        if (R * S <= 16 && K % (64 * S) == 0 && K / S / 64 <= max_groups) return S;
     }
     return 0;
 }

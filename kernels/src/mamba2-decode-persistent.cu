@@ -9,6 +9,10 @@
 // anything but a free slot, so layer L+1's in_proj rows are already arriving while layer L's state step and
 // out_proj run. The data dependencies inside the run are grid barriers (all CTAs are resident: one per SM).
 //
+// A run after a hybrid layer can start with that block's last GEMV (a.down_w: down and W_linear merged), so that its
+// 34 MB stream through the ring and the first layer's in_proj rows arrive right behind them, as between layers:
+//   down:     xs = bf16(gelu(g) * u) (gu from the previous kernel); tr[n] = W_down[n] . xs for its rows n
+//   barrier D
 // Per layer, each CTA (b of nb; rows split evenly, each output row computed by one CTA):
 //   in_proj:  s = x (+ tr on the run's first, hybrid, layer); xs = w_in * (s * rsqrt(mean(s^2) + eps))    [H]
 //             zx[n] = W_in[n] . xs for its rows n; conv rows (d <= n < d + cd) also
@@ -28,6 +32,7 @@
 // the launch is refused and the engine runs the per-layer kernels, instead of a grid barrier waiting forever. Its
 // ~227 KB of shared memory leaves the SMs at the largest carveout, so the engine has the other kernels of decode
 // steps prefer 50% (include/zamba2-launch.cuh says why).
+#include <algorithm>
 #include <cstdint>
 
 #include "mamba2-decode-persistent-gemv.cuh"
@@ -45,8 +50,10 @@ namespace {
     } while (0)
 
 // kTrace: the bench's traced instance. The untraced one has none of the trace's code: its predicated instructions
-// sat in the slot loop's wait path and held registers (run 99).
-template <bool kTrace>
+// sat in the slot loop's wait path and held registers (run 99). kDown: the run starts with the down phase (p.down),
+// an instance of its own, so that the runs without it keep the tree's code (run 111: one instance for both, with a
+// consumer generalized for both, made the layers ~28 us per 1.2B step slower).
+template <bool kTrace, bool kDown>
 __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel(const __grid_constant__ pk_params p) {
     extern __shared__ __align__(128) unsigned char pk_dyn[];
     ZK_TL_BEGIN();  // the timeline build only (mark 0: layer 0 done; mark 1: the last layer's input in place)
@@ -69,6 +76,7 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
         pk_release_registers();
         if (tid == PK_CONSUMERS) {
             pk_ring_pos pos;
+            if constexpr (kDown) pk_produce(a.down_w, a.hidden, a.ffn, pos, p, s, nullptr);
             for (int L = 0; L < a.n_layers; ++L) {
                 unsigned long long waited = 0, * w = trace ? &waited : nullptr;
                 pk_produce(p.layers[L].in_proj, p.ipo, a.hidden, pos, p, s, w);
@@ -113,6 +121,14 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
     pk_load_vec_weights(nw, p.layers[0].input_norm, a.hidden);
     int o0, o1;  // this CTA's out_proj rows: x[o0, o1) is written by this CTA only
     pk_rows(a.hidden, b, nb, o0, o1);
+    if constexpr (kDown) {  // the hybrid block's down GEMV: tr, which the first layer's input norm reads after barrier D
+        zk_pdl_wait();  // gu comes from the previous kernel
+        ZK_TL_WAITED();
+        pk_stage_gelu_mul(p, s);
+        pk_consume_mma_bf16x(a.hidden, a.ffn, pos, p, s, [&](int n, int, float v) { a.tr[n] = v; });
+        pk_grid_arrive(a.sync);  // D: tr complete
+        pk_grid_wait(a.sync, ++barriers * nb);
+    }
     for (int L = 0; L < a.n_layers; ++L) {
         // read in place where used (the layer array is never written; held as a copy it took 22 registers across the
         // layer and the code around the GEMV loops spilled)
@@ -121,8 +137,10 @@ __global__ void __launch_bounds__(PK_THREADS, 1) mamba2_decode_persistent_kernel
         unsigned long long * marks = wt ? trace + ((int64_t) blockIdx.x * a.n_layers + L) * PERSIST_TRACE_FIELDS : nullptr;
         PK_TRACE(L, 0);
         if (L == 0) {
-            zk_pdl_wait();  // x and tr come from the previous kernels
-            ZK_TL_WAITED();
+            if constexpr (!kDown) {
+                zk_pdl_wait();  // x and tr come from the previous kernels
+                ZK_TL_WAITED();
+            }
         } else {
             pk_grid_wait(a.sync, barriers * nb);  // C: x complete
         }
@@ -239,7 +257,13 @@ bool pk_plan(pk_params & p, const mamba2_persist_args & a, int n_sm) {
     if (p.unit_rows > PK_MAX_PASSES * (PK_CONSUMERS / p.gw)) return false;
     p.max_in_rows = (p.ipo + nb - 1) / nb;
     if (p.max_in_rows > PK_CONSUMERS) return false;  // a conv row per consumer thread at most (pk_conv_regs)
-    p.xs_floats = H > p.d ? H : p.d;
+    p.down = a.down_w != nullptr;
+    if (p.down) {  // bf16 inputs staged as float4 pairs; the tensor-core form with up to two groups per warp
+        const int F = a.ffn;
+        if (!a.gu || !a.tr || F <= 0 || F % 8 != 0 || F > 4 * PK_CONSUMERS * PK_MAX_VEC4) return false;
+        if (pk_rows_per_slot(F) < 1 || pk_mma_segments(F, 2 * PK_CONSUMER_WARPS) == 0) return false;
+    }
+    p.xs_floats = std::max(std::max(H, p.d), p.down ? (a.ffn + 1) / 2 : 0);
     p.n_slots = PK_MAX_SLOTS;
     int max_smem = 0, dev = 0;
     cudaGetDevice(&dev);
@@ -269,9 +293,11 @@ bool mamba2_decode_persistent(const mamba2_persist_args & a, cudaStream_t stream
     static size_t smem_set[kMaxDevices] = {};  // the attribute is per device
     int device = 0;
     if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) return refuse("no device");
-    auto * const kernel = a.trace ? mamba2_decode_persistent_kernel<true> : mamba2_decode_persistent_kernel<false>;
+    auto * const kernel = a.trace ? (p.down ? mamba2_decode_persistent_kernel<true, true> : mamba2_decode_persistent_kernel<true, false>)
+                                  : (p.down ? mamba2_decode_persistent_kernel<false, true> : mamba2_decode_persistent_kernel<false, false>);
     if (smem > smem_set[device]) {
-        for (auto * k : {mamba2_decode_persistent_kernel<true>, mamba2_decode_persistent_kernel<false>}) {
+        for (auto * k : {mamba2_decode_persistent_kernel<true, false>, mamba2_decode_persistent_kernel<false, false>,
+                         mamba2_decode_persistent_kernel<true, true>, mamba2_decode_persistent_kernel<false, true>}) {
             if (cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int) smem) != cudaSuccess) {
                 cudaGetLastError();
                 return refuse("shared memory attribute refused");

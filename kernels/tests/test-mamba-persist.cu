@@ -1,5 +1,6 @@
 // mamba2_decode_persistent (a run of Mamba2 layers of a batch-1 decode step in one launch) against the float64
-// references of its parts: rmsnorm -> in_proj -> conv -> state step -> gated norm -> out_proj, layer after layer.
+// references of its parts: rmsnorm -> in_proj -> conv -> state step -> gated norm -> out_proj, layer after layer; with
+// ffn set, first the hybrid block's down GEMV: tr = bf16(gelu(g) * u) . W_down^T.
 #include <algorithm>
 #include <cstring>
 
@@ -19,6 +20,7 @@ struct persist_case {
     const char * name;
     int H, nh, P, G, N, layers, steps;
     bool tr, conv_bias;
+    int ffn = 0;  // > 0: the down phase first (F; tr set)
 };
 
 struct host_layer {
@@ -57,14 +59,16 @@ struct persist_run {
     const int d, cd, ipo, slots;
     std::vector<dev_layer *> dl;
     std::vector<mamba2_persist_layer> host_ptrs;
-    dev_buf<float> conv_pool, ssm_pool, x, trb, zx, xbc, y, gsq;
+    dev_buf<float> conv_pool, ssm_pool, x, trb, zx, xbc, y, gsq, gu;
+    dev_buf<bf16> down_w;
     dev_buf<unsigned> sync;
     dev_buf<int32_t> seq_slot;
     mamba2_persist_args a{};
 
     persist_run(const persist_case & c, int n_slots, int slot, const vec & conv0, const vec & ssm0, const vec & x0, const vec & tr)
         : pc(c), d(c.nh * c.P), cd(d + 2 * c.G * c.N), ipo(d + cd + c.nh), slots(n_slots), conv_pool(conv0.size()),
-          ssm_pool(ssm0.size()), x(c.H), trb(c.H), zx(ipo), xbc(cd), y(d), gsq((size_t) c.nh * 4), sync(2), seq_slot(1) {
+          ssm_pool(ssm0.size()), x(c.H), trb(c.H), zx(ipo), xbc(cd), y(d), gsq((size_t) c.nh * 4), gu((size_t) 2 * c.ffn),
+          down_w((size_t) c.H * c.ffn), sync(2), seq_slot(1) {
         conv_pool.upload(conv0);
         ssm_pool.upload(ssm0);
         x.upload(x0);
@@ -98,6 +102,9 @@ struct persist_run {
         a.n_layers = (int) dl.size();
         a.x = x.ptr;
         a.tr = pc.tr ? trb.ptr : nullptr;
+        a.down_w = pc.ffn > 0 ? down_w.ptr : nullptr;
+        a.gu = pc.ffn > 0 ? gu.ptr : nullptr;
+        a.ffn = pc.ffn;
         a.zx = zx.ptr;
         a.xbc = xbc.ptr;
         a.y = y.ptr;
@@ -127,6 +134,17 @@ void run_case(test_table & tab, test_rng & rng, const persist_case & pc) {
     vec x_ref = rng.f32_values(H, -1.0, 1.0), tr = rng.f32_values(H, -0.5, 0.5);
     persist_run run(pc, slots, slot, conv_ref, ssm_ref, x_ref, tr);
     for (const host_layer & l : hl) run.add_layer(l);
+    vec tr_ref;  // the down phase's: tr = bf16(gelu(g) * u) . W_down^T
+    if (pc.ffn > 0) {
+        const int F = pc.ffn;
+        const vec gu = rng.f32_values((size_t) 2 * F, -3.0, 3.0);
+        const vec wd = rng.bf16_values((size_t) H * F, -1.0 / std::sqrt(F), 1.0 / std::sqrt(F));
+        run.gu.upload(gu);
+        run.down_w.upload(wd);
+        vec act = ref_gelu_mul(gu, 1, F);
+        for (auto & v : act) v = (double) __bfloat162float(__float2bfloat16_rn((float) v));  // the input is bf16
+        tr_ref = ref_matmul_nt(act, wd, vec(), 1, H, F, 0.0);
+    }
     mamba2_persist_args & a = run.finish();
     const ivec cu{0, 1}, ss{slot};
     for (int step = 0; step < pc.steps; ++step) {  // steps > 1: the launch left its counters ready for the next
@@ -137,6 +155,12 @@ void run_case(test_table & tab, test_rng & rng, const persist_case & pc) {
             break;
         }
         ZK_LAUNCHED();
+        const std::string tag = std::string(pc.name) + " step " + std::to_string(step);
+        if (pc.ffn > 0) {  // tr against its reference (an act value may round to the other bf16 neighbour: skinny's
+                           // gelu tolerance); the layers' references then start from the tr the launch wrote
+            tr = run.trb.download();
+            tab.compare(tag + " tr (down phase)", tr, tr_ref, 1e-4);
+        }
         for (int L = 0; L < pc.layers; ++L) {
             const host_layer & l = hl[L];
             const vec xn = ref_rms_norm(x_ref, pc.tr && L == 0 ? tr : vec(), vec(), l.input_norm, 1, H, 0, eps);
@@ -152,7 +176,6 @@ void run_case(test_table & tab, test_rng & rng, const persist_case & pc) {
             const vec g = ref_gated_rms_norm(yr, z, l.norm, 1, d, G, 1e-5);
             x_ref = ref_matmul_nt(g, l.out_proj, x_ref, 1, H, d, 1.0);
         }
-        const std::string tag = std::string(pc.name) + " step " + std::to_string(step);
         tab.compare(tag + " x", run.x.download(), x_ref, 2e-5);
         tab.compare(tag + " conv pools", run.conv_pool.download(), conv_ref, 2e-5);
         tab.compare(tag + " ssm pools", run.ssm_pool.download(), ssm_ref, 2e-5);
@@ -281,6 +304,8 @@ void test_mamba_persist(test_table & tab, test_rng & rng) {
         {"persist G=2 N=64 x2", 2048, 64, 64, 2, 64, 2, 1, false, true},
         {"persist fixture b dims x3", 40, 4, 20, 2, 16, 3, 3, true, true},
         {"persist odd dims x2 (no bias)", 72, 6, 12, 3, 8, 2, 2, true, false},
+        {"persist 1.2B dims + down x2", 2048, 64, 64, 1, 128, 2, 2, true, true, 8192},
+        {"persist fixture b dims + down x2", 40, 4, 20, 2, 16, 2, 2, true, true, 128},
     };
     for (const persist_case & pc : cases) run_case(tab, rng, pc);
     const char * b = std::getenv("ZK_BENCH_PERSIST");
