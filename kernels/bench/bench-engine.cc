@@ -1,9 +1,10 @@
 // Engine benchmark on random weights with the dims of a Zamba2 preset (no checkpoint upload):
 // prefill latency at 512/2048 tokens, decode tokens/s at batch 1/16/64/256 after 128-token prompts,
-// and batch-1 decode against the weight-bandwidth bound. Prints a table last.
+// batch-1 decode against the weight-bandwidth bound, and a mixed step (63 decodes + a 128-token prompt, as a server
+// under load runs). Prints a table last.
 // Usage: bench-engine [1.2b|2.7b|7b] [bandwidth_GBps=4300]
-// Env: ZAMBA2_BENCH_PREFILL="512,2048" and ZAMBA2_BENCH_BATCHES="1,16,64,256" pick the rows ("" or
-// "none": no rows of that kind), e.g. for a short run under ncu.
+// Env: ZAMBA2_BENCH_PREFILL="512,2048", ZAMBA2_BENCH_BATCHES="1,16,64,256" and ZAMBA2_BENCH_MIXED="64" pick the rows
+// ("" or "none": no rows of that kind), e.g. for a short run under ncu.
 // Built with -DZK_TIMELINE (`build.sh --timeline`: kernels/build-tl/bench-engine), it also records the kernel timeline
 // of 4 decode steps per batch into $ZAMBA2_TIMELINE_DIR/timeline-b<batch>.csv (kernels/dev/timeline_summary.py).
 #include <algorithm>
@@ -214,6 +215,35 @@ int main(int argc, char ** argv) {
             note = buf;
         }
         rows.push_back({"decode b" + std::to_string(batch) + " (ctx 128+)", m, batch / m * 1e3, note});
+    }
+    // Mixed steps as a server under load runs them: batch - 1 sequences decoding (128+ tokens of context) and one new
+    // sequence's 128-token prompt in the same step; tok/s counts both kinds of tokens.
+    for (int batch : env_list("ZAMBA2_BENCH_MIXED", {64})) {
+        if (batch < 2 || batch > n_slots) continue;
+        pk.next_page = 0;
+        std::vector<bench_seq> seqs(batch - 1);
+        for (int i = 0; i < batch - 1; ++i) seqs[i].slot = i;
+        for (int i0 = 0; i0 < batch - 1; i0 += 16) {
+            std::vector<bench_seq *> ps;
+            for (int i = i0; i < std::min(batch - 1, i0 + 16); ++i) ps.push_back(&seqs[i]);
+            run_step(e, pk.pack(ps, std::vector<int>(ps.size(), 128)));
+        }
+        std::vector<double> ms;
+        zamba2_engine_profile_report(e);  // reset: measure mixed steps only
+        for (int k = 0; k < 16; ++k) {
+            bench_seq fresh{batch - 1};
+            std::vector<bench_seq *> ps;
+            for (auto & s : seqs) ps.push_back(&s);
+            ps.push_back(&fresh);
+            std::vector<int> nt(batch - 1, 1);
+            nt.push_back(128);
+            ms.push_back(run_step(e, pk.pack(ps, nt)));
+        }
+        ms.erase(ms.begin(), ms.begin() + 3);
+        if (profiling) std::printf("profile mixed b%d: %s\n", batch, zamba2_engine_profile_report(e).c_str());
+        const double m = median(ms);
+        rows.push_back({"mixed b" + std::to_string(batch) + " (+128 prefill)", m, (batch - 1 + 128) / m * 1e3,
+                        std::to_string(batch - 1) + " decodes + 1 x 128-token prompt"});
     }
     std::printf("\n%-28s %10s %12s  %s\n", ("benchmark (" + name + ")").c_str(), "ms/step", "tok/s", "note");
     for (const auto & r : rows) std::printf("%-28s %10.3f %12.1f  %s\n", r.what.c_str(), r.ms, r.tok_s, r.note.c_str());

@@ -153,6 +153,9 @@ if has e2e; then
   if [ $up = 1 ]; then
     timeout 180 node dist/bench/cli.js --workload many-streams --url "http://127.0.0.1:$port" --concurrency 64 \
       --num-requests 256 --max-tokens 64 --prompt-tokens 128 --out "$out/e2e-many-streams.json" 2>&1 | tee "$out/e2e.txt" | tail -25 || status=1
+    # the engine steps' share of the run: steps, their summed wall time, tokens by kind (server's /metrics)
+    node -e "fetch('http://127.0.0.1:$port/metrics').then((r) => r.text()).then((t) => console.log(t))" > "$out/e2e-metrics.txt" 2>&1
+    grep -E "^zamba2_(step_duration_seconds_(sum|count)|step_tokens_total)" "$out/e2e-metrics.txt"
   else
     status=1; tail -20 "$out/server.txt"
   fi

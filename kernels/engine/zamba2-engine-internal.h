@@ -167,10 +167,16 @@ struct zamba2_engine {
     bool use_ssd = false;
     int ssd_max_chunks = 0;
     int ssd_n_chunks = 0;          // chunks of the current step (0: this step uses the sequential scan)
+    // Steps with prefill chunks: the sequences with one token in the step (decodes) take the state step instead of a
+    // 64-token SSD chunk each (ZAMBA2_MIXED_STEP=0: SSD chunks for them too). ssd_n_one: their count this step.
+    bool ssd_one_by_step = false;
+    int ssd_n_one = 0;
     float * ssd_states = nullptr;  // [max_chunks, G, 64, 64]: C.B^T per chunk and group
     float * ssd_dt = nullptr;      // [max_chunks, nh, 64]
     float * ssd_lam = nullptr;     // [max_chunks, nh, 64]
-    int32_t * ssd_chunks = nullptr;    // device: t0[max_chunks] len[max_chunks] seq_chunk0[max_seqs] seq_nchunks[max_seqs]
+    // device: t0[max_chunks] len[max_chunks] seq_chunk0[max_seqs] seq_nchunks[max_seqs], then the one-token
+    // sequences' token rows [max_seqs] and slots [max_seqs]
+    int32_t * ssd_chunks = nullptr;
     int32_t * h_ssd_chunks = nullptr;  // pinned staging of the same
 
     // ZAMBA2_PROFILE=1: an event after each op, GPU time summed per op category (graphs off)

@@ -180,7 +180,7 @@ zamba2_engine * zamba2_engine_create(const zamba2_config & cfg, std::string * er
         err = alloc_n(e, &e->ssd_states, (size_t) e->ssd_max_chunks * per_chunk);
         if (err.empty()) err = alloc_n(e, &e->ssd_dt, (size_t) e->ssd_max_chunks * c.n_mamba_heads * 64);
         if (err.empty()) err = alloc_n(e, &e->ssd_lam, (size_t) e->ssd_max_chunks * c.n_mamba_heads * 64);
-        const size_t n_idx = 2 * (size_t) e->ssd_max_chunks + 2 * (size_t) c.max_seqs;
+        const size_t n_idx = 2 * (size_t) e->ssd_max_chunks + 4 * (size_t) c.max_seqs;
         if (err.empty()) err = alloc_n(e, &e->ssd_chunks, n_idx);
         if (err.empty() && cudaMallocHost(&e->h_ssd_chunks, n_idx * sizeof(int32_t)) != cudaSuccess) err = "cudaMallocHost failed";
     }

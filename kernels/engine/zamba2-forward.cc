@@ -180,27 +180,38 @@ std::string zamba2_engine_step(zamba2_engine * e, const int32_t * packed, size_t
     const step_view v = make_view(s.packed, hp, off);  // device pointers, host-read counts
 
     ZF_CUDA(cudaEventRecord(e->ev_start, st));
-    // SSD chunk lists for steps that carry prefill chunks (ZAMBA2_SSD=1); decode-only steps keep the scan
+    // SSD chunk lists for steps that carry prefill chunks (ZAMBA2_SSD=1); decode-only steps keep the scan. With
+    // ssd_one_by_step, the sequences of one token (decodes, a prompt's last token) get no chunk: they go to a list of
+    // their own (token row, slot) for the state step, which updates a slot's state for one token ~3x cheaper.
     e->ssd_n_chunks = 0;
+    e->ssd_n_one = 0;
     if (e->use_ssd && hv.T > hv.S) {
-        const int cmax = e->ssd_max_chunks;
-        int32_t * hc = e->h_ssd_chunks;
-        int n = 0;
+        const int cmax = e->ssd_max_chunks, smax = c.max_seqs;
+        int32_t * hc = e->h_ssd_chunks;  // t0[cmax] len[cmax] seq_chunk0[smax] seq_nchunks[smax] one_t[smax] one_slot[smax]
+        int32_t * one_t = hc + 2 * (size_t) cmax + 2 * (size_t) smax, * one_slot = one_t + smax;
+        int n = 0, n_one = 0;
         for (int q = 0; q < hv.S && n >= 0; ++q) {
             const int t0 = hv.cu_seqlens[q], len = hv.cu_seqlens[q + 1] - t0;
             hc[2 * cmax + q] = n;
+            if (len == 1 && e->ssd_one_by_step) {
+                hc[2 * cmax + smax + q] = 0;
+                one_t[n_one] = t0;
+                one_slot[n_one++] = hv.seq_slot[q];
+                continue;
+            }
             for (int o = 0; o < len; o += 64) {
                 if (n == cmax) { n = -1; break; }
                 hc[n] = t0 + o;
                 hc[cmax + n] = len - o < 64 ? len - o : 64;
                 ++n;
             }
-            if (n >= 0) hc[2 * cmax + c.max_seqs + q] = n - hc[2 * cmax + q];
+            if (n >= 0) hc[2 * cmax + smax + q] = n - hc[2 * cmax + q];
         }
         if (n > 0) {
-            ZF_CUDA(cudaMemcpyAsync(e->ssd_chunks, hc, (2 * (size_t) cmax + 2 * (size_t) c.max_seqs) * sizeof(int32_t),
+            ZF_CUDA(cudaMemcpyAsync(e->ssd_chunks, hc, (2 * (size_t) cmax + 4 * (size_t) smax) * sizeof(int32_t),
                                     cudaMemcpyHostToDevice, st));
             e->ssd_n_chunks = n;
+            e->ssd_n_one = n_one;
         }
     }
     ZF_CUDA(cudaMemcpyAsync(s.packed, hp, need_dev * sizeof(int32_t), cudaMemcpyHostToDevice, st));

@@ -111,7 +111,7 @@ std::string mamba_layer(zamba2_engine * e, const step_view & v, int L, bool hybr
     }
     zamba2_prof_mark(e, PROF_CONV);
     // decode-only steps may use the 16-byte-state kernel (ZAMBA2_DECODE_STEP)
-    const int32_t * ck = e->ssd_chunks;  // t0 | len | seq_chunk0 | seq_nchunks
+    const int32_t * ck = e->ssd_chunks;  // t0 | len | seq_chunk0 | seq_nchunks | one_t | one_slot
     const int cmax = e->ssd_max_chunks;
     const bool chunked = e->ssd_n_chunks > 0 &&
                          mamba2_ssd_varlen(s.y, ssm_state, e->ssd_states, e->ssd_dt, e->ssd_lam, s.xbc, cd, s.zx + d + cd,
@@ -122,6 +122,13 @@ std::string mamba_layer(zamba2_engine * e, const step_view & v, int L, bool hybr
                          mamba2_state_step(s.y, ssm_state, s.xbc, cd, s.zx + d + cd, ipo, lw.dt_bias, lw.a_log, lw.d,
                                            v.cu_seqlens, v.seq_slot, v.S, c.n_mamba_heads, c.mamba_head_dim, c.ngroups,
                                            c.d_state, st);                                // y: [T, d] f32
+    if (chunked && e->ssd_n_one > 0) {  // the step's one-token sequences (no SSD chunk): token rows and slots listed
+        const int32_t * one_t = ck + 2 * cmax + 2 * c.max_seqs, * one_slot = one_t + c.max_seqs;
+        if (!mamba2_state_step(s.y, ssm_state, s.xbc, cd, s.zx + d + cd, ipo, lw.dt_bias, lw.a_log, lw.d, one_t, one_slot,
+                               e->ssd_n_one, c.n_mamba_heads, c.mamba_head_dim, c.ngroups, c.d_state, st)) {  // y: [T, d]
+            return "mixed step: the state step refused the one-token sequences";  // ssd_one_by_step checked its dims
+        }
+    }
     if (!stepped && !chunked) {
         mamba2_scan_varlen(s.y, ssm_state, s.xbc, cd, s.zx + d + cd, ipo, lw.dt_bias, lw.a_log, lw.d, v.cu_seqlens,
                            v.seq_slot, v.S, c.n_mamba_heads, c.mamba_head_dim, c.ngroups, c.d_state, st);  // y: [T, d] f32

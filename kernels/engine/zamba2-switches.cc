@@ -70,4 +70,11 @@ void zamba2_read_switches(zamba2_engine * e) {
     // steps with prefill chunks run the tensor-core chunked SSD (default since run 6: prefill 2048 87 -> 39 ms,
     // goldens unchanged); ZAMBA2_SSD=0 falls back to the sequential scan
     e->use_ssd = !env_starts("ZAMBA2_SSD", '0');
+    // mixed steps (prefill chunks + decodes): the one-token sequences through the state step, as in decode-only steps
+    // (run 114: a step of 63 decodes and one 128-token prompt spent 8.1 ms in the scan, the decodes as 64-token SSD
+    // chunks, against 2.7 ms for a step of 64 decodes); the state step takes every preset's dims
+    const zamba2_config & c = e->cfg;
+    e->ssd_one_by_step = e->use_decode_step && !env_starts("ZAMBA2_MIXED_STEP", '0') &&
+                         mamba2_state_step_chunk(c.mamba_head_dim, c.d_state) > 0 && c.conv_dim() % 4 == 0 &&
+                         c.d_inner % 4 == 0;
 }
