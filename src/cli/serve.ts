@@ -65,6 +65,9 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
   } catch (err) {
     throw new StartupError(`cannot load the tokenizer of ${resolved.dir}: ${(err as Error).message}`);
   }
+  if (tokenizer.wordPieces && !tokenizer.wordPieces.applied) {
+    logger.info({ reason: tokenizer.wordPieces.reason }, 'tokenizer: prompts go to BPE as one word (slower encoding)');
+  }
   const eosTokenId = tokenizer.eosTokenIds[0] ?? 2;
   const generationConfigPath = join(resolved.dir, 'generation_config.json');
   const samplingDefaults = samplingDefaultsFrom(existsSync(generationConfigPath) ? readGenerationConfig(generationConfigPath).raw : null);

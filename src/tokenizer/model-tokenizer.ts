@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { ChatTemplate, pickChatTemplateSource, type ChatMessage } from './chat-template.js';
+import { withWordPieces } from './word-pieces.js';
 
 export interface EncodeOptions {
   /** Add the model's special tokens (BOS) as tokenizer.json's post-processor says. */
@@ -50,6 +51,8 @@ export interface TextTokenizer {
   renderChat(messages: readonly ChatMessage[], addGenerationPrompt?: boolean): string;
   /** Present when encode() can be reproduced in a worker thread (EncodePool); absent = inline only. */
   readonly encoderSource?: EncoderSource;
+  /** Whether encode cuts the text into words before BPE (word-pieces.ts), or why not; absent: not known. */
+  readonly wordPieces?: { applied: boolean; reason?: string };
 }
 
 type JsonObject = Record<string, unknown>;
@@ -86,6 +89,7 @@ export class HfTokenizer implements TextTokenizer {
   readonly addsBos: boolean;
   readonly chatTemplate: ChatTemplate | null;
   readonly encoderSource?: EncoderSource;
+  readonly wordPieces?: { applied: boolean; reason?: string };
   private readonly specialIds: ReadonlySet<number>;
   /** Metaspace-style vocab ("▁Hello"): pieces are shown with the marker turned into a space. */
   private readonly metaspace: boolean;
@@ -99,9 +103,12 @@ export class HfTokenizer implements TextTokenizer {
       chatTemplateSource?: string | null;
       /** The tokenizer.json object `tokenizer` was built from (enables worker-thread encoding). */
       tokenizerJson?: JsonObject;
+      /** Whether that object cuts words before BPE (word-pieces.ts). */
+      wordPieces?: { applied: boolean; reason?: string };
     } = {},
   ) {
     if (extras.tokenizerJson !== undefined) this.encoderSource = { tokenizerJson: extras.tokenizerJson, tokenizerConfig };
+    if (extras.wordPieces !== undefined) this.wordPieces = extras.wordPieces;
     this.vocabSize = tokenizer.get_vocab(true).size;
     this.bosToken = tokenContent(tokenizerConfig.bos_token);
     this.eosToken = tokenContent(tokenizerConfig.eos_token);
@@ -169,11 +176,14 @@ export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json'] as co
 
 /**
  * Loads the tokenizer of a local checkpoint folder. Reads tokenizer.json, tokenizer_config.json and,
- * when present, chat_template.jinja, generation_config.json and config.json (for eos ids).
+ * when present, chat_template.jinja, generation_config.json and config.json (for eos ids). Where it
+ * keeps every id, the text is cut into words before BPE (word-pieces.ts), here and in the workers.
  */
 export function loadTokenizer(modelDir: string): HfTokenizer {
-  const tokenizerJson = readJson(join(modelDir, 'tokenizer.json'));
-  if (tokenizerJson === null) throw new Error(`${modelDir} has no tokenizer.json`);
+  const fileJson = readJson(join(modelDir, 'tokenizer.json'));
+  if (fileJson === null) throw new Error(`${modelDir} has no tokenizer.json`);
+  const pieces = withWordPieces(fileJson);
+  const tokenizerJson = pieces.tokenizerJson;
   const tokenizerConfig = readJson(join(modelDir, 'tokenizer_config.json')) ?? {};
   const templateFile = join(modelDir, 'chat_template.jinja');
   const chatTemplateSource = existsSync(templateFile) ? readFileSync(templateFile, 'utf8') : null;
@@ -182,5 +192,6 @@ export function loadTokenizer(modelDir: string): HfTokenizer {
     modelConfig: readJson(join(modelDir, 'config.json')),
     chatTemplateSource,
     tokenizerJson,
+    wordPieces: pieces.applied ? { applied: true } : { applied: false, ...(pieces.reason ? { reason: pieces.reason } : {}) },
   });
 }
