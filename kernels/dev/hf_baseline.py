@@ -1,7 +1,8 @@
-"""transformers (torch, bf16) baseline on a preset's dims with random weights: 2048-token prefill and
-greedy decode at batch 1 and 16 through `generate`. Prints lines the device-run summary greps:
-    hf prefill 2048: MS ms
-    hf decode b1: TOK tok/s
+"""transformers (torch, bf16) baseline on a preset's dims with random weights: 512- and 2048-token prefill and
+greedy decode at batch 1 and 16 through `generate`. Prints lines the device-run summary and
+kernels/dev/bench-compare.mjs read:
+    hf prefill 512: MS ms
+    hf decode b1: TOK tok/s (MS ms/step)
 Usage (GPU machine): python3 kernels/dev/hf_baseline.py config/models/zamba2-1.2b.json [budget_s]
 """
 
@@ -36,8 +37,9 @@ def main() -> None:
     with torch.no_grad():
         ids = torch.randint(3, V, (1, 2048), device="cuda")
         sync_time(lambda: model(ids[:, :128]))  # warm-up
-        dt, _ = sync_time(lambda: model(ids))
-        print(f"hf prefill 2048: {dt * 1000:.0f} ms", flush=True)
+        for n in (512, 2048):
+            dt, _ = sync_time(lambda: model(ids[:, :n]))
+            print(f"hf prefill {n}: {dt * 1000:.0f} ms", flush=True)
         for batch, new in ((1, 24), (16, 16)):
             if time.time() - t_start > budget_s:
                 print(f"hf decode b{batch}: skipped (budget)")
