@@ -11,6 +11,8 @@
 #   ncu        per-kernel time of decode steps at b1 and b64 (ncu, graphs off; kernels/dev/ncu_summary.py)
 #   sanitize   compute-sanitizer memcheck of the kernel tests
 #   e2e        1.2B random checkpoint, the server with --device cuda, many-streams at 64 concurrent streams
+#   rate       the same server under Poisson arrivals (RATE_RPS, default 80 req/s: steps mix prompts and decodes),
+#              once per RATE_VARIANTS entry ("label:ENV=V ...", default the defaults and ZAMBA2_MIXED_STEP=0)
 #   hf         transformers (torch bf16) baseline on the same dims
 # Usage (repo root, on the GPU machine, after `source .devcuda/setup.sh`; $OUT optional):
 #   bash kernels/dev/device-run.sh [stages...]      (default: all, in the order above)
@@ -18,7 +20,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-/tmp/zamba2-device-run}"
 mkdir -p "$out"
-stages="${*:-build tests node bench presets skinny timeline ncu sanitize e2e hf}"
+stages="${*:-build tests node bench presets skinny timeline ncu sanitize e2e rate hf}"
 status=0
 t_start=$(date +%s)
 stage() { echo; echo "=== $1 ($(date +%T), +$(($(date +%s) - t_start))s)"; }
@@ -162,6 +164,34 @@ if has e2e; then
   kill $server_pid 2>/dev/null; wait $server_pid 2>/dev/null
   # the engine's own notices (FP8 copies or merged decode weights skipped for memory): none expected on the H200
   grep -E "zamba2 cuda:" "$out/server.txt" | head -5 || true
+fi
+
+if has rate; then
+  stage "rate: Poisson arrivals at ${RATE_RPS:-80} req/s, server --device cuda (1.2B random)"
+  [ -f /tmp/ck12/config.json ] || timeout 150 node dist/main.js make-checkpoint --preset zamba2-1.2b --out /tmp/ck12 2>&1 | tail -1
+  IFS=';' read -r -a RATE_VARIANTS <<< "${RATE_VARIANTS:-defaults:ZAMBA2_NONE=1;mixed as SSD chunks:ZAMBA2_MIXED_STEP=0}"
+  port=8124
+  for v in "${RATE_VARIANTS[@]}"; do
+    label="${v%%:*}"; tag="${label//[^A-Za-z0-9]/_}"
+    # shellcheck disable=SC2086
+    env ${v#*:} node dist/main.js --device cuda --model /tmp/ck12 --port $port --max-num-seqs 64 --log-level warn \
+      > "$out/rate-server-$tag.txt" 2>&1 &
+    server_pid=$!
+    up=0
+    for _ in $(seq 1 120); do
+      if node -e "fetch('http://127.0.0.1:$port/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"; then up=1; break; fi
+      kill -0 $server_pid 2>/dev/null || break
+      sleep 1
+    done
+    if [ $up = 1 ]; then
+      timeout 120 node dist/bench/cli.js --workload rate-sweep --rates "${RATE_RPS:-80}" --num-requests 240 --max-tokens 64 \
+        --prompt-tokens 128 --url "http://127.0.0.1:$port" --out "$out/rate-$tag.json" > "$out/rate-$tag.txt" 2>&1 || status=1
+      echo "-- $label: $(grep -E "requests ok|requests/s|output tokens/s|TTFT p50|TTFT p99|TPOT p50|TPOT p99" "$out/rate-$tag.txt" | tr -s ' ' | paste -sd' ')"
+    else
+      status=1; tail -5 "$out/rate-server-$tag.txt"
+    fi
+    kill $server_pid 2>/dev/null; wait $server_pid 2>/dev/null
+  done
 fi
 
 if has hf; then
