@@ -48,6 +48,23 @@ test('same ids as BPE over the whole text: random texts (property)', () => {
   );
 });
 
+test('the newer Metaspace-pre-tokenizer form of the same file: cut after it, same ids (property)', () => {
+  // spaces made '▁' (and the first one prepended) by the pre-tokenizer instead of the normalizer
+  const metaspaceForm = (): JsonObject => ({ ...fileJson(), normalizer: null, pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'first', split: false } });
+  const r = withWordPieces(metaspaceForm());
+  assert.equal(r.applied, true, r.reason);
+  const whole = new Tokenizer(metaspaceForm(), config);
+  const cut = new Tokenizer(r.tokenizerJson, config);
+  const text = fc.array(fc.oneof(fc.constantFrom(' ', '  ', 'the', 'Hello', '\n', '▁', 'é', '🙂'), fc.string({ maxLength: 4 })), { maxLength: 40 }).map((a) => a.join(''));
+  fc.assert(
+    fc.property(text, fc.boolean(), (t, special) => {
+      assert.deepEqual(cut.encode(t, { add_special_tokens: special }).ids, whole.encode(t, { add_special_tokens: special }).ids);
+    }),
+    { numRuns: 200, seed: 20261129 },
+  );
+  assert.deepEqual(cut.encode('Hello world', { add_special_tokens: true }).ids, [1, 22557, 1526]);
+});
+
 test('not applied where a merge could cross a cut, or where the file already splits words', () => {
   const crossing = fileJson();
   const model = crossing.model as { vocab: Record<string, number>; merges: unknown[] };
@@ -61,8 +78,8 @@ test('not applied where a merge could cross a cut, or where the file already spl
   (merged.model as { merges: unknown[] }).merges.push(Array.isArray((merged.model as { merges: unknown[] }).merges[0]) ? ['x', '▁y'] : 'x ▁y');
   assert.equal(withWordPieces(merged).applied, false);
 
-  const preTokenized = { ...fileJson(), pre_tokenizer: { type: 'Metaspace', replacement: '▁' } };
-  assert.deepEqual(withWordPieces(preTokenized), { tokenizerJson: preTokenized, applied: false, reason: 'it has a pre-tokenizer' });
+  const preTokenized = { ...fileJson(), pre_tokenizer: { type: 'Whitespace' } };
+  assert.deepEqual(withWordPieces(preTokenized), { tokenizerJson: preTokenized, applied: false, reason: 'it has a pre-tokenizer other than Metaspace' });
 
   const suffixed = fileJson();
   (suffixed.model as JsonObject).end_of_word_suffix = '</w>';
