@@ -65,6 +65,15 @@ if has node; then
   done
 fi
 
+server_up() {  # port pid: waits up to 120 s for the server's /health; fails at once if the process exits
+  for _ in $(seq 1 120); do
+    node -e "fetch('http://127.0.0.1:$1/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))" && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 1
+  done
+  return 1
+}
+
 bench_rows() {  # label env...: the 1.2b table rows, prefixed
   local label="$1"; shift
   env "$@" timeout 120 kernels/build/bench-engine 1.2b 2>&1 | grep -E "^(prefill|decode) " | sed "s/^/$label | /" >> "$out/bench.txt"
@@ -145,12 +154,7 @@ if has e2e; then
   env "${e2e_env[@]}" ZAMBA2_NONE=1 node dist/main.js --device cuda --model /tmp/ck12 --port $port --max-num-seqs 64 \
     --log-level warn > "$out/server.txt" 2>&1 &
   server_pid=$!
-  up=0
-  for _ in $(seq 1 120); do
-    if node -e "fetch('http://127.0.0.1:$port/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"; then up=1; break; fi
-    kill -0 $server_pid 2>/dev/null || break
-    sleep 1
-  done
+  up=0; server_up $port $server_pid && up=1
   echo "server up=$up after +$(($(date +%s) - t_start))s"
   if [ $up = 1 ]; then
     timeout 180 node dist/bench/cli.js --workload many-streams --url "http://127.0.0.1:$port" --concurrency 64 \
@@ -177,12 +181,7 @@ if has rate; then
     env ${v#*:} node dist/main.js --device cuda --model /tmp/ck12 --port $port --max-num-seqs 64 --log-level warn \
       > "$out/rate-server-$tag.txt" 2>&1 &
     server_pid=$!
-    up=0
-    for _ in $(seq 1 120); do
-      if node -e "fetch('http://127.0.0.1:$port/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"; then up=1; break; fi
-      kill -0 $server_pid 2>/dev/null || break
-      sleep 1
-    done
+    up=0; server_up $port $server_pid && up=1
     if [ $up = 1 ]; then
       timeout 120 node dist/bench/cli.js --workload rate-sweep --rates "${RATE_RPS:-80}" --num-requests 240 --max-tokens 64 \
         --prompt-tokens 128 --url "http://127.0.0.1:$port" --out "$out/rate-$tag.json" > "$out/rate-$tag.txt" 2>&1 || status=1

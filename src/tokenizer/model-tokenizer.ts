@@ -182,8 +182,7 @@ export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json'] as co
 export function loadTokenizer(modelDir: string): HfTokenizer {
   const fileJson = readJson(join(modelDir, 'tokenizer.json'));
   if (fileJson === null) throw new Error(`${modelDir} has no tokenizer.json`);
-  const pieces = withWordPieces(fileJson);
-  const tokenizerJson = pieces.tokenizerJson;
+  const { tokenizerJson, ...wordPieces } = withWordPieces(fileJson);
   const tokenizerConfig = readJson(join(modelDir, 'tokenizer_config.json')) ?? {};
   const templateFile = join(modelDir, 'chat_template.jinja');
   const chatTemplateSource = existsSync(templateFile) ? readFileSync(templateFile, 'utf8') : null;
@@ -192,6 +191,6 @@ export function loadTokenizer(modelDir: string): HfTokenizer {
     modelConfig: readJson(join(modelDir, 'config.json')),
     chatTemplateSource,
     tokenizerJson,
-    wordPieces: pieces.applied ? { applied: true } : { applied: false, ...(pieces.reason ? { reason: pieces.reason } : {}) },
+    wordPieces,
   });
 }
